@@ -1,0 +1,3 @@
+from atm_bench.cli import main
+
+raise SystemExit(main())

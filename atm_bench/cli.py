@@ -1,0 +1,53 @@
+"""The `atm-bench` command line.
+
+Each command group lives in `atm_bench/commands/<group>.py` and exposes
+`register(subparsers)`; handlers import heavy modules (torch, the simulator) only when run,
+so `atm-bench --help` stays fast. User errors print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from atm_bench import __version__
+from atm_bench.errors import UserError
+
+# Command groups, in the order `--help` lists them.
+COMMAND_MODULES = [
+    "atm_bench.commands.envs",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one clear line, no usage dump
+        self.exit(2, f"atm-bench: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="atm-bench",
+        description="ATM (Any-point Trajectory Modeling) benchmark on LIBERO: environments, data, tracks, "
+        "agents, evaluation and tables.",
+    )
+    parser.add_argument("--version", action="version", version=f"atm-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.handler(args)
+    except UserError as exc:
+        print(f"atm-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("atm-bench: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return int(result or 0)

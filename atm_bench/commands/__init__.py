@@ -1,0 +1,1 @@
+"""Command groups of the `atm-bench` CLI (one module per group)."""

@@ -1,0 +1,1 @@
+"""The paper's baselines on the one agent interface (shipped as `atm_bench.baselines`)."""

@@ -1,0 +1,54 @@
+"""Process-wide set-up that must happen before LIBERO, robosuite or MuJoCo are imported.
+
+- Headless OpenGL: `MUJOCO_GL=egl` unless the user chose a backend.
+- LIBERO's path config: LIBERO (upstream) asks interactively for a config path on first import,
+  which hangs CI. We point `LIBERO_CONFIG_PATH` at a directory the package owns and write the
+  config there ourselves, so no prompt ever appears.
+- robosuite's "no private macro file" warnings are noise for users of this package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from functools import lru_cache
+from types import ModuleType
+
+from atm_bench.paths import cache_subdir
+
+
+def configure_environment() -> None:
+    """Set the environment variables the simulator stack reads at import time."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    if os.environ["MUJOCO_GL"] in ("egl", "osmesa"):
+        os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    os.environ.setdefault("LIBERO_CONFIG_PATH", str(cache_subdir("libero-config")))
+
+
+@lru_cache(maxsize=None)
+def libero() -> ModuleType:
+    """Import `libero.libero` without any prompt or console noise and return it."""
+    configure_environment()
+    logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()):
+        import robosuite  # noqa: F401  (its import logs the macro warnings we silence)
+        import libero.libero as libero_pkg
+    logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
+    _write_libero_config(libero_pkg)
+    return libero_pkg
+
+
+def _write_libero_config(libero_pkg: ModuleType) -> None:
+    """Write LIBERO's config.yaml into our cache directory if it is missing."""
+    import yaml
+
+    config_file = os.path.join(os.environ["LIBERO_CONFIG_PATH"], "config.yaml")
+    if os.path.exists(config_file):
+        return
+    paths = libero_pkg.get_default_path_dict()
+    tmp = config_file + f".{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as stream:
+        yaml.safe_dump(paths, stream)
+    os.replace(tmp, config_file)

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's main command: set up .venv if needed, then run the main job on its default.
+# Extra arguments replace the default job's arguments.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export OMP_WAIT_POLICY=PASSIVE MUJOCO_GL=${MUJOCO_GL:-egl}
+if [ $# -eq 0 ]; then
+  set -- envs render --suite libero-goal --task 0 --out out/libero-goal-task0.png
+fi
+exec .venv/bin/atm-bench "$@"

@@ -1,0 +1,198 @@
+"""Scale presets as data: `smoke` (seconds, tests and CI), `quick` (a real small run on a 2-core CPU
+in well under an hour), `paper` (the ATM paper's sizes and hyperparameters, for GPUs).
+
+Every run records the preset it used (`Preset.to_dict()`), so results always say their scale.
+Model configs live here, not in the model modules, so that the CLI can describe a preset without
+importing torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from atm_bench.errors import choice_error
+
+VIEWS = ("agentview", "eye_in_hand")
+
+
+@dataclass(frozen=True)
+class TrackTransformerConfig:
+    """Stage 1: image + query points (+ instruction) -> future point tracks."""
+
+    image_hw: tuple[int, int] = (128, 128)  # (H, W); both divisible by patch_size
+    patch_size: int = 16
+    num_points: int = 32
+    track_len: int = 16
+    track_patch: int = 4  # temporal patch of the track tokeniser (Conv1d kernel = stride)
+    width: int = 384
+    depth: int = 8
+    heads: int = 8
+    mlp_ratio: int = 4
+    dropout: float = 0.2
+    multi_query: bool = True
+    text_dim: int = 768  # follows the text encoder (MiniLM 384, bert-base-cased 768)
+    mask_ratio: float = 0.5  # MAE-style image-token masking in training; 0 turns it off
+    track_loss_weight: float = 10.0
+    pixel_loss_weight: float = 1.0
+    invisible_weight: float = 1.0  # < 1 down-weights occluded points in the track loss
+
+    @property
+    def num_image_tokens(self) -> int:
+        return (self.image_hw[0] // self.patch_size) * (self.image_hw[1] // self.patch_size)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_points * self.track_len // self.track_patch + self.num_image_tokens + 1
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Stage 2: the track-guided policy (and, with `language=True`, the BC baseline)."""
+
+    image_hw: tuple[int, int] = (128, 128)
+    views: tuple[str, ...] = VIEWS
+    window: int = 10
+    stem_channels: int = 64  # conv 7x7 stride 2
+    image_patch: int = 8  # second conv kernel = stride, on the half-resolution map
+    spatial_width: int = 128
+    spatial_depth: int = 7
+    spatial_heads: int = 8
+    spatial_head_dim: int = 120
+    spatial_mlp: int = 256
+    temporal_width: int = 64
+    temporal_depth: int = 4
+    temporal_heads: int = 6
+    temporal_head_dim: int = 64
+    temporal_mlp: int = 256
+    dropout: float = 0.1
+    head_hidden: int = 1024
+    head_layers: int = 2
+    num_points: int = 32  # per view: two offset 4x4 grids
+    track_len: int = 16  # future steps of the predicted tracks the policy sees (4, 8 or 16)
+    early_fusion: bool = True
+    late_fusion: bool = True
+    language: bool = False  # BC baseline: tracks zeroed, a text token in both transformers
+    text_dim: int = 768
+    joint_dim: int = 7
+    gripper_dim: int = 2
+    action_dim: int = 7
+
+    @property
+    def image_tokens_per_view(self) -> int:
+        h, w = self.image_hw
+        return (h // 2 // self.image_patch) * (w // 2 // self.image_patch)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation of one stage: AdamW, cosine schedule with linear warm-up, gradient clipping."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 0.0
+    grad_clip: float = 10.0
+    val_fraction: float = 0.1
+    max_steps_per_epoch: int | None = None  # caps an epoch (smoke/quick); None = a full pass
+    seed: int = 0
+    augment: bool = True
+    shift_px: int = 4  # random shift, scaled with the image size by the dataset
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    demos_per_task: int = 50
+    labelled_demos: int = 10  # action-labelled demos per task (the paper's 20 % split)
+    max_frames_per_demo: int | None = None  # subsample long demos in small presets
+    points_per_view: int = 1000  # tracker: random points per view and demo
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    episodes_per_task: int = 20
+    horizon: int | None = None  # None: the protocol's horizon (ATM: 600)
+    n_envs: int = 10
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    image_size: int
+    track_model: TrackTransformerConfig
+    policy: PolicyConfig
+    track_training: TrainConfig
+    policy_training: TrainConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def with_text_dim(self, text_dim: int) -> "Preset":
+        """The same preset for a text encoder of another width (MiniLM 384, BERT 768)."""
+        return replace(self, track_model=replace(self.track_model, text_dim=text_dim),
+                       policy=replace(self.policy, text_dim=text_dim))
+
+
+def _paper() -> Preset:
+    return Preset(
+        name="paper",
+        image_size=128,
+        track_model=TrackTransformerConfig(),
+        policy=PolicyConfig(),
+        # Paper table VI: batch 1024, lr 1e-4, 5 warm-up epochs, clip 10; epochs as the authors' config.
+        track_training=TrainConfig(epochs=100, batch_size=1024, lr=1e-4, warmup_epochs=5, grad_clip=10.0),
+        # Paper table VII: batch 512, lr 5e-4, no warm-up, clip 100, 100 epochs.
+        policy_training=TrainConfig(epochs=100, batch_size=512, lr=5e-4, warmup_epochs=0, grad_clip=100.0),
+    )
+
+
+def _quick() -> Preset:
+    hw = (64, 64)
+    return Preset(
+        name="quick",
+        image_size=64,
+        track_model=TrackTransformerConfig(image_hw=hw, patch_size=8, width=128, depth=4, heads=4, dropout=0.1),
+        policy=PolicyConfig(image_hw=hw, stem_channels=32, image_patch=4, spatial_width=64, spatial_depth=2,
+                            spatial_heads=4, spatial_head_dim=32, spatial_mlp=128, temporal_depth=2,
+                            temporal_heads=4, temporal_head_dim=32, temporal_mlp=128, head_hidden=256),
+        track_training=TrainConfig(epochs=8, batch_size=64, lr=5e-4, warmup_epochs=1, grad_clip=10.0,
+                                   max_steps_per_epoch=150, shift_px=2),
+        policy_training=TrainConfig(epochs=20, batch_size=32, lr=5e-4, grad_clip=100.0,
+                                    max_steps_per_epoch=100, shift_px=2),
+        data=DataConfig(demos_per_task=20, labelled_demos=4, points_per_view=300),
+        eval=EvalConfig(episodes_per_task=5, horizon=None, n_envs=2, seeds=(0,)),
+    )
+
+
+def _smoke() -> Preset:
+    hw = (32, 32)
+    return Preset(
+        name="smoke",
+        image_size=32,
+        track_model=TrackTransformerConfig(image_hw=hw, patch_size=8, num_points=8, track_len=8, width=32, depth=1,
+                                           heads=2, dropout=0.0),
+        policy=PolicyConfig(image_hw=hw, window=3, stem_channels=8, image_patch=4, spatial_width=32,
+                            spatial_depth=1, spatial_heads=2, spatial_head_dim=16, spatial_mlp=64,
+                            temporal_width=32, temporal_depth=1, temporal_heads=2, temporal_head_dim=16,
+                            temporal_mlp=64, dropout=0.0, head_hidden=64, num_points=32, track_len=8),
+        track_training=TrainConfig(epochs=2, batch_size=8, lr=1e-3, warmup_epochs=0, max_steps_per_epoch=3, shift_px=1),
+        policy_training=TrainConfig(epochs=2, batch_size=4, lr=1e-3, grad_clip=100.0, max_steps_per_epoch=3, shift_px=1),
+        data=DataConfig(demos_per_task=4, labelled_demos=2, max_frames_per_demo=40, points_per_view=64),
+        eval=EvalConfig(episodes_per_task=1, horizon=20, n_envs=1, seeds=(0,)),
+    )
+
+
+PRESETS = {"smoke": _smoke, "quick": _quick, "paper": _paper}
+
+
+def get_preset(name: str) -> Preset:
+    """The named preset; an unknown name is a `UserError` that lists the valid ones."""
+    if name not in PRESETS:
+        raise choice_error("preset", name, PRESETS)
+    return PRESETS[name]()

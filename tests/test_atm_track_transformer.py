@@ -1,0 +1,70 @@
+"""Track transformer: shapes, coordinate conventions on non-square images, permutation equivariance."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from atm_bench.atm.track_transformer import TrackTransformer, patchify, to_model_images, unpatchify
+from atm_bench.presets import get_preset
+
+
+def _cfg(**kw):
+    return dataclasses.replace(get_preset("smoke").track_model, **kw)
+
+
+def test_shapes_on_non_square_images():
+    cfg = _cfg(image_hw=(32, 48))
+    model = TrackTransformer(cfg)
+    images = torch.rand(3, 3, 32, 48) * 2 - 1
+    pred = model(images, torch.rand(3, 5, 2), torch.randn(3, cfg.text_dim))
+    assert pred.tracks.shape == (3, 5, cfg.track_len, 2)
+    assert pred.pixels.shape == (3, (32 // 8) * (48 // 8), 8 * 8 * 3)
+    assert pred.image_mask.sum(1).tolist() == [12, 12, 12]  # 50 % of 24 tokens, in training mode
+    model.eval()
+    assert not model(images, torch.rand(3, 5, 2), torch.randn(3, cfg.text_dim)).image_mask.any()
+
+
+def test_patchify_roundtrip_and_layout_on_non_square_image():
+    frames = torch.randint(0, 256, (2, 16, 24, 3), dtype=torch.uint8)
+    images = to_model_images(frames)
+    assert images.shape == (2, 3, 16, 24) and images.min() >= -1 and images.max() <= 1
+    patches = patchify(images, 8)
+    assert patches.shape == (2, 2 * 3, 8 * 8 * 3)
+    # patch 1 is row 0, column 1: pixels x in [8, 16), y in [0, 8)
+    assert torch.equal(patches[0, 1].reshape(8, 8, 3), images[0, :, 0:8, 8:16].permute(1, 2, 0))
+    assert torch.equal(unpatchify(patches, 8, (16, 24)), images)
+
+
+def test_predictions_are_equivariant_to_permuting_queries():
+    cfg = _cfg()
+    model = TrackTransformer(cfg).eval()
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    queries = torch.rand(2, 7, 2)
+    text = torch.randn(2, cfg.text_dim)
+    perm = torch.randperm(7)
+    a = model.predict(images, queries, text)
+    b = model.predict(images, queries[:, perm], text)
+    assert torch.allclose(a[:, perm], b, atol=1e-5)
+
+
+def test_loss_weights_and_visibility():
+    cfg = _cfg(invisible_weight=0.0)
+    model = TrackTransformer(cfg)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    pred = model(images, torch.rand(2, 4, 2), torch.randn(2, cfg.text_dim))
+    target = pred.tracks.detach().clone()
+    vis = torch.ones(2, 4, cfg.track_len, dtype=torch.bool)
+    vis[:, 0] = False
+    target[:, 0] += 5.0  # a large error on invisible points only: ignored with weight 0
+    out = model.loss(pred, images, target, vis)
+    assert out["track_mse"].item() == pytest.approx(0.0, abs=1e-8)
+    assert out["loss"].item() == pytest.approx(out["pixel_mse"].item(), rel=1e-5)
+    full = dataclasses.replace(cfg, invisible_weight=1.0)
+    out_full = TrackTransformer(full).loss(pred, images, target, vis)
+    assert out_full["track_mse"].item() > 1.0
+
+
+def test_bad_image_size_is_rejected():
+    with pytest.raises(ValueError, match="divisible"):
+        TrackTransformer(_cfg(image_hw=(30, 32)))

@@ -1,0 +1,35 @@
+"""Presets are data, and the `paper` preset reproduces the reference's model sizes."""
+
+import pytest
+import torch
+
+from atm_bench.errors import UserError
+from atm_bench.presets import PRESETS, get_preset
+
+
+def test_unknown_preset_is_a_user_error():
+    with pytest.raises(UserError, match="smoke"):
+        get_preset("huge")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_consistent(name):
+    p = get_preset(name)
+    assert p.to_dict()["name"] == name
+    assert p.policy.track_len <= p.track_model.track_len
+    assert p.track_model.image_hw == p.policy.image_hw == (p.image_size, p.image_size)
+    assert p.data.labelled_demos <= p.data.demos_per_task
+
+
+def test_paper_track_transformer_matches_reference():
+    from atm_bench.atm.track_transformer import TrackTransformer
+    from atm_bench.atm.transformer import count_parameters
+    from atm_bench.flops import count_flops
+
+    cfg = get_preset("paper").track_model
+    model = TrackTransformer(cfg).eval()
+    assert cfg.num_tokens == 193
+    params = count_parameters(model)
+    assert abs(params / 13.0e6 - 1) < 0.05, params
+    count, _ = count_flops(model, torch.zeros(1, 3, 128, 128), torch.rand(1, 32, 2), torch.zeros(1, cfg.text_dim))
+    assert abs(count.macs / 2.6e9 - 1) < 0.05, count.macs

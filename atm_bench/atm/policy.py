@@ -1,0 +1,168 @@
+"""The track-guided policy (ATM stage 2), and with `language=True` the BC baseline.
+
+Per step: each view's image -> conv encoder -> image tokens; each view's predicted tracks for the
+fixed query grid -> one token per track (early fusion, Conv1d over time + one-hot view id); a
+spatial transformer over [CLS | image tokens | track tokens (| text)] summarises the step. Over a
+window of steps a block-causal temporal transformer runs on [action CLS, summary, joint, gripper]
+per step; the action CLS output plus the step's flattened tracks (late fusion) go through an MLP
+head to a 7-d action. Nothing inside a step depends on other steps, so `encode_step` results can be
+cached across env steps: one new step costs one spatial pass (see `atm_bench.atm.agent`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from atm_bench.atm.transformer import Encoder, block_causal_mask, sinusoidal_steps, trunc_normal_init
+from atm_bench.presets import PolicyConfig
+
+TOKENS_PER_STEP = 4  # action CLS, spatial summary, joint, gripper
+
+
+def policy_query_points(num_points: int = 32) -> torch.Tensor:
+    """The policy's fixed query points (N, 2) in normalised (x, y): two offset square grids,
+    linspace(0.05, 0.85) and linspace(0.15, 0.95) (4 x 4 each for N = 32)."""
+    side = int(round((num_points / 2) ** 0.5))
+    if 2 * side * side != num_points:
+        raise ValueError(f"the query grid needs N = 2 * k^2 points, got {num_points}")
+    grids = []
+    for lo, hi in ((0.05, 0.85), (0.15, 0.95)):
+        axis = torch.linspace(lo, hi, side)
+        ys, xs = torch.meshgrid(axis, axis, indexing="ij")
+        grids.append(torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1))
+    return torch.cat(grids)
+
+
+class ImageEncoder(nn.Module):
+    """conv 7x7 stride 2 + BN + ReLU, then conv patch x patch stride patch + BN -> (B, P, width)."""
+
+    def __init__(self, stem: int, width: int, patch: int):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, stem, 7, 2, 3, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True))
+        self.proj = nn.Conv2d(stem, width, patch, patch)
+        self.norm = nn.BatchNorm2d(width)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(self.stem(images))).flatten(2).transpose(1, 2)
+
+
+class TrackGuidedPolicy(nn.Module):
+    def __init__(self, cfg: PolicyConfig):
+        super().__init__()
+        self.cfg = cfg
+        v, n, ds, dt = len(cfg.views), cfg.num_points, cfg.spatial_width, cfg.temporal_width
+        self.encoders = nn.ModuleList(ImageEncoder(cfg.stem_channels, ds, cfg.image_patch) for _ in cfg.views)
+        self.image_pos = nn.Parameter(torch.randn(v, cfg.image_tokens_per_view, ds) * 0.02)
+        self.modality = nn.Parameter(torch.randn(v + 2, ds) * 0.02)  # image per view, track, text
+        self.spatial_cls = nn.Parameter(torch.randn(1, 1, ds) * 0.02)
+        if cfg.early_fusion:
+            self.track_embed = nn.Conv1d(2 + v, ds, cfg.track_len)
+            self.track_pos = nn.Parameter(torch.randn(v * n, ds) * 0.02)
+        self.spatial = Encoder(ds, cfg.spatial_depth, cfg.spatial_heads, cfg.spatial_mlp, cfg.spatial_head_dim,
+                               dropout=cfg.dropout)
+        self.summary = nn.Linear(ds, dt)
+        self.joint_embed = nn.Linear(cfg.joint_dim, dt)
+        self.gripper_embed = nn.Linear(cfg.gripper_dim, dt)
+        self.action_cls = nn.Parameter(torch.zeros(1, 1, dt))
+        if cfg.language:
+            self.text_spatial = nn.Linear(cfg.text_dim, ds)
+            self.text_temporal = nn.Linear(cfg.text_dim, dt)
+        self.temporal = Encoder(dt, cfg.temporal_depth, cfg.temporal_heads, cfg.temporal_mlp, cfg.temporal_head_dim,
+                                dropout=cfg.dropout)
+        self.register_buffer("time_pos", sinusoidal_steps(cfg.window, dt), persistent=False)
+        self.register_buffer("temporal_mask", block_causal_mask(cfg.window, TOKENS_PER_STEP), persistent=False)
+        layers: list[nn.Module] = []
+        width = dt + self.late_dim
+        for _ in range(cfg.head_layers):
+            layers += [nn.Linear(width, cfg.head_hidden), nn.ReLU(inplace=True)]
+            width = cfg.head_hidden
+        self.head = nn.Sequential(*layers, nn.Linear(width, cfg.action_dim))
+        self.apply(trunc_normal_init)
+
+    @property
+    def late_dim(self) -> int:
+        cfg = self.cfg
+        return len(cfg.views) * cfg.num_points * cfg.track_len * 2 if cfg.late_fusion else 0
+
+    @property
+    def uses_tracks(self) -> bool:
+        return not self.cfg.language and (self.cfg.early_fusion or self.cfg.late_fusion)
+
+    def encode_step(self, images: torch.Tensor, tracks: torch.Tensor | None, joint: torch.Tensor,
+                    gripper: torch.Tensor, text: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of B samples -> (temporal tokens (B, 3, Dt) = [summary, joint, gripper],
+        late-fusion features (B, late_dim)).
+
+        images (B, V, 3, H, W) in [-1, 1]; tracks (B, V, N, >= track_len, 2) predicted tracks of the
+        fixed query grid (None or ignored when the policy uses no tracks).
+        """
+        cfg = self.cfg
+        b, v = images.shape[:2]
+        tokens = [self.spatial_cls.expand(b, -1, -1)]
+        for i, encoder in enumerate(self.encoders):
+            tokens.append(encoder(images[:, i]) + self.image_pos[i] + self.modality[i])
+        tracks = self._tracks(tracks, b, images)
+        if cfg.early_fusion:
+            tokens.append(self._track_tokens(tracks))
+        if cfg.language:
+            tokens.append((self.text_spatial(text) + self.modality[v + 1])[:, None])
+        x = self.spatial(torch.cat(tokens, dim=1))
+        step = torch.stack([self.summary(x[:, 0]), self.joint_embed(joint), self.gripper_embed(gripper)], dim=1)
+        late = tracks.reshape(b, -1) if cfg.late_fusion else tracks.new_zeros(b, 0)
+        return step, late
+
+    def _tracks(self, tracks: torch.Tensor | None, b: int, like: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        shape = (b, len(cfg.views), cfg.num_points, cfg.track_len, 2)
+        if tracks is None or cfg.language:  # BC: tracks zeroed
+            return like.new_zeros(shape)
+        if tracks.shape[3] < cfg.track_len:
+            raise ValueError(f"policy needs tracks of >= {cfg.track_len} steps, got {tracks.shape[3]}")
+        return tracks[:, :, :, : cfg.track_len]
+
+    def _track_tokens(self, tracks: torch.Tensor) -> torch.Tensor:
+        b, v, n, length, _ = tracks.shape
+        view_id = torch.eye(v, device=tracks.device, dtype=tracks.dtype)[None, :, None, None].expand(b, v, n, length, v)
+        x = torch.cat([tracks, view_id], dim=-1).reshape(b * v * n, length, 2 + v).transpose(1, 2)
+        tok = self.track_embed(x).reshape(b, v * n, -1)
+        return tok + self.track_pos + self.modality[v]
+
+    def decide(self, steps: torch.Tensor, late: torch.Tensor, text: torch.Tensor | None = None,
+               last_only: bool = False) -> torch.Tensor:
+        """Window of step tokens (B, T, 3, Dt) and late features (B, T, late_dim) -> actions (B, T, 7)
+        (or (B, 1, 7) for the last position only)."""
+        cfg = self.cfg
+        b, t = steps.shape[:2]
+        if t > cfg.window:
+            raise ValueError(f"window of {t} steps exceeds the policy's {cfg.window}")
+        cls = self.action_cls.expand(b, t, -1)
+        if cfg.language:
+            cls = cls + self.text_temporal(text)[:, None]
+        x = torch.cat([cls[:, :, None], steps], dim=2) + self.time_pos[:t, None]
+        mask = self.temporal_mask[: t * TOKENS_PER_STEP, : t * TOKENS_PER_STEP]
+        x = self.temporal(x.reshape(b, t * TOKENS_PER_STEP, -1), mask).reshape(b, t, TOKENS_PER_STEP, -1)[:, :, 0]
+        if last_only:
+            x, late = x[:, -1:], late[:, -1:]
+        return self.head(torch.cat([x, late], dim=-1))
+
+    def forward(self, images: torch.Tensor, tracks: torch.Tensor | None, joint: torch.Tensor,
+                gripper: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """Training pass over windows: images (B, T, V, 3, H, W), tracks (B, T, V, N, L, 2),
+        joint (B, T, 7), gripper (B, T, 2) -> actions (B, T, 7)."""
+        b, t = images.shape[:2]
+        flat = lambda x: None if x is None else x.reshape(b * t, *x.shape[2:])  # noqa: E731
+        rep_text = None if text is None else text[:, None].expand(b, t, -1).reshape(b * t, -1)
+        step, late = self.encode_step(flat(images), flat(tracks), flat(joint), flat(gripper), rep_text)
+        return self.decide(step.reshape(b, t, *step.shape[1:]), late.reshape(b, t, -1), text)
+
+    @staticmethod
+    def loss(pred: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss = F.mse_loss(pred, actions)
+        return {"loss": loss, "action_mse": loss.detach()}
+
+    @torch.no_grad()
+    def act(self, steps: torch.Tensor, late: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """Inference: the last position's action, clamped to [-1, 1] (B, 7)."""
+        return self.decide(steps, late, text, last_only=True)[:, 0].clamp(-1.0, 1.0)

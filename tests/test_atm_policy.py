@@ -1,0 +1,111 @@
+"""Track-guided policy: reference size, causality, ablation flags, BC mode, cached stepping."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from atm_bench.atm.policy import TrackGuidedPolicy, policy_query_points
+from atm_bench.atm.transformer import count_parameters
+from atm_bench.presets import get_preset
+
+
+def _cfg(**kw):
+    return dataclasses.replace(get_preset("smoke").policy, **kw)
+
+
+def _batch(cfg, b=2, t=None, hw=None):
+    t = t or cfg.window
+    h, w = hw or cfg.image_hw
+    g = torch.Generator().manual_seed(0)
+    return (torch.rand(b, t, 2, 3, h, w, generator=g) * 2 - 1, torch.rand(b, t, 2, cfg.num_points, 16, 2, generator=g),
+            torch.randn(b, t, 7, generator=g), torch.randn(b, t, 2, generator=g))
+
+
+def test_query_grid_is_two_offset_4x4_grids():
+    q = policy_query_points(32)
+    assert q.shape == (32, 2)
+    assert torch.allclose(q[:16].min(0).values, torch.tensor([0.05, 0.05]))
+    assert torch.allclose(q[:16].max(0).values, torch.tensor([0.85, 0.85]))
+    assert torch.allclose(q[16:].min(0).values, torch.tensor([0.15, 0.15]))
+    assert torch.allclose(q[16:].max(0).values, torch.tensor([0.95, 0.95]))
+    assert q[1, 0] > q[0, 0] and q[1, 1] == q[0, 1]  # x varies along a row first
+
+
+def test_paper_policy_size_matches_reference():
+    params = count_parameters(TrackGuidedPolicy(get_preset("paper").policy))
+    assert abs(params / 8.9e6 - 1) < 0.05, params
+
+
+def test_shapes_on_non_square_images():
+    cfg = _cfg(image_hw=(32, 48))
+    policy = TrackGuidedPolicy(cfg)
+    assert cfg.image_tokens_per_view == 4 * 6
+    out = policy(*_batch(cfg, hw=(32, 48)))
+    assert out.shape == (2, cfg.window, 7)
+
+
+def test_temporal_attention_is_block_causal():
+    cfg = _cfg()
+    policy = TrackGuidedPolicy(cfg).eval()
+    images, tracks, joint, grip = _batch(cfg)
+    a = policy(images, tracks, joint, grip)
+    images2, joint2 = images.clone(), joint.clone()
+    images2[:, -1] = 0.0
+    joint2[:, -1] += 1.0
+    b = policy(images2, tracks, joint2, grip)
+    earlier = (a[:, :-1] - b[:, :-1]).abs().max().item()
+    last = (a[:, -1] - b[:, -1]).abs().max().item()
+    assert earlier < 1e-3 * last, (earlier, last)
+
+
+def test_cached_stepping_equals_the_window_forward():
+    cfg = _cfg()
+    policy = TrackGuidedPolicy(cfg).eval()
+    images, tracks, joint, grip = _batch(cfg)
+    full = policy(images, tracks, joint, grip)
+    with torch.no_grad():
+        steps = [policy.encode_step(images[:, i], tracks[:, i], joint[:, i], grip[:, i]) for i in range(cfg.window)]
+    step_tok = torch.stack([s for s, _ in steps], 1)
+    late = torch.stack([l for _, l in steps], 1)
+    assert torch.allclose(policy.act(step_tok, late), full[:, -1].clamp(-1, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("track_len", [4, 8])
+def test_track_length_and_fusion_flags(track_len):
+    base = count_parameters(TrackGuidedPolicy(_cfg(track_len=track_len)))
+    no_late = TrackGuidedPolicy(_cfg(track_len=track_len, late_fusion=False))
+    no_early = TrackGuidedPolicy(_cfg(track_len=track_len, early_fusion=False))
+    assert no_late.late_dim == 0 and TrackGuidedPolicy(_cfg(track_len=track_len)).late_dim == 2 * 32 * track_len * 2
+    assert count_parameters(no_late) < base and count_parameters(no_early) < base
+    for policy in (no_late, no_early):
+        assert policy(*_batch(policy.cfg)).shape == (2, 3, 7)
+
+
+def test_bc_mode_ignores_tracks_and_uses_language():
+    cfg = _cfg(language=True, text_dim=16)
+    policy = TrackGuidedPolicy(cfg).eval()
+    images, tracks, joint, grip = _batch(cfg)
+    text = torch.randn(2, 16)
+    a = policy(images, tracks, joint, grip, text)
+    assert torch.allclose(a, policy(images, tracks * 0 + 0.3, joint, grip, text), atol=1e-6)
+    assert torch.allclose(a, policy(images, None, joint, grip, text), atol=1e-6)
+    assert (a - policy(images, tracks, joint, grip, torch.randn(2, 16))).abs().max() > 1e-4
+    assert not policy.uses_tracks
+
+
+def test_policy_overfits_one_batch():
+    torch.manual_seed(0)
+    cfg = _cfg()
+    policy = TrackGuidedPolicy(cfg)
+    images, tracks, joint, grip = _batch(cfg, b=4)
+    actions = torch.rand(4, cfg.window, 7) * 2 - 1
+    opt = torch.optim.AdamW(policy.parameters(), lr=2e-3)
+    first = None
+    for _ in range(150):
+        loss = policy.loss(policy(images, tracks, joint, grip), actions)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else loss.item()
+    assert loss.item() < first / 10

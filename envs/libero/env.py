@@ -97,6 +97,9 @@ class LiberoEnv(gym.Env):
         self._success = False
         self._init_index: int | None = None
         self._needs_reset = True
+        # Vector envs pass one `options` to every worker; evaluation gives each worker its own
+        # init state with `vector_env.set_attr("next_init_state", [i0, i1, ...])` before reset.
+        self.next_init_state: int | None = None
         self._raw_obs: dict[str, np.ndarray] = {}
 
     # -- construction -------------------------------------------------------------------
@@ -135,7 +138,8 @@ class LiberoEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         options = dict(options or {})
-        index = options.get("init_state")
+        index = options.get("init_state", self.next_init_state)
+        self.next_init_state = None
         if index is None:
             index = int(self.np_random.integers(len(self.init_states)))
         if not isinstance(index, (int, np.integer)) or not 0 <= int(index) < len(self.init_states):

@@ -15,6 +15,8 @@ Images come out upright (row 0 at the top); OpenGL's bottom-up rows are flipped 
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -23,6 +25,25 @@ import numpy as np
 from atm_bench.envs.libero.runtime import configure_environment
 
 RENDER_QUALITIES = ("reference", "fast")
+
+# Renderers still open at interpreter exit are closed before MuJoCo's EGL module terminates
+# its display (atexit runs handlers last-registered-first, so ours is registered after the
+# first GL context exists); otherwise EGL prints noisy, harmless errors during teardown.
+_LIVE: "weakref.WeakSet[SceneRenderer]" = weakref.WeakSet()
+_EXIT_HOOK = False
+
+
+def _close_live_renderers() -> None:
+    for renderer in list(_LIVE):
+        renderer.close()
+
+
+def _track(renderer: "SceneRenderer") -> None:
+    global _EXIT_HOOK
+    _LIVE.add(renderer)
+    if not _EXIT_HOOK:
+        atexit.register(_close_live_renderers)
+        _EXIT_HOOK = True
 
 
 @dataclass
@@ -94,15 +115,16 @@ class SceneRenderer:
         self._rgb = np.empty((self.height, self.width, 3), dtype=np.uint8)
         self._depth = np.empty((self.height, self.width), dtype=np.float32)
         self._mujoco = mujoco
+        _track(self)
 
     def _camera_id(self, name: str) -> int:
-        cam_id = self.model.camera(name).id if name in self._camera_names() else -1
-        if cam_id < 0:
-            raise ValueError(f"no camera {name!r} in the scene; cameras: {self._camera_names()}")
-        return cam_id
+        import mujoco
 
-    def _camera_names(self) -> list[str]:
-        return [self.model.camera(i).name for i in range(self.model.ncam)]
+        cam_id = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, name)
+        if cam_id < 0:
+            names = [self.model.camera(i).name for i in range(self.model.ncam)]
+            raise ValueError(f"no camera {name!r} in the scene; cameras: {names}")
+        return cam_id
 
     def _pose(self, physics_data):
         """Pose the render model from the physics state; returns the MjData to draw."""

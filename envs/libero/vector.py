@@ -1,0 +1,47 @@
+"""Vector environments for evaluation.
+
+Each worker builds its own `LiberoEnv` (and with it its own GL context) after it starts:
+render contexts must never cross a fork, so asynchronous workers use the `spawn` start
+method and receive only a picklable recipe. `LP_NUM_THREADS=1` keeps Mesa's llvmpipe from
+spawning a thread pool per worker on a small machine: N workers then scale ~N x.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+
+
+def _make_env(env_kwargs: dict[str, Any], single_thread_gl: bool) -> gym.Env:
+    if single_thread_gl:
+        os.environ.setdefault("LP_NUM_THREADS", "1")
+    from atm_bench.envs.libero.env import LiberoEnv
+
+    return LiberoEnv(**env_kwargs)
+
+
+def make_vector_env(
+    suite: str,
+    task: int,
+    n_envs: int,
+    asynchronous: bool = True,
+    autoreset_mode: gym.vector.AutoresetMode = gym.vector.AutoresetMode.DISABLED,
+    **env_kwargs: Any,
+) -> gym.vector.VectorEnv:
+    """`n_envs` copies of one task. Asynchronous (one process each) by default; the
+    synchronous fallback runs them in this process (for debugging or a single core).
+
+    Autoreset is disabled by default: evaluation resets envs itself, giving each worker the
+    init state the protocol assigns to its next episode:
+    `venv.set_attr("next_init_state", [i0, i1, ...]); venv.reset(mask=...)`.
+    """
+    if n_envs < 1:
+        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    kwargs = dict(env_kwargs, suite=suite, task=task)
+    fns = [partial(_make_env, kwargs, asynchronous) for _ in range(n_envs)]
+    if asynchronous:
+        return gym.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=autoreset_mode)
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=autoreset_mode)

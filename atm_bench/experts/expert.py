@@ -1,0 +1,138 @@
+"""The scripted expert: plan from the BDDL goal, run primitives, verify with LIBERO's predicates.
+
+`ScriptedExpert(env, seed)` is a plain per-env controller: `reset()` after the env is reset,
+then `act()` once per step. It needs privileged simulator state, so it runs where the env
+runs (in-process or inside an env worker). `rollout()` runs one physics-only episode and
+records the states that data generation replays to render frames.
+"""
+
+from __future__ import annotations
+
+from typing import Generator
+
+import numpy as np
+
+from atm_bench.experts import primitives as P
+from atm_bench.experts.goals import Step, Subgoal, make_plan, parse_goal
+from atm_bench.experts.motion import OPEN, Ctx, Style, hold
+from atm_bench.experts.scene import Scene
+
+MAX_ATTEMPTS = 3
+
+
+class ScriptedExpert:
+    """Solves a LIBERO task from privileged state; `done` once the goal holds, `failed` when it gave up."""
+
+    def __init__(self, env, seed: int = 0) -> None:
+        self.env = env
+        self.seed = int(seed)
+        self.scene: Scene | None = None
+        self.plan: list[Step] = []
+        self.subgoals: list[Subgoal] = []
+        self.done = False
+        self.failed = False
+        self._gen: Generator[np.ndarray, None, bool] | None = None
+        self._ctx: Ctx | None = None
+
+    # -- public API ----------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Plan from the goal and the current simulator state (call after `env.reset`)."""
+        self.scene = Scene(self.env)
+        rng = np.random.default_rng(self.seed)
+        self._ctx = Ctx(self.scene, rng, Style.sample(rng))
+        self.subgoals = parse_goal(self.scene.task.parsed_problem["goal_state"])
+        self.plan = make_plan(self.subgoals, self._is_drawer, self._is_pushable)
+        self.done = False
+        self.failed = False
+        self._gen = self._run()
+
+    def act(self) -> np.ndarray:
+        """The next 7-d action in [-1, 1]; once done or failed it holds still with the gripper open."""
+        if self._gen is None:
+            raise RuntimeError("call ScriptedExpert.reset() after env.reset() and before act()")
+        try:
+            return next(self._gen).astype(np.float64)
+        except StopIteration:
+            return np.array([0, 0, 0, 0, 0, 0, self._ctx.grip if self._ctx else OPEN], dtype=np.float64)
+
+    # -- planning helpers ------------------------------------------------------------------
+
+    def _is_drawer(self, region: str) -> bool:
+        sc = self.scene
+        return sc.is_site(region) and bool(sc.task.object_sites_dict[region].joints)
+
+    def _is_pushable(self, obj: str, target: str) -> bool:
+        """Plates are too wide and flat to grasp: slide them to table regions."""
+        sc = self.scene
+        size = sc.extent(obj).size
+        return sc.is_site(target) and sc.site_parent(target) is None and size[2] < 0.03 and min(size[:2]) > 0.09
+
+    def holds(self, goal: Subgoal) -> bool:
+        return bool(self.scene.task._eval_predicate(goal.as_bddl()))
+
+    def _step_goals(self, step: Step) -> list[Subgoal]:
+        """The goal predicates a step is meant to satisfy."""
+        skill_pred = {"open": "open", "close": "close", "turn_on": "turnon", "turn_off": "turnoff", "lift": "up"}
+        out = []
+        for g in self.subgoals:
+            if step.skill in skill_pred:
+                if g.predicate == skill_pred[step.skill] and g.args[0] == step.obj:
+                    out.append(g)
+            elif g.predicate in ("on", "in") and g.args == (step.obj, step.target):
+                out.append(g)
+        return out
+
+    # -- execution ---------------------------------------------------------------------------
+
+    def _run(self) -> Generator[np.ndarray, None, bool]:
+        ctx = self._ctx
+        for step in self.plan:
+            goals = self._step_goals(step)
+            for _ in range(MAX_ATTEMPTS):
+                if goals and all(self.holds(g) for g in goals):
+                    break
+                yield from self._skill(step)
+                yield from hold(ctx, 3, ctx.grip)  # let the scene settle before checking
+            else:
+                if goals and not all(self.holds(g) for g in goals):
+                    self.failed = True
+                    return False
+        self.done = bool(self.scene.task._check_success())
+        self.failed = not self.done
+        return self.done
+
+    def _skill(self, step: Step) -> Generator[np.ndarray, None, bool]:
+        ctx = self._ctx
+        if step.skill == "pick_place":
+            return (yield from P.pick_place(ctx, step.obj, step.target))
+        if step.skill == "lift":
+            return (yield from P.pick(ctx, step.obj))
+        raise NotImplementedError(f"no primitive for skill {step.skill!r} yet")
+
+
+def rollout(env, init_state: int, seed: int, max_steps: int | None = None):
+    """One physics-only expert episode from init state `init_state`.
+
+    Returns (success, actions (T, 7), states (T, D)); states[t] is `env.get_state()` just before
+    actions[t], as LIBERO datasets store them.
+    """
+    env.reset(options={"init_state": int(init_state)})
+    expert = ScriptedExpert(env, seed)
+    expert.reset()
+    max_steps = env.horizon if max_steps is None else int(max_steps)
+    actions, states, success = [], [], False
+    for _ in range(max_steps):
+        states.append(env.get_state())
+        action = expert.act()
+        actions.append(action)
+        _, _, terminated, truncated, info = env.step(action)
+        success = bool(info["is_success"])
+        if terminated or truncated or expert.failed:
+            break
+    dim = len(env.get_state())
+    return (
+        success,
+        np.asarray(actions, dtype=np.float64).reshape(-1, 7),
+        np.asarray(states, dtype=np.float64).reshape(-1, dim),
+    )

@@ -1,0 +1,201 @@
+"""Manipulation primitives composed from servo moves: grasp, pick, place, push, pull, turn.
+
+Each primitive is a generator of actions that reads the live simulator (through `Ctx.scene`)
+between steps and returns True when its physical effect happened (object lifted, drawer
+moved, knob turned). The expert checks LIBERO's own predicate afterwards.
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+from atm_bench.experts.motion import CLOSE, OPEN, Actions, Ctx, down_rot, hold, move_to
+from atm_bench.experts.scene import Scene, yaw_for_axis
+
+MAX_Z = 1.32  # highest comfortable hand height above LIBERO's tables
+GRIPPER_OPEN_WIDTH = 0.075
+
+
+# -- geometry helpers ------------------------------------------------------------------------
+
+
+def _robot_geoms(sc: Scene) -> set[int]:
+    m = sc.model
+    names = ("robot0_", "gripper0_", "mount0_")
+    return {g for g in range(m.ngeom) if m.body(int(m.geom_bodyid[g])).name.startswith(names)}
+
+
+def surface_z(sc: Scene, xy: np.ndarray, exclude: set[int], z_from: float = 1.6) -> float:
+    """Height of the first collision surface under `xy`, ignoring the geoms in `exclude`."""
+    pnt = np.array([xy[0], xy[1], z_from], dtype=np.float64)
+    vec = np.array([0.0, 0.0, -1.0])
+    group = np.array([1, 0, 0, 0, 0, 0], dtype=np.uint8)
+    geomid = np.zeros(1, dtype=np.int32)
+    for _ in range(16):
+        dist = mujoco.mj_ray(sc.model, sc.data, pnt, vec, group, 1, -1, geomid)
+        if dist < 0:
+            return float(sc.table_z)
+        hit = pnt + vec * dist
+        if int(geomid[0]) not in exclude:
+            return float(hit[2])
+        pnt = hit + vec * 1e-4
+    return float(sc.table_z)
+
+
+def path_clearance(sc: Scene, a: np.ndarray, b: np.ndarray, skip: set[str], margin: float = 0.07) -> float:
+    """Highest object/fixture point within `margin` of the xy segment a->b (skipping `skip`)."""
+    top = sc.table_z
+    seg = b[:2] - a[:2]
+    length2 = float(seg @ seg) + 1e-9
+    for name in sc.object_names() + sc.fixture_names():
+        if name in skip:
+            continue
+        try:
+            pts = sc.extent(name).points
+        except ValueError:
+            continue
+        t = np.clip(((pts[:, :2] - a[:2]) @ seg) / length2, 0.0, 1.0)
+        d = np.linalg.norm(pts[:, :2] - (a[:2] + t[:, None] * seg), axis=1)
+        near = pts[d < margin]
+        if len(near):
+            top = max(top, float(near[:, 2].max()))
+    return top
+
+
+def _footprint_axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """Centre, minor and major axes of a point set's xy footprint, with the widths along them."""
+    xy = points[:, :2]
+    cov = np.cov((xy - xy.mean(axis=0)).T)
+    _, vecs = np.linalg.eigh(cov)
+    minor, major = vecs[:, 0], vecs[:, 1]
+    pm, pM = xy @ minor, xy @ major
+    centre = minor * 0.5 * (pm.min() + pm.max()) + major * 0.5 * (pM.min() + pM.max())
+    return centre, minor, major, float(np.ptp(pm)), float(np.ptp(pM))
+
+
+def grasp_pose(ctx: Ctx, obj: str) -> tuple[np.ndarray, float]:
+    """A top-down grasp (hand position, yaw) for an object, from its collision extent.
+
+    Narrow objects are grasped at the centre of their footprint across the narrow axis; wide
+    hollow ones (bowls) by the rim, fingers across the rim wall, on the freest side.
+    """
+    sc = ctx.scene
+    ext = sc.extent(obj)
+    pts, top, bottom = ext.points, ext.hi[2], ext.lo[2]
+    height = top - bottom
+    centre, minor, _, w_minor, _ = _footprint_axes(pts)
+    if w_minor < GRIPPER_OPEN_WIDTH - 0.005:
+        z = top - min(0.03, 0.5 * height) if height < 0.12 else top - 0.045
+        z = max(z, bottom + 0.012)
+        return np.array([centre[0], centre[1], z]), yaw_for_axis(minor)
+    return _rim_grasp(ctx, obj, pts, top)
+
+
+def _rim_grasp(ctx: Ctx, obj: str, pts: np.ndarray, top: float) -> tuple[np.ndarray, float]:
+    sc = ctx.scene
+    rim = pts[pts[:, 2] > top - 0.012]
+    centre = 0.5 * (pts[:, :2].min(axis=0) + pts[:, :2].max(axis=0))
+    others = [sc.extent(n).points for n in sc.object_names() if n != obj]
+    obstacles = np.concatenate(others) if others else np.zeros((0, 3))
+    obstacles = obstacles[obstacles[:, 2] > sc.table_z + 0.01]
+    best, best_score = None, -np.inf
+    for ang in np.linspace(0, 2 * np.pi, 16, endpoint=False):
+        d = np.array([np.cos(ang), np.sin(ang)])
+        r = float(((rim[:, :2] - centre) @ d).max())
+        point = centre + d * (r - 0.012)
+        clear = float(np.linalg.norm(obstacles[:, :2] - point, axis=1).min()) if len(obstacles) else 1.0
+        # prefer the side facing the robot (its base is at -x) and a free neighbourhood
+        score = min(clear, 0.07) + 0.02 * float(-d[0])
+        if score > best_score:
+            best, best_score = (point, d), score
+    point, d = best
+    return np.array([point[0], point[1], top - 0.02]), yaw_for_axis(d)
+
+
+# -- pick and place --------------------------------------------------------------------------
+
+
+def transit(ctx: Ctx, goal: np.ndarray, yaw: float, skip: set[str], below_hand: float = 0.0) -> Actions:
+    """Go to `goal` over obstacles: up to a clearance height, across, then down.
+
+    below_hand: how far the held object hangs below the hand (added to the clearance).
+    """
+    sc = ctx.scene
+    start = sc.eef_pos
+    clear = path_clearance(sc, start, goal, skip) + 0.05 + below_hand
+    safe_z = min(MAX_Z, max(clear, goal[2], start[2] if start[2] < clear else clear))
+    rot = down_rot(yaw)
+    if sc.eef_pos[2] < safe_z - 0.02:
+        yield from move_to(ctx, np.array([start[0], start[1], safe_z]), sc.eef_rot, tol=0.02, max_steps=40)
+    above = np.array([goal[0], goal[1], max(safe_z, goal[2])])
+    yield from move_to(ctx, above, rot, tol=0.015, max_steps=120)
+    return (yield from move_to(ctx, goal, rot, tol=0.01, max_steps=60))
+
+
+def pick(ctx: Ctx, obj: str) -> Actions:
+    """Grasp `obj` from above and lift it; returns whether it is held off its support."""
+    sc = ctx.scene
+    pos, yaw = grasp_pose(ctx, obj)
+    pos = pos + ctx.jitter() * np.array([1.0, 1.0, 0.5])
+    z0 = sc.body_pos(obj)[2]
+    above = pos + np.array([0.0, 0.0, ctx.style.hover])
+    ctx.grip = OPEN
+    yield from transit(ctx, above, yaw, skip={obj})
+    yield from move_to(ctx, pos, down_rot(yaw), OPEN, tol=0.006, max_steps=60, speed=0.6, stall_steps=6)
+    yield from hold(ctx, ctx.style.close_steps, CLOSE, down_rot(yaw))
+    lift = sc.eef_pos + np.array([0.0, 0.0, 0.06])
+    yield from move_to(ctx, lift, down_rot(yaw), CLOSE, tol=0.01, max_steps=30, speed=0.6)
+    held = sc.gripper_width > 0.004 and sc.body_pos(obj)[2] > z0 + 0.025
+    ctx.held = obj if held else None
+    return held
+
+
+def release(ctx: Ctx, steps: int = 8, up: float = 0.08) -> Actions:
+    """Open the gripper and back off upward."""
+    sc = ctx.scene
+    rot = sc.eef_rot
+    yield from hold(ctx, steps, OPEN, rot)
+    ctx.held = None
+    yield from move_to(ctx, sc.eef_pos + np.array([0.0, 0.0, up]), rot, OPEN, tol=0.015, max_steps=25)
+    return True
+
+
+def target_xy(sc: Scene, target: str) -> np.ndarray:
+    """Where a target's predicate wants the object: a region's centre or an object's origin."""
+    return sc.site_pos(target)[:2] if sc.is_site(target) else sc.body_pos(target)[:2]
+
+
+def place(ctx: Ctx, obj: str, target: str, clearance: float = 0.012) -> Actions:
+    """Carry the held `obj` over `target`, lower it onto the support below, release."""
+    sc = ctx.scene
+    hand = sc.eef_pos
+    offset = sc.body_pos(obj)[:2] - hand[:2]
+    below = hand[2] - sc.extent(obj).lo[2]
+    goal_xy = target_xy(sc, target) - offset + ctx.jitter(2)
+    exclude = _robot_geoms(sc) | set(sc.object_geoms(sc.root_body(obj)))
+    support = surface_z(sc, goal_xy + offset, exclude)
+    release_z = support + clearance + below
+    yaw = _current_yaw(sc)
+    above = np.array([goal_xy[0], goal_xy[1], release_z + ctx.style.hover * 0.6])
+    skip = {obj, target, sc.site_parent(target) if sc.is_site(target) else target}
+    yield from transit(ctx, above, yaw, skip=skip - {None}, below_hand=below)
+    yield from move_to(ctx, np.array([goal_xy[0], goal_xy[1], release_z]), down_rot(yaw), CLOSE,
+                       tol=0.006, max_steps=50, speed=0.5, stall_steps=4)
+    yield from release(ctx)
+    return True
+
+
+def _current_yaw(sc: Scene) -> float:
+    """Yaw of the hand about world z relative to the top-down home orientation."""
+    x_axis = sc.eef_rot[:, 0]  # home: world +y
+    return float(np.arctan2(-x_axis[0], x_axis[1]))
+
+
+def pick_place(ctx: Ctx, obj: str, target: str) -> Actions:
+    held = yield from pick(ctx, obj)
+    if not held:
+        yield from release(ctx, steps=6, up=0.06)
+        return False
+    yield from place(ctx, obj, target)
+    return True

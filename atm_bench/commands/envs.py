@@ -34,21 +34,16 @@ def register(sub) -> None:
 
 
 def _list(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
+    """Plain aligned text (not a rich table): it is read by people and by scripts alike."""
     from atm_bench.envs.libero.suites import GYM_IDS, SUITES, canonical_suite, cli_name, list_tasks
 
     suites = [canonical_suite(args.suite)] if args.suite else list(SUITES)
-    console = Console()
     for suite in suites:
-        table = Table(title=f"{cli_name(suite)}  ({GYM_IDS[suite]})")
-        table.add_column("task", justify="right")
-        table.add_column("instruction")
-        table.add_column("name")
-        for task in list_tasks(suite):
-            table.add_row(str(task.index), task.instruction, task.name)
-        console.print(table)
+        tasks = list_tasks(suite)
+        print(f"{cli_name(suite)}  ({GYM_IDS[suite]}, {len(tasks)} tasks)")
+        width = max(len(t.instruction) for t in tasks)
+        for task in tasks:
+            print(f"  {task.index:>2}  {task.instruction:<{width}}  {task.name}")
     return 0
 
 

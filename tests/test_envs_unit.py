@@ -1,0 +1,72 @@
+"""Suites, protocols, registration and user errors of the LIBERO environments (no simulator)."""
+
+import gymnasium as gym
+import pytest
+
+import atm_bench.envs  # noqa: F401  (registers the ids)
+from atm_bench.cli import main
+from atm_bench.envs.libero import PROTOCOLS, canonical_suite, get_protocol, get_task, list_tasks
+from atm_bench.envs.libero.suites import GYM_IDS, SUITES, cli_name
+from atm_bench.errors import UserError
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("libero-goal", "libero_goal"),
+        ("libero_goal", "libero_goal"),
+        ("LIBERO-Goal", "libero_goal"),
+        ("libero-10", "libero_10"),
+        ("libero-long", "libero_10"),
+        ("libero_90", "libero_90"),
+    ],
+)
+def test_suite_names(name, expected):
+    assert canonical_suite(name) == expected
+    assert cli_name(name) == expected.replace("_", "-")
+
+
+def test_unknown_suite_names_the_choices():
+    with pytest.raises(UserError, match="libero-spatial, libero-object, libero-goal, libero-10, libero-90"):
+        canonical_suite("libero-kitchen")
+
+
+def test_registration_ids():
+    assert set(GYM_IDS) == set(SUITES)
+    for env_id in ["atm_bench/LIBERO-Spatial-v0", "atm_bench/LIBERO-Object-v0", "atm_bench/LIBERO-Goal-v0",
+                   "atm_bench/LIBERO-10-v0", "atm_bench/LIBERO-90-v0"]:
+        assert env_id in gym.registry
+
+
+def test_protocols_are_data():
+    atm, openvla = PROTOCOLS["atm"], PROTOCOLS["openvla"]
+    assert (atm.episodes_per_task, atm.settle_steps) == (20, 5)
+    assert {atm.horizon(s) for s in SUITES} == {600}
+    assert (openvla.episodes_per_task, openvla.settle_steps) == (50, 10)
+    assert [openvla.horizon(s) for s in SUITES] == [220, 280, 300, 520, 400]
+    with pytest.raises(UserError, match="atm, openvla"):
+        get_protocol("libero-eval")
+
+
+def test_task_lists():
+    assert [len(list_tasks(s)) for s in SUITES] == [10, 10, 10, 10, 90]
+    task = get_task("libero-goal", 7)
+    assert task.instruction == "turn on the stove"
+    assert task.bddl_path.endswith("turn_on_the_stove.bddl")
+
+
+def test_bad_task_index_is_a_user_error():
+    with pytest.raises(UserError, match=r"valid: 0\.\.9"):
+        get_task("libero_goal", 10)
+
+
+def test_cli_user_errors_are_one_line(capsys):
+    assert main(["envs", "list", "--suite", "libero-kitchen"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown suite" in err and "libero-goal" in err
+
+
+def test_cli_list_prints_the_suite(capsys):
+    assert main(["envs", "list", "--suite", "libero_goal"]) == 0
+    out = capsys.readouterr().out
+    assert "open the middle drawer of the cabinet" in out and "put the wine bottle on the rack" in out

@@ -18,6 +18,8 @@ from atm_bench.errors import UserError
 # Command groups, in the order `--help` lists them.
 COMMAND_MODULES = [
     "atm_bench.commands.envs",
+    "atm_bench.commands.data",
+    "atm_bench.commands.eval",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Benchmark machinery: the evaluation loop, the JSONL results store, rollout videos."""

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "atm_bench.commands.envs",
     "atm_bench.commands.data",
     "atm_bench.commands.eval",
+    "atm_bench.commands.tracks",
 ]
 
 

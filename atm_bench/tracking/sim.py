@@ -109,6 +109,9 @@ class SimReplay:
     physics_model: the model the renderer copies fixture poses from (the env's); fixture poses
     from `fixture_xml` are written into it.
     depths: depth frames already rendered ({view: (T, H, W)} metres); missing views are rendered.
+    fixture_xml / body_poses: where the demo's fixtures were (LIBERO's per-demo `model_file`, or
+    the model's `body_pos` (nbody, 3) and `body_quat` (nbody, 4) at recording time); without
+    them the fixtures stay where the renderer's env last put them.
     keep_rgb: also keep the colour frames of the render pass (`self.rgb[view]`).
     """
 
@@ -120,6 +123,7 @@ class SimReplay:
         views: Sequence[str] = tuple(VIEW_CAMERAS),
         depths: Mapping[str, np.ndarray] | None = None,
         fixture_xml: str | None = None,
+        body_poses: tuple[np.ndarray, np.ndarray] | None = None,
         keep_rgb: bool = False,
         visibility: VisibilityConfig = VisibilityConfig(),
         progress=None,
@@ -145,6 +149,11 @@ class SimReplay:
                           else np.array([0, 1, 1, 0, 0, 0], dtype=np.uint8))
         if fixture_xml:
             self.apply_fixture_poses(fixture_poses_from_xml(fixture_xml, self.model))
+        if body_poses is not None:
+            pos, quat = (np.asarray(a, dtype=np.float64) for a in body_poses)
+            if pos.shape != (self.model.nbody, 3) or quat.shape != (self.model.nbody, 4):
+                raise ValueError(f"body poses must be ({self.model.nbody}, 3) and ({self.model.nbody}, 4)")
+            self.apply_fixture_poses({b: (pos[b], quat[b]) for b in range(1, self.model.nbody)})
         self._record(dict(depths or {}), keep_rgb, progress)
 
     # -- set-up -------------------------------------------------------------------------------

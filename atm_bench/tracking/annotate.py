@@ -1,0 +1,366 @@
+"""The annotation driver: tracks for every demo and view of LIBERO-layout episode files.
+
+`annotate_file` walks the demos of one task file, skips demos whose tracks are complete
+(resumable), tracks each view with the chosen tracker under ATM's point sampling, and writes
+each demo's tracks atomically next to it. Memory is bounded by one demo at a time.
+
+Trackers: `sim` replays the demo's `states` in the task's scene (exact tracks; needs LIBERO),
+`flow` runs Lucas-Kanade on the stored frames, `cotracker` runs a user-supplied CoTracker.
+`annotate_replay` is the same for a `SimReplay` already at hand (e.g. data generation, which
+renders the frames anyway and can get depth and tracks from that one pass).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from atm_bench.errors import UserError
+from atm_bench.tracking.base import TrackResult, check_tracker_name
+from atm_bench.tracking.flow import FlowConfig
+from atm_bench.tracking.sampling import SamplingConfig, TrackFn, sample_and_track
+from atm_bench.tracking.storage import VIEWS, ViewTracks, has_tracks, write_demo_tracks
+
+IMAGE_KEY = {"agentview": "agentview_rgb", "eye_in_hand": "eye_in_hand_rgb"}
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    tracker: str = "sim"
+    views: tuple[str, ...] = VIEWS
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    seed: int = 0
+    overwrite: bool = False
+    render_quality: str = "fast"
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    cotracker_checkpoint: str | None = None
+    cotracker_code: str | None = None
+
+    def __post_init__(self) -> None:
+        check_tracker_name(self.tracker)
+        bad = [v for v in self.views if v not in VIEWS]
+        if bad:
+            from atm_bench.errors import choice_error
+
+            raise choice_error("view", bad[0], VIEWS)
+
+    def attrs(self) -> dict:
+        """What the stored tracks record about how they were made."""
+        return {"tracker": self.tracker, "num_points": self.sampling.num_points,
+                "grid_size": self.sampling.grid_size, "seed": self.seed,
+                "sampling": json.dumps(asdict(self.sampling), sort_keys=True)}
+
+
+@dataclass
+class AnnotateStats:
+    demos_done: int = 0
+    demos_skipped: int = 0
+    point_frames: int = 0
+    track_seconds: float = 0.0
+    seconds: float = 0.0
+
+    def add(self, other: "AnnotateStats") -> None:
+        for key in ("demos_done", "demos_skipped", "point_frames", "track_seconds", "seconds"):
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+
+
+def demo_rng(seed: int, file_name: str, demo: str) -> np.random.Generator:
+    """The same points for the same file, demo and seed, whatever order demos are done in."""
+    return np.random.default_rng([seed, zlib.crc32(file_name.encode()), zlib.crc32(demo.encode())])
+
+
+def annotate_views(track_fns: Mapping[str, TrackFn], num_frames: int, height: int, width: int,
+                   sampling: SamplingConfig, rng: np.random.Generator) -> dict[str, ViewTracks]:
+    out = {}
+    for view, fn in track_fns.items():
+        queries, result = sample_and_track(fn, num_frames, height, width, sampling, rng)
+        out[view] = ViewTracks(result, queries)
+    return out
+
+
+def annotate_replay(replay, sampling: SamplingConfig, rng: np.random.Generator,
+                    views: Sequence[str] | None = None) -> dict[str, ViewTracks]:
+    """ATM-sampled exact tracks for the views of a `sim.SimReplay`."""
+    views = list(views or replay.views)
+    fns = {v: (lambda q, v=v: replay.track(v, q)) for v in views}
+    return annotate_views(fns, replay.num_frames, replay.height, replay.width, sampling, rng)
+
+
+# -- task files ----------------------------------------------------------------------------------
+
+
+def resolve_task(header, suite: str | None = None):
+    """The LIBERO task a file's demos come from: by its BDDL file name, else its instruction."""
+    from atm_bench.envs.libero.suites import SUITES, canonical_suite, list_tasks
+
+    suites = [canonical_suite(suite)] if suite else list(SUITES)
+    bddl = os.path.basename(header.bddl_file_name or "")
+    folder = os.path.basename(os.path.dirname(header.bddl_file_name or ""))
+    tasks = [t for s in suites for t in list_tasks(s)]
+    for match in ([t for t in tasks if bddl and t.bddl_file == bddl and t.problem_folder == folder],
+                  [t for t in tasks if bddl and t.bddl_file == bddl],
+                  [t for t in tasks if t.instruction == header.instruction]):
+        if match:
+            return match[0]
+    raise UserError(f"cannot tell which LIBERO task the file is for (bddl_file_name {bddl!r}, instruction "
+                    f"{header.instruction!r}); the sim tracker needs it: pass --suite, or use --tracker flow")
+
+
+class _SimScenes:
+    """One LiberoEnv per (task, image size), made on first use and reused across demos."""
+
+    def __init__(self, quality: str) -> None:
+        self.quality = quality
+        self._key = None
+        self._env = None
+
+    def env(self, task, height: int, width: int):
+        key = (task.suite, task.index, height, width)
+        if key != self._key:
+            self.close()
+            from atm_bench.envs.libero.env import LiberoEnv
+
+            self._env = LiberoEnv(task.suite, task.index, image_size=(height, width), render_quality=self.quality)
+            self._env.reset(seed=0, options={"init_state": 0})
+            self._key = key
+        return self._env
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env, self._key = None, None
+
+
+def _body_poses(attrs: Mapping) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fixture placement recorded with a demo (attrs `body_pos`, `body_quat`), if any."""
+    if "body_pos" in attrs and "body_quat" in attrs:
+        return np.asarray(attrs["body_pos"]), np.asarray(attrs["body_quat"])
+    return None
+
+
+def _video_tracker(cfg: AnnotateConfig):
+    if cfg.tracker == "flow":
+        from atm_bench.tracking.flow import LucasKanadeTracker
+
+        return LucasKanadeTracker(cfg.flow)
+    if cfg.tracker == "cotracker":
+        from atm_bench.tracking.cotracker import CoTracker
+
+        return CoTracker(cfg.cotracker_checkpoint, cfg.cotracker_code)
+    return None
+
+
+class Annotator:
+    """Annotates task files demo by demo; keeps the scene / model across files."""
+
+    def __init__(self, cfg: AnnotateConfig, suite: str | None = None) -> None:
+        self.cfg = cfg
+        self.suite = suite
+        self.video_tracker = _video_tracker(cfg)
+        self.scenes = _SimScenes(cfg.render_quality) if cfg.tracker == "sim" else None
+
+    def close(self) -> None:
+        if self.scenes is not None:
+            self.scenes.close()
+
+    def pending(self, path: Path) -> tuple[list[str], int]:
+        """Demos of a file still to annotate, and how many are complete already."""
+        from atm_bench.data.episodes import EpisodeFile
+
+        with EpisodeFile(path) as ef:
+            names = list(ef.demo_names)
+        if self.cfg.overwrite:
+            return names, 0
+        todo = [n for n in names if not has_tracks(path, n, self.cfg.views)]
+        return todo, len(names) - len(todo)
+
+    def annotate_demo(self, path: Path, demo: str) -> AnnotateStats:
+        from atm_bench.data.episodes import EpisodeFile
+
+        start = time.perf_counter()
+        with EpisodeFile(path) as ef:
+            header = ef.header
+            videos = {v: ef.frames(demo, IMAGE_KEY[v]) for v in self.cfg.views} if self.video_tracker else None
+            first = ef.frames(demo, IMAGE_KEY[self.cfg.views[0]], 0, 1)
+            states = ef.array(demo, "states") if self.scenes is not None else None
+            attrs = ef.attrs(demo)
+            num_frames = ef.length(demo)
+        height, width = first.shape[1:3]
+        rng = demo_rng(self.cfg.seed, path.name, demo)
+        tracked = time.perf_counter()
+        if self.scenes is not None:
+            env = self.scenes.env(resolve_task(header, self.suite), height, width)
+            from atm_bench.tracking.sim import SimReplay
+
+            replay = SimReplay(env.renderer, env.sim.model._model, states, views=self.cfg.views,
+                               fixture_xml=attrs.get("model_file"), body_poses=_body_poses(attrs))
+            views = annotate_replay(replay, self.cfg.sampling, rng)
+        else:
+            fns = {v: (lambda q, v=v: self.video_tracker.track(videos[v], q)) for v in self.cfg.views}
+            views = annotate_views(fns, num_frames, height, width, self.cfg.sampling, rng)
+        done = time.perf_counter()
+        write_demo_tracks(path, demo, views, self.cfg.attrs())
+        points = sum(vt.tracks.shape[0] * vt.tracks.shape[1] for vt in views.values())
+        return AnnotateStats(demos_done=1, point_frames=points, track_seconds=done - tracked,
+                             seconds=time.perf_counter() - start)
+
+    def annotate_file(self, path: Path, on_demo: Callable[[str], None] | None = None) -> AnnotateStats:
+        stats = AnnotateStats()
+        todo, skipped = self.pending(path)
+        stats.demos_skipped = skipped
+        for demo in todo:
+            stats.add(self.annotate_demo(path, demo))
+            if on_demo is not None:
+                on_demo(demo)
+        return stats
+
+
+# -- folders of videos (human or other robots; no actions, no simulator) --------------------------
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """Videos are resized to size x size (ATM's 128) and cut into clips of <= clip_frames."""
+
+    size: int = 128
+    clip_frames: int = 300
+    fps_stride: int = 1
+
+
+def read_instructions(path: str | Path, video_dir: Path) -> dict[str, str]:
+    """instructions.json: {"<video file name>": "<instruction>", ...}; every video needs one."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file; write a JSON object mapping each video's file name to its instruction")
+    try:
+        mapping = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) and v.strip() for v in mapping.values()):
+        raise UserError(f"{path}: expected {{\"video.mp4\": \"instruction\", ...}} with non-empty instructions")
+    videos = sorted(p.name for p in video_dir.iterdir() if p.suffix.lower() in (".mp4", ".mov", ".avi", ".webm"))
+    if not videos:
+        raise UserError(f"{video_dir}: no videos (.mp4, .mov, .avi, .webm) here")
+    missing = [v for v in videos if v not in mapping]
+    if missing:
+        raise UserError(f"{path}: no instruction for {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+    return {v: mapping[v].strip() for v in videos}
+
+
+def instruction_file_name(instruction: str) -> str:
+    slug = "".join(c if c.isalnum() else "_" for c in instruction.lower()).strip("_")
+    while "__" in slug:
+        slug = slug.replace("__", "_")
+    return f"{slug[:120] or 'video'}_demo.hdf5"
+
+
+def video_clips(path: Path, cfg: VideoConfig):
+    """Yield (clip index, frames (t, size, size, 3) uint8) streaming through the video."""
+    import cv2
+    import imageio.v2 as imageio
+
+    reader = imageio.get_reader(str(path), "ffmpeg")
+    clip, index = [], 0
+    try:
+        for i, frame in enumerate(reader):
+            if i % cfg.fps_stride:
+                continue
+            clip.append(cv2.resize(np.asarray(frame)[..., :3], (cfg.size, cfg.size), interpolation=cv2.INTER_AREA))
+            if len(clip) == cfg.clip_frames:
+                yield index, np.stack(clip)
+                clip, index = [], index + 1
+    finally:
+        reader.close()
+    if len(clip) >= 2:
+        yield index, np.stack(clip)
+
+
+def _video_file_state(path: Path, instruction: str) -> dict[tuple[str, int], tuple[str, bool]]:
+    """Existing demos of an output file: (source video, clip) -> (demo name, has tracks)."""
+    import h5py
+
+    from atm_bench.data.episodes import sorted_demo_names
+
+    if not path.exists():
+        with h5py.File(path, "w") as f:
+            data = f.create_group("data")
+            data.attrs["problem_info"] = json.dumps({"language_instruction": instruction, "image_convention": "upright"})
+            data.attrs["env_args"] = json.dumps({"source": "video"})
+            data.attrs["bddl_file_name"] = ""
+            data.attrs["macros_image_convention"] = "opencv"
+        return {}
+    out = {}
+    with h5py.File(path, "a") as f:
+        data = f["data"]
+        for name in [n for n in data.keys() if n.startswith(".partial")]:
+            del data[name]
+        for name in sorted_demo_names(data.keys()):
+            g = data[name]
+            out[(str(g.attrs.get("source", "")), int(g.attrs.get("clip", -1)))] = (name, "tracks" in g)
+    return out
+
+
+def _write_clip(path: Path, demo: str, frames: np.ndarray, source: str, clip: int) -> None:
+    """Store a clip's frames as a demo (scratch group renamed when complete)."""
+    import h5py
+
+    with h5py.File(path, "a") as f:
+        data = f["data"]
+        scratch = f".partial_{demo}"
+        g = data.create_group(scratch)
+        g.attrs.update({"num_samples": len(frames), "source": source, "clip": clip})
+        h, w = frames.shape[1:3]
+        g.create_group("obs").create_dataset("agentview_rgb", data=frames, chunks=(1, h, w, 3), compression="lzf")
+        f.flush()
+        data.move(scratch, demo)
+        data.attrs["num_demos"] = len([n for n in data.keys() if n.startswith("demo_")])
+        f.flush()
+
+
+def annotate_videos(video_dir: str | Path, instructions: str | Path, out_dir: str | Path, cfg: AnnotateConfig,
+                    video_cfg: VideoConfig = VideoConfig(), on_clip: Callable[[str, int], None] | None = None
+                    ) -> AnnotateStats:
+    """Track every video of a folder (view `agentview`), one output file per instruction.
+
+    Each clip of <= clip_frames frames becomes a demo holding its frames (`obs/agentview_rgb`,
+    upright) and its tracks; no actions or states. Resumable clip by clip."""
+    if cfg.tracker == "sim":
+        raise UserError("videos have no simulator state; use --tracker flow or cotracker")
+    video_dir, out_dir = Path(video_dir), Path(out_dir)
+    if not video_dir.is_dir():
+        raise UserError(f"{video_dir}: not a directory of videos")
+    mapping = read_instructions(instructions, video_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tracker = _video_tracker(cfg)
+    stats = AnnotateStats()
+    for video, instruction in mapping.items():
+        path = out_dir / instruction_file_name(instruction)
+        existing = _video_file_state(path, instruction)
+        for clip, frames in video_clips(video_dir / video, video_cfg):
+            demo, done = existing.get((video, clip), (None, False))
+            if done:
+                stats.demos_skipped += 1
+                continue
+            start = time.perf_counter()
+            if demo is None:
+                demo = f"demo_{len(existing)}"
+                _write_clip(path, demo, frames, video, clip)
+                existing[(video, clip)] = (demo, False)
+            rng = demo_rng(cfg.seed, path.name, demo)
+            views = annotate_views({"agentview": lambda q, f=frames: tracker.track(f, q)}, len(frames),
+                                   frames.shape[1], frames.shape[2], cfg.sampling, rng)
+            tracked = time.perf_counter()
+            write_demo_tracks(path, demo, views, cfg.attrs())
+            existing[(video, clip)] = (demo, True)
+            stats.add(AnnotateStats(demos_done=1, point_frames=sum(v.tracks.size // 2 for v in views.values()),
+                                    track_seconds=tracked - start, seconds=time.perf_counter() - start))
+            if on_clip is not None:
+                on_clip(video, clip)
+    return stats

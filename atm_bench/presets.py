@@ -99,6 +99,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None  # caps an epoch (smoke/quick); None = a full pass
     seed: int = 0
     augment: bool = True
+    online_tracks: bool = False  # stage 2: run the frozen track model on every augmented frame (else cache)
     shift_px: int = 4  # random shift, scaled with the image size by the dataset
     num_workers: int = 0
 
@@ -148,7 +149,8 @@ def _paper() -> Preset:
         # Paper table VI: batch 1024, lr 1e-4, 5 warm-up epochs, clip 10; epochs as the authors' config.
         track_training=TrainConfig(epochs=100, batch_size=1024, lr=1e-4, warmup_epochs=5, grad_clip=10.0),
         # Paper table VII: batch 512, lr 5e-4, no warm-up, clip 100, 100 epochs.
-        policy_training=TrainConfig(epochs=100, batch_size=512, lr=5e-4, warmup_epochs=0, grad_clip=100.0),
+        policy_training=TrainConfig(epochs=100, batch_size=512, lr=5e-4, warmup_epochs=0, grad_clip=100.0,
+                                    online_tracks=True),
     )
 
 

@@ -79,7 +79,10 @@ class TrackGuidedPolicy(nn.Module):
             layers += [nn.Linear(width, cfg.head_hidden), nn.ReLU(inplace=True)]
             width = cfg.head_hidden
         self.head = nn.Sequential(*layers, nn.Linear(width, cfg.action_dim))
-        self.apply(trunc_normal_init)
+        # ViT init inside the transformers; the convs, embeddings and ReLU head keep PyTorch's
+        # fan-in init (a 0.02 std through the ReLU MLP starves the head of signal early on).
+        self.spatial.apply(trunc_normal_init)
+        self.temporal.apply(trunc_normal_init)
 
     @property
     def late_dim(self) -> int:

@@ -1,0 +1,222 @@
+"""Torch datasets for ATM's two stages, read lazily from LIBERO-layout HDF5 task files.
+
+Stage 1 (`TrackFrameDataset`): one sample per (demo, view, frame t): the frame, `num_points` points
+sampled among those visible at t, their positions over [t, t + L) (the last frame repeated past the
+end), visibility, and the instruction embedding.
+Stage 2 (`PolicyWindowDataset`): one sample per (labelled demo, step t): the window of steps
+[t - W + 1, t] of both views (the first step repeated before the start, as at inference), joint and
+gripper states and actions.
+
+Tracks live next to each demo: `data/demo_<i>/tracks/<view>/{tracks (T, N, 2), vis (T, N),
+query (N, 3)}`, either in the task file itself or in a file of the same name under `tracks_dir`.
+Frames are resized to the model's size when stored at another (normalised coordinates do not change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from atm_bench.errors import UserError
+
+VIEW_KEYS = {"agentview": "agentview_rgb", "eye_in_hand": "eye_in_hand_rgb"}
+
+
+@dataclass(frozen=True)
+class DemoRef:
+    """One demo of one task file, with the task's instruction embedding index."""
+
+    file: Path
+    demo: str
+    length: int
+    task: int = 0  # row of the instruction-embedding table
+
+
+class _Files:
+    """Per-process cache of open HDF5 handles (DataLoader workers open their own)."""
+
+    def __init__(self) -> None:
+        self._open: dict[Path, object] = {}
+
+    def get(self, path: Path):
+        import h5py
+
+        handle = self._open.get(path)
+        if handle is None:
+            handle = self._open[path] = h5py.File(path, "r")
+        return handle
+
+    def __getstate__(self):  # handles are not picklable: workers reopen
+        return {}
+
+    def __setstate__(self, state):
+        self._open = {}
+
+
+def _resize(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    if frames.shape[-3:-1] == tuple(hw):
+        return frames
+    import cv2
+
+    flat = frames.reshape(-1, *frames.shape[-3:])
+    out = np.stack([cv2.resize(f, (hw[1], hw[0]), interpolation=cv2.INTER_AREA) for f in flat])
+    return out.reshape(*frames.shape[:-3], hw[0], hw[1], 3)
+
+
+def _upright(handle) -> bool:
+    from atm_bench.data.episodes import _is_upright
+
+    return _is_upright(handle["data"].attrs)
+
+
+def track_file(task_file: Path, tracks_dir: Path | None) -> Path:
+    """Where the tracks of a task file are: a same-named file under `tracks_dir`, else the file itself."""
+    if tracks_dir is not None:
+        candidate = Path(tracks_dir) / task_file.name
+        if candidate.is_file():
+            return candidate
+        matches = sorted(Path(tracks_dir).rglob(task_file.name))
+        if matches:
+            return matches[0]
+        raise UserError(f"no tracks for {task_file.name} under {tracks_dir}; annotate them with `atm-bench tracks annotate`")
+    return task_file
+
+
+class TrackFrameDataset(Dataset):
+    """Stage-1 samples. `__getitem__` returns a dict of tensors:
+    image (H, W, 3) uint8, queries (N, 2), tracks (N, L, 2), vis (N, L) bool, task (int)."""
+
+    def __init__(self, demos: Sequence[DemoRef], views: Sequence[str], image_hw: tuple[int, int], num_points: int,
+                 track_len: int, tracks_dir: Path | None = None, frame_stride: int = 1, seed: int = 0,
+                 deterministic: bool = False):
+        self.demos = list(demos)
+        self.views = list(views)
+        self.image_hw = tuple(image_hw)
+        self.num_points = num_points
+        self.track_len = track_len
+        self.tracks_dir = tracks_dir
+        self.seed = seed
+        self.index = [(d, v, t) for d in range(len(self.demos)) for v in range(len(self.views))
+                      for t in range(0, self.demos[d].length, frame_stride)]
+        self._files = _Files()
+        self.deterministic = deterministic  # validation: the same points for a sample every epoch
+        self._check_tracks()
+
+    def _check_tracks(self) -> None:
+        for ref in {(d.file, d.demo): d for d in self.demos}.values():
+            handle = self._files.get(track_file(ref.file, self.tracks_dir))
+            for view in self.views:
+                key = f"data/{ref.demo}/tracks/{view}/tracks"
+                if key not in handle:
+                    raise UserError(f"{ref.file.name}: {ref.demo} has no tracks for view '{view}' ({key}); "
+                                    "annotate tracks first with `atm-bench tracks annotate`")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        d, v, t = self.index[i]
+        ref, view = self.demos[d], self.views[v]
+        handle = self._files.get(ref.file)
+        frame = handle[f"data/{ref.demo}/obs/{VIEW_KEYS[view]}"][t]
+        if not _upright(handle):
+            frame = frame[::-1]
+        frame = _resize(np.ascontiguousarray(frame), self.image_hw)
+        group = self._files.get(track_file(ref.file, self.tracks_dir))[f"data/{ref.demo}/tracks/{view}"]
+        stop = min(t + self.track_len, ref.length)
+        tracks = group["tracks"][t:stop]
+        vis = group["vis"][t:stop]
+        if len(tracks) < self.track_len:  # past the end: the last frame repeated
+            pad = self.track_len - len(tracks)
+            tracks = np.concatenate([tracks, np.repeat(tracks[-1:], pad, 0)])
+            vis = np.concatenate([vis, np.repeat(vis[-1:], pad, 0)])
+        rng = np.random.default_rng([self.seed, i]) if self.deterministic else np.random.default_rng()
+        chosen = self._sample_points(vis[0], rng)
+        tracks = np.ascontiguousarray(tracks[:, chosen].transpose(1, 0, 2), dtype=np.float32)  # (N, L, 2)
+        return {
+            "image": torch.from_numpy(frame),
+            "queries": torch.from_numpy(tracks[:, 0].copy()),
+            "tracks": torch.from_numpy(tracks),
+            "vis": torch.from_numpy(np.ascontiguousarray(vis[:, chosen].T)),
+            "task": torch.tensor(ref.task),
+        }
+
+    def _sample_points(self, visible: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """`num_points` indices, among the points visible in the query frame when there are enough."""
+        pool = np.flatnonzero(visible)
+        if len(pool) < self.num_points:
+            pool = np.arange(len(visible)) if len(visible) >= self.num_points else pool
+        if len(pool) == 0:
+            pool = np.arange(len(visible))
+        return rng.choice(pool, self.num_points, replace=len(pool) < self.num_points)
+
+
+class PolicyWindowDataset(Dataset):
+    """Stage-2 samples. `__getitem__` returns images (W, V, H, W, 3) uint8, joint (W, 7),
+    gripper (W, 2), actions (W, 7), task (int), and `tracks` (W, V, N, L, 2) when a track table
+    (demo index -> (T, V, N, L, 2) predicted tracks) is given."""
+
+    def __init__(self, demos: Sequence[DemoRef], views: Sequence[str], image_hw: tuple[int, int], window: int,
+                 track_table: dict[int, np.ndarray] | None = None):
+        self.demos = list(demos)
+        self.views = list(views)
+        self.image_hw = tuple(image_hw)
+        self.window = window
+        self.track_table = track_table
+        self.index = [(d, t) for d in range(len(self.demos)) for t in range(self.demos[d].length)]
+        self._files = _Files()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def demo_frames(self, d: int, view: str) -> np.ndarray:
+        """All frames of one demo and view, upright and resized (for track pre-computation)."""
+        ref = self.demos[d]
+        handle = self._files.get(ref.file)
+        frames = handle[f"data/{ref.demo}/obs/{VIEW_KEYS[view]}"][()]
+        if not _upright(handle):
+            frames = frames[:, ::-1]
+        return _resize(np.ascontiguousarray(frames), self.image_hw)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        d, t = self.index[i]
+        ref = self.demos[d]
+        steps = np.clip(np.arange(t - self.window + 1, t + 1), 0, None)
+        lo = int(steps[0])
+        rel = steps - lo
+        group = self._files.get(ref.file)[f"data/{ref.demo}"]
+        upright = _upright(self._files.get(ref.file))
+        images = []
+        for view in self.views:
+            frames = group[f"obs/{VIEW_KEYS[view]}"][lo:t + 1][rel]
+            if not upright:
+                frames = frames[:, ::-1]
+            images.append(_resize(np.ascontiguousarray(frames), self.image_hw))
+        sample = {
+            "images": torch.from_numpy(np.stack(images, axis=1)),
+            "joint": torch.from_numpy(group["obs/joint_states"][lo:t + 1][rel].astype(np.float32)),
+            "gripper": torch.from_numpy(group["obs/gripper_states"][lo:t + 1][rel].astype(np.float32)),
+            "actions": torch.from_numpy(group["actions"][lo:t + 1][rel].astype(np.float32)),
+            "task": torch.tensor(ref.task),
+        }
+        if self.track_table is not None:
+            sample["tracks"] = torch.from_numpy(self.track_table[d][steps])
+        return sample
+
+
+def demo_refs(files_and_demos: Sequence[tuple[Path, Sequence[str], int]], max_frames: int | None = None) -> list[DemoRef]:
+    """DemoRefs for (task file, demo names, task row) triples, reading each demo's length."""
+    import h5py
+
+    refs = []
+    for path, names, task in files_and_demos:
+        with h5py.File(path, "r") as handle:
+            for name in names:
+                length = int(len(handle[f"data/{name}/actions"]))
+                refs.append(DemoRef(Path(path), name, min(length, max_frames) if max_frames else length, task))
+    return refs

@@ -1,0 +1,231 @@
+"""ATM's two training stages wired to data: stage 1 (track transformer on action-free videos +
+tracks + instructions) and stage 2 (policy on action-labelled demos, with the frozen track model).
+
+Stage 2 gets its tracks one of two ways (`TrainConfig.online_tracks`): online, the frozen track
+model runs on every augmented frame of the batch (the reference's way; costly on a CPU), or
+cached, the track model runs once per frame of the labelled demos before training and the random
+shift is applied to the cached tracks (the `quick` preset).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from atm_bench.atm.augment import color_jitter, random_shift
+from atm_bench.atm.datasets import DemoRef, PolicyWindowDataset, TrackFrameDataset, demo_refs
+from atm_bench.atm.policy import TrackGuidedPolicy, policy_query_points
+from atm_bench.atm.track_transformer import TrackTransformer, to_model_images
+from atm_bench.atm.training import TrainResult, load_checkpoint, train_loop
+from atm_bench.errors import UserError
+from atm_bench.presets import PolicyConfig, Preset, TrackTransformerConfig
+
+
+@dataclass
+class StageData:
+    """Demos of one stage: train and validation, and one instruction per task row."""
+
+    train: list[DemoRef]
+    val: list[DemoRef]
+    instructions: list[str]
+    tracks_dir: Path | None = None
+
+
+def stage_data(manifest, data_dir: str | Path, which: str, tracks_dir: str | Path | None = None,
+               max_frames: int | None = None) -> StageData:
+    """Stage data from a split manifest: `which` = "videos" (stage 1) or "labelled" (stage 2)."""
+    root = Path(data_dir)
+    train, val = [], []
+    for row, split in enumerate(manifest.tasks):
+        path = root / split.file
+        train.append((path, getattr(split, which), row))
+        val.append((path, split.validation, row))
+    return StageData(demo_refs(train, max_frames), demo_refs(val, max_frames),
+                     [t.instruction for t in manifest.tasks], Path(tracks_dir) if tracks_dir else None)
+
+
+def _text_table(instructions: Sequence[str], encoder_path: str | None) -> torch.Tensor:
+    from atm_bench.atm.language import embed_instructions
+
+    return torch.from_numpy(embed_instructions(list(instructions), encoder_path))
+
+
+def _loader(ds, batch: int, shuffle: bool, workers: int, seed: int) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=batch, shuffle=shuffle, num_workers=workers, generator=g,
+                      drop_last=shuffle and len(ds) > batch, persistent_workers=workers > 0)
+
+
+# -- stage 1 --------------------------------------------------------------------------------------
+
+
+def load_track_model(directory: str | Path) -> tuple[TrackTransformer, dict[str, Any]]:
+    """The best stage-1 checkpoint in `directory`, in eval mode, with its saved config."""
+    state, config = load_checkpoint(directory)
+    if config.get("kind") != "track_transformer":
+        raise UserError(f"{directory}: not a track-transformer checkpoint (kind {config.get('kind')!r})")
+    model_cfg = dict(config["model"])
+    model_cfg["image_hw"] = tuple(model_cfg["image_hw"])
+    model = TrackTransformer(TrackTransformerConfig(**model_cfg))
+    model.load_state_dict(state)
+    return model.eval(), config
+
+
+def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, views: Sequence[str] | None = None,
+                      text_encoder: str | None = None, epochs: int | None = None, seconds: float | None = None,
+                      pictures: int = 8, progress: bool = True) -> TrainResult:
+    """Stage 1. Writes model.safetensors + config.json (best validation loss), history.json and
+    pictures/epoch_<k>.png (predicted red vs ground truth green on validation samples)."""
+    torch.manual_seed(preset.track_training.seed)
+    text = _text_table(data.instructions, text_encoder)
+    cfg = dataclasses.replace(preset.track_model, text_dim=int(text.shape[1]))
+    train_cfg = preset.track_training
+    views = list(views or preset.policy.views)
+    model = TrackTransformer(cfg)
+    common = dict(views=views, image_hw=cfg.image_hw, num_points=cfg.num_points, track_len=cfg.track_len,
+                  tracks_dir=data.tracks_dir, seed=train_cfg.seed)
+    train_ds = TrackFrameDataset(data.train, **common)
+    val_ds = TrackFrameDataset(data.val, **common, deterministic=True) if data.val else None
+    shift = max(0, round(train_cfg.shift_px))
+
+    def step(batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        images = to_model_images(batch["image"])
+        queries, tracks = batch["queries"], batch["tracks"]
+        if train and train_cfg.augment:
+            images, delta = random_shift(images, shift)
+            images = color_jitter(images)
+            queries = queries + delta[:, None]
+            tracks = tracks + delta[:, None, None]
+        pred = model(images, queries, text[batch["task"]])
+        return model.loss(pred, images, tracks, batch["vis"])
+
+    out_dir = Path(out_dir)
+    picture_batch = next(iter(DataLoader(val_ds or train_ds, batch_size=pictures))) if pictures else None
+
+    def draw(epoch: int, net: torch.nn.Module) -> None:
+        from atm_bench.atm.plots import draw_tracks, write_grid
+
+        b = picture_batch
+        pred = net.predict(to_model_images(b["image"]), b["queries"], text[b["task"]]).numpy()
+        tiles = [draw_tracks(b["image"][i].numpy(), pred[i], b["tracks"][i].numpy()) for i in range(len(pred))]
+        write_grid(out_dir / "pictures" / f"epoch_{epoch:03d}.png", tiles)
+
+    snapshot = {"kind": "track_transformer", "preset": preset.name, "model": dataclasses.asdict(cfg),
+                "training": dataclasses.asdict(train_cfg), "views": views, "text_encoder": text_encoder,
+                "instructions": list(data.instructions), "train_demos": len(data.train), "val_demos": len(data.val)}
+    return train_loop(model, step, _loader(train_ds, train_cfg.batch_size, True, train_cfg.num_workers, train_cfg.seed),
+                      _loader(val_ds, train_cfg.batch_size, False, 0, 0) if val_ds else None, train_cfg, out_dir,
+                      snapshot, on_epoch_end=draw if pictures else None, epochs=epochs, seconds=seconds,
+                      progress=progress, description="track transformer")
+
+
+# -- stage 2 --------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def predict_grid_tracks(track_model: TrackTransformer, frames: torch.Tensor, text: torch.Tensor,
+                        num_points: int, batch: int = 64) -> torch.Tensor:
+    """Predicted tracks (M, N, L, 2) of the policy's fixed query grid on frames (M, 3, H, W) in [-1, 1]."""
+    queries = policy_query_points(num_points)
+    out = []
+    for i in range(0, len(frames), batch):
+        chunk = frames[i:i + batch]
+        out.append(track_model.predict(chunk, queries.expand(len(chunk), -1, -1), text.expand(len(chunk), -1)))
+    return torch.cat(out) if out else frames.new_zeros(0, num_points, track_model.cfg.track_len, 2)
+
+
+def policy_config(preset: Preset, language: bool, text_dim: int) -> PolicyConfig:
+    return dataclasses.replace(preset.policy, language=language, text_dim=text_dim)
+
+
+def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_model_dir: str | Path | None = None,
+                 language: bool = False, text_encoder: str | None = None, epochs: int | None = None,
+                 seconds: float | None = None, progress: bool = True,
+                 policy_overrides: dict[str, Any] | None = None) -> TrainResult:
+    """Stage 2 (ATM, or BC with `language=True`). Writes the best policy checkpoint to `out_dir`."""
+    train_cfg = preset.policy_training
+    torch.manual_seed(train_cfg.seed)
+    text = _text_table(data.instructions, text_encoder) if language else None
+    cfg = dataclasses.replace(policy_config(preset, language, int(text.shape[1]) if language else preset.policy.text_dim),
+                              **(policy_overrides or {}))
+    policy = TrackGuidedPolicy(cfg)
+    track_model, track_text, track_dir = None, None, None
+    if policy.uses_tracks:
+        if track_model_dir is None:
+            raise UserError("the ATM policy needs a trained track transformer: pass its directory "
+                            "(`atm-bench train tracks` writes one)")
+        track_model, track_cfg = load_track_model(track_model_dir)
+        if track_model.cfg.image_hw != cfg.image_hw:
+            raise UserError(f"the track model takes {track_model.cfg.image_hw} images but the policy "
+                            f"{cfg.image_hw}; train both with the same preset")
+        track_model.requires_grad_(False)
+        track_text = _text_table(data.instructions, track_cfg.get("text_encoder"))
+        track_dir = str(track_model_dir)
+    online = train_cfg.online_tracks
+    tables = {}
+    if track_model is not None and not online:
+        tables = {name: _track_table(ds_refs, cfg, track_model, track_text)
+                  for name, ds_refs in (("train", data.train), ("val", data.val))}
+    train_ds = PolicyWindowDataset(data.train, cfg.views, cfg.image_hw, cfg.window, tables.get("train"))
+    val_ds = PolicyWindowDataset(data.val, cfg.views, cfg.image_hw, cfg.window, tables.get("val")) if data.val else None
+    shift = max(0, round(train_cfg.shift_px))
+    v = len(cfg.views)
+
+    def step(batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        raw = batch["images"]  # (B, T, V, H, W, 3)
+        b, t = raw.shape[:2]
+        images = to_model_images(raw.permute(0, 2, 1, 3, 4, 5).reshape(-1, *raw.shape[3:]))  # (B V T) 3 H W
+        delta = images.new_zeros(b * v, 2)
+        if train and train_cfg.augment:
+            images, delta = random_shift(images, shift, groups=b * v)
+            images = color_jitter(images, groups=b)
+        tracks = None
+        if track_model is not None:
+            if online:
+                tt = track_text[batch["task"]].repeat_interleave(v * t, dim=0)
+                tracks = predict_grid_tracks(track_model, images, tt, cfg.num_points, batch=len(images))
+                tracks = tracks.reshape(b, v, t, *tracks.shape[1:]).transpose(1, 2)
+            else:
+                tracks = batch["tracks"] + delta.reshape(b, 1, v, 1, 1, 2)
+        images = images.reshape(b, v, t, *images.shape[1:]).transpose(1, 2)
+        pred = policy(images, tracks, batch["joint"], batch["gripper"], None if text is None else text[batch["task"]])
+        return policy.loss(pred, batch["actions"])
+
+    snapshot = {"kind": "policy", "preset": preset.name, "model": dataclasses.asdict(cfg),
+                "training": dataclasses.asdict(train_cfg), "text_encoder": text_encoder, "track_model": track_dir,
+                "instructions": list(data.instructions), "online_tracks": online,
+                "train_demos": len(data.train), "val_demos": len(data.val)}
+    return train_loop(policy, step, _loader(train_ds, train_cfg.batch_size, True, train_cfg.num_workers, train_cfg.seed),
+                      _loader(val_ds, train_cfg.batch_size, False, 0, 0) if val_ds else None, train_cfg, out_dir,
+                      snapshot, epochs=epochs, seconds=seconds, progress=progress,
+                      description="BC policy" if language else "ATM policy")
+
+
+def _track_table(refs: list[DemoRef], cfg: PolicyConfig, track_model: TrackTransformer,
+                 text: torch.Tensor) -> dict[int, np.ndarray]:
+    """Predicted tracks (T, V, N, L, 2) per demo, on un-augmented frames (the cached mode)."""
+    ds = PolicyWindowDataset(refs, cfg.views, track_model.cfg.image_hw, cfg.window)
+    table = {}
+    for d, ref in enumerate(refs):
+        per_view = [predict_grid_tracks(track_model, to_model_images(torch.from_numpy(ds.demo_frames(d, view)[:ref.length])),
+                                        text[ref.task:ref.task + 1], cfg.num_points) for view in cfg.views]
+        table[d] = torch.stack(per_view, dim=1).numpy()
+    return table
+
+
+def load_policy(directory: str | Path) -> tuple[TrackGuidedPolicy, dict[str, Any]]:
+    state, config = load_checkpoint(directory)
+    if config.get("kind") != "policy":
+        raise UserError(f"{directory}: not a policy checkpoint (kind {config.get('kind')!r})")
+    model_cfg = dict(config["model"])
+    model_cfg["image_hw"] = tuple(model_cfg["image_hw"])
+    model_cfg["views"] = tuple(model_cfg["views"])
+    policy = TrackGuidedPolicy(PolicyConfig(**model_cfg))
+    policy.load_state_dict(state)
+    return policy.eval(), config

@@ -1,0 +1,117 @@
+"""ATM datasets, augmentation and both training stages on tiny synthetic task files."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from atm_bench.atm.augment import random_shift
+from atm_bench.atm.datasets import PolicyWindowDataset, TrackFrameDataset, demo_refs
+from atm_bench.atm.track_transformer import to_model_images
+from atm_bench.presets import get_preset
+
+from atm_synthetic import write_task_file
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATM_BENCH_CACHE", str(tmp_path / "cache"))
+
+
+def _bright(image: np.ndarray, xy: np.ndarray) -> bool:
+    h, w = image.shape[:2]
+    return bool(image[int(xy[1] * h), int(xy[0] * w)].sum() > 300)
+
+
+def test_tracks_land_on_the_square_in_non_square_images(tmp_path):
+    path = write_task_file(tmp_path / "a_demo.hdf5", demos=1, length=10, h=24, w=40)
+    refs = demo_refs([(path, ["demo_0"], 0)])
+    ds = TrackFrameDataset(refs, ["agentview"], (24, 40), num_points=5, track_len=4, deterministic=True)
+    sample = ds[3]
+    image = sample["image"].numpy()
+    assert image.shape == (24, 40, 3)
+    assert all(_bright(image, q) for q in sample["queries"].numpy())
+    assert torch.equal(sample["queries"], sample["tracks"][:, 0])
+    # the random shift moves the tracks with the image
+    images = to_model_images(sample["image"][None])
+    torch.manual_seed(3)
+    shifted, delta = random_shift(images, 3)
+    moved = ((shifted[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    assert delta.abs().sum() > 0
+    assert all(_bright(moved, q) for q in (sample["queries"] + delta[0]).numpy())
+
+
+def test_tracks_past_the_end_repeat_the_last_frame(tmp_path):
+    path = write_task_file(tmp_path / "a_demo.hdf5", demos=1, length=6)
+    ds = TrackFrameDataset(demo_refs([(path, ["demo_0"], 0)]), ["eye_in_hand"], (32, 32), 5, 8, deterministic=True)
+    sample = ds[4]
+    tracks = sample["tracks"]
+    import h5py
+
+    with h5py.File(path) as f:
+        truth = torch.from_numpy(f["data/demo_0/tracks/eye_in_hand/tracks"][()])
+    assert tracks.shape == (5, 8, 2)
+    order = [int(torch.argmin((truth[4] - q).abs().sum(-1))) for q in sample["queries"]]
+    assert torch.equal(tracks[:, 0], truth[4, order]) and torch.equal(tracks[:, 1], truth[5, order])
+    assert all(torch.equal(tracks[:, k], truth[5, order]) for k in range(2, 8))
+
+
+def test_policy_windows_repeat_the_first_step(tmp_path):
+    path = write_task_file(tmp_path / "a_demo.hdf5", demos=1, length=6)
+    ds = PolicyWindowDataset(demo_refs([(path, ["demo_0"], 0)]), ["agentview", "eye_in_hand"], (16, 16), window=4)
+    s = ds[1]
+    assert s["images"].shape == (4, 2, 16, 16, 3) and s["actions"].shape == (4, 7)
+    assert torch.equal(s["joint"][0], s["joint"][2]) and not torch.equal(s["joint"][2], s["joint"][3])
+    assert len(ds) == 6
+
+
+def _overfit_preset():
+    p = get_preset("smoke")
+    return dataclasses.replace(
+        p,
+        track_training=dataclasses.replace(p.track_training, epochs=40, max_steps_per_epoch=None, lr=2e-3, augment=False),
+        policy_training=dataclasses.replace(p.policy_training, epochs=60, batch_size=4, max_steps_per_epoch=None,
+                                            lr=2e-3, augment=False),
+    )
+
+
+def test_both_stages_overfit_a_tiny_dataset_and_checkpoint(tmp_path, cache):
+    from atm_bench.atm.stages import StageData, load_policy, load_track_model, train_policy, train_track_model
+
+    path = write_task_file(tmp_path / "data" / "a_demo.hdf5", demos=2, length=10)
+    refs = demo_refs([(path, ["demo_0", "demo_1"], 0)])
+    data = StageData(train=refs, val=refs[:1], instructions=["move the square"])
+    preset = _overfit_preset()
+    torch.set_num_threads(1)
+
+    stage1 = train_track_model(preset, data, tmp_path / "tracks", progress=False, pictures=4)
+    hist = stage1.history
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"] / 10, (hist[0], hist[-1])
+    assert (tmp_path / "tracks" / "pictures" / "epoch_040.png").is_file()
+    config = json.loads((tmp_path / "tracks" / "config.json").read_text())
+    assert config["best_epoch"] == stage1.best_epoch and config["model"]["text_dim"] == 384
+    model, _ = load_track_model(tmp_path / "tracks")
+    assert not model.training
+    # resumption: the same call finds the run finished and trains no further
+    again = train_track_model(preset, data, tmp_path / "tracks", progress=False, pictures=0)
+    assert again.epochs_run == 40 and len(again.history) == 40
+
+    stage2 = train_policy(preset, data, tmp_path / "policy", track_model_dir=tmp_path / "tracks", progress=False)
+    assert stage2.history[-1]["train_loss"] < stage2.history[0]["train_loss"] / 10
+    policy, cfg = load_policy(tmp_path / "policy")
+    assert cfg["track_model"] == str(tmp_path / "tracks") and policy.uses_tracks
+
+
+def test_bc_variant_trains_without_a_track_model(tmp_path, cache):
+    from atm_bench.atm.stages import StageData, load_policy, train_policy
+
+    path = write_task_file(tmp_path / "data" / "a_demo.hdf5", demos=1, length=8)
+    refs = demo_refs([(path, ["demo_0"], 0)])
+    preset = _overfit_preset()
+    result = train_policy(preset, StageData(refs, [], ["move the square"]), tmp_path / "bc", language=True,
+                          epochs=2, progress=False)
+    assert result.epochs_run == 2
+    policy, cfg = load_policy(tmp_path / "bc")
+    assert cfg["model"]["language"] and not policy.uses_tracks

@@ -1,0 +1,150 @@
+"""The evaluation loop and its results store: durable records, resume, corrupt lines, videos."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from atm_bench.agents.base import Agent, get_agent, register_agent
+from atm_bench.bench.results import ResultsStore, record_key, success_table
+from atm_bench.bench.video import read_mp4, write_mp4
+from atm_bench.errors import UserError
+
+
+def rec(**kw):
+    base = {"agent": "a", "suite": "libero_goal", "task": 0, "init_state": 0, "seed": 0, "protocol": "atm",
+            "preset": "none", "horizon": 600, "success": True, "steps": 10, "seconds": 1.0}
+    return {**base, **kw}
+
+
+def test_store_appends_reads_and_skips_corrupt_lines(tmp_path, capsys):
+    store = ResultsStore(tmp_path / "r.jsonl")
+    assert store.records() == []
+    store.append(rec(init_state=0))
+    store.append(rec(init_state=1, success=False))
+    with open(store.path, "a") as f:
+        f.write("{not json}\n")
+        f.write(json.dumps({"agent": "a"}) + "\n")  # valid JSON, not a record
+        f.write('{"agent": "a", "suite": "libero_go')  # a crash mid-write: partial last line
+    store.append(rec(init_state=2))  # must not glue onto the partial line
+    report = store.read()
+    assert [r["init_state"] for r in report.records] == [0, 1, 2]
+    assert report.bad_lines == [3, 4, 5]
+    assert "skipped 3 corrupt or partial line(s)" in capsys.readouterr().err
+    assert record_key(rec(init_state=2)) in store.keys()
+    with pytest.raises(ValueError, match="lacks"):
+        store.append({"agent": "a"})
+
+
+def test_success_table_groups_by_task():
+    rows = success_table([rec(task=1, success=True), rec(task=1, success=False, steps=30), rec(task=0)])
+    assert [(r["task"], r["episodes"], r["successes"]) for r in rows] == [(0, 1, 1), (1, 2, 1)]
+    assert rows[1]["success_rate"] == 0.5 and rows[1]["mean_steps"] == 20
+
+
+def test_video_round_trip(tmp_path):
+    frames = [np.full((20, 36, 3), 10 * i, np.uint8) for i in range(12)]  # sides not multiples of 16
+    path = write_mp4(tmp_path / "v" / "x.mp4", frames, fps=20)
+    video = read_mp4(path)
+    assert video.shape == (12, 32, 48, 3)
+    assert abs(int(video[5, 5, 5, 0]) - 50) <= 3
+    assert [p.name for p in path.parent.iterdir()] == ["x.mp4"]
+
+
+def test_registry(tmp_path):
+    assert get_agent("expert").name == "expert"
+    with pytest.raises(UserError, match="unknown agent"):
+        get_agent("no-such-agent")
+    with pytest.raises(UserError, match="cannot load"):
+        get_agent("atm_bench.nothing:Agent")
+
+    class Mine(Agent):
+        name = "mine"
+
+        def fit(self, data, budget): ...
+        def reset(self, task): ...
+        def act(self, obs): return np.zeros((len(obs["joint_states"]), 7))
+        def flops_per_step(self, obs): return {}
+        def save(self, directory): ...
+        def load(self, directory): ...
+
+    register_agent("mine", Mine)
+    assert get_agent("mine") is Mine
+    with pytest.raises(TypeError):
+        register_agent("bad", dict)
+
+
+# -- the loop on the real simulator ----------------------------------------------------------
+
+
+class InterruptingExpert(get_agent("expert")):
+    """The expert, but Ctrl-C arrives after `budget` control steps."""
+
+    budget = 10**9
+
+    def act_vector(self, vector_env, obs):
+        InterruptingExpert.budget -= 1
+        if InterruptingExpert.budget < 0:
+            raise KeyboardInterrupt
+        return super().act_vector(vector_env, obs)
+
+
+def _outcomes(records):
+    keep = ("task", "init_state", "episode_seed", "success", "steps", "horizon")
+    return sorted(tuple(r[k] for k in keep) for r in records)
+
+
+@pytest.mark.sim
+def test_resumed_evaluation_matches_an_uninterrupted_one(tmp_path):
+    """Expert on libero_goal task 1 (bowl on stove), 2 episodes, physics only.
+
+    Uninterrupted: 2 async workers. Interrupted: 1 synchronous env, Ctrl-C inside episode 2,
+    then rerun. Same records: outcomes depend on (seed, task, init state) only.
+    """
+    from atm_bench.bench.evaluation import EvalConfig, evaluate
+
+    base = EvalConfig(agent="expert", suite="libero-goal", tasks=(1,), episodes=2, render_quality="none",
+                      videos=0, horizon=300)
+    full = evaluate(get_agent("expert")(), EvalConfig(**{**base.__dict__, "n_envs": 2}), tmp_path / "a",
+                    progress=False)
+    assert len(full) == 2
+
+    sync = EvalConfig(**{**base.__dict__, "n_envs": 1, "asynchronous": False})
+    first_len = next(r["steps"] for r in full if r["init_state"] == 0)
+    InterruptingExpert.budget = first_len + 20
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(InterruptingExpert(), sync, tmp_path / "b", progress=False)
+    partial = ResultsStore(tmp_path / "b" / "results.jsonl").records()
+    assert [r["init_state"] for r in partial] == [0]
+
+    InterruptingExpert.budget = 10**9
+    resumed = evaluate(InterruptingExpert(), sync, tmp_path / "b", progress=False)
+    assert len(ResultsStore(tmp_path / "b" / "results.jsonl").records()) == 2  # episode 0 not rerun
+    assert _outcomes(resumed) == _outcomes(full)
+    assert all(r["success"] for r in full)
+
+
+@pytest.mark.sim
+def test_evaluation_writes_videos_and_respects_the_horizon(tmp_path):
+    from atm_bench.bench.evaluation import EvalConfig, evaluate
+
+    class Still(Agent):
+        name = "still"
+
+        def fit(self, data, budget): ...
+        def reset(self, task): self.task = task
+        def act(self, obs): return np.zeros((len(obs["joint_states"]), 7))
+        def flops_per_step(self, obs): return {}
+        def save(self, directory): ...
+        def load(self, directory): ...
+
+    config = EvalConfig(agent="still", suite="libero_goal", tasks=(0,), episodes=2, n_envs=1, horizon=6, videos=1,
+                        asynchronous=False)
+    records = evaluate(Still(), config, tmp_path, progress=False)
+    assert [(r["init_state"], r["steps"], r["success"]) for r in records] == [(0, 6, False), (1, 6, False)]
+    video = read_mp4(tmp_path / records[0]["video"])
+    assert video.shape == (7, 128, 256, 3)  # the reset frame + 6 steps, both views side by side
+    assert "video" not in records[1]
+    assert list((tmp_path / "configs").glob("eval_still_*.json"))

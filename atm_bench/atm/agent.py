@@ -1,0 +1,217 @@
+"""The ATM agent: stage 1 + stage 2 training from a data split, and batched closed-loop control.
+
+Per env step and env: the frozen track transformer predicts 16-step tracks of the fixed 32-point
+grid on each view's current frame; the policy encodes the step once (`encode_step`) and keeps it
+in a per-env window of the last W steps (the first step repeated at an episode's start, as in
+training), then the temporal transformer and head give the action of the last position.
+`BCAgent` is the same network with tracks zeroed and the instruction as a token (the BC baseline).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData
+from atm_bench.errors import UserError
+from atm_bench.io import write_json_atomic
+from atm_bench.presets import Preset, get_preset
+
+
+class ATMAgent(Agent):
+    name: ClassVar[str] = "atm"
+    language_policy: ClassVar[bool] = False
+
+    def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
+                 text_encoder: str | None = None, track_model_dir: str | Path | None = None,
+                 policy_overrides: dict[str, Any] | None = None, progress: bool = True):
+        """`track_model_dir`: an already trained stage-1 model (shared by seeds); otherwise `fit`
+        trains one into `work_dir/track_model`. `policy_overrides`: ablation flags of PolicyConfig
+        (early_fusion, late_fusion, track_len)."""
+        from atm_bench.paths import cache_subdir
+
+        self.preset = get_preset(preset) if isinstance(preset, str) else preset
+        self.work_dir = Path(work_dir) if work_dir else cache_subdir("runs") / f"{self.name}-{self.preset.name}"
+        self.text_encoder = text_encoder
+        self.track_model_dir = Path(track_model_dir) if track_model_dir else None
+        self.policy_overrides = dict(policy_overrides or {})
+        self.progress = progress
+        self.track_model = None
+        self.policy = None
+        self._track_text: torch.Tensor | None = None
+        self._policy_text: torch.Tensor | None = None
+        self._steps: torch.Tensor | None = None  # (N, W, 3, Dt) cached step tokens
+        self._late: torch.Tensor | None = None  # (N, W, late_dim)
+        self._fresh: np.ndarray | None = None  # (N,) True where an episode just began
+
+    # -- training -------------------------------------------------------------------------------
+
+    def fit(self, data: TrainingData, budget: Budget) -> None:
+        from atm_bench.atm.stages import stage_data, train_policy, train_track_model
+
+        max_frames = self.preset.data.max_frames_per_demo
+        if not self.language_policy and self.track_model_dir is None:
+            videos = stage_data(data.manifest, data.data_dir, "videos", data.tracks_dir, max_frames)
+            self.track_model_dir = self.work_dir / "track_model"
+            train_track_model(self.preset, videos, self.track_model_dir, text_encoder=self.text_encoder,
+                              progress=self.progress)
+        labelled = stage_data(data.manifest, data.data_dir, "labelled", None, max_frames)
+        train_policy(self.preset, labelled, self.work_dir / "policy", track_model_dir=self.track_model_dir,
+                     language=self.language_policy, text_encoder=self.text_encoder, epochs=budget.epochs,
+                     seconds=budget.seconds, progress=self.progress, policy_overrides=self.policy_overrides)
+        self._load_models(self.work_dir / "policy", self.track_model_dir)
+
+    def _load_models(self, policy_dir: Path, track_dir: Path | None) -> None:
+        from atm_bench.atm.stages import load_policy, load_track_model
+
+        self.policy, self._policy_config = load_policy(policy_dir)
+        self.track_model = None
+        if self.policy.uses_tracks:
+            if track_dir is None:
+                raise UserError(f"{policy_dir}: the policy uses tracks but no track model was saved beside it")
+            self.track_model, self._track_config = load_track_model(track_dir)
+        self._policy_dir, self.track_model_dir = Path(policy_dir), track_dir
+
+    # -- acting ---------------------------------------------------------------------------------
+
+    def _require_models(self) -> None:
+        if self.policy is None:
+            raise UserError("the ATM agent has no trained models: call fit() or load() first")
+
+    def reset(self, task: TaskInfo) -> None:
+        from atm_bench.atm.language import embed_instructions
+
+        self._require_models()
+        if self.track_model is not None:
+            path = self._track_config.get("text_encoder")
+            self._track_text = torch.from_numpy(embed_instructions([task.instruction], path))
+        if self.policy.cfg.language:
+            self._policy_text = torch.from_numpy(embed_instructions([task.instruction],
+                                                                    self._policy_config.get("text_encoder")))
+        self._steps = self._late = self._fresh = None
+
+    def on_episode_start(self, mask: np.ndarray) -> None:
+        if self._fresh is not None:
+            self._fresh |= np.asarray(mask, dtype=bool)
+
+    def _images(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
+        """(N, V, 3, H, W) in [-1, 1] at the policy's size, from upright uint8 observations."""
+        from atm_bench.atm.datasets import _resize
+        from atm_bench.atm.track_transformer import to_model_images
+
+        hw = self.policy.cfg.image_hw
+        views = []
+        for view in self.policy.cfg.views:
+            if view not in obs:
+                raise UserError(f"the observation has no '{view}' image; keys: {sorted(obs)}")
+            frames = _resize(np.asarray(obs[view], dtype=np.uint8), hw)
+            views.append(to_model_images(torch.from_numpy(np.ascontiguousarray(frames))))
+        return torch.stack(views, dim=1)
+
+    @torch.no_grad()
+    def predict_tracks(self, images: torch.Tensor) -> torch.Tensor | None:
+        """Tracks (N, V, 32, L, 2) of the policy's query grid on each view's current frame."""
+        from atm_bench.atm.stages import predict_grid_tracks
+
+        if self.track_model is None:
+            return None
+        n, v = images.shape[:2]
+        text = self._track_text.expand(n * v, -1)
+        tracks = predict_grid_tracks(self.track_model, images.reshape(n * v, *images.shape[2:]), text,
+                                     self.policy.cfg.num_points, batch=n * v)
+        return tracks.reshape(n, v, *tracks.shape[1:])
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        self._require_models()
+        images = self._images(obs)
+        n = images.shape[0]
+        tracks = self.predict_tracks(images)
+        text = None if self._policy_text is None else self._policy_text.expand(n, -1)
+        joint = torch.as_tensor(np.asarray(obs["joint_states"]), dtype=torch.float32)
+        gripper = torch.as_tensor(np.asarray(obs["gripper_states"]), dtype=torch.float32)
+        step, late = self.policy.encode_step(images, tracks, joint, gripper, text)
+        self._push(step, late)
+        return self.policy.act(self._steps, self._late, text).numpy().astype(np.float64)
+
+    def _push(self, step: torch.Tensor, late: torch.Tensor) -> None:
+        """Append this step to each env's window; a fresh env's window is this step repeated."""
+        n, w = step.shape[0], self.policy.cfg.window
+        if self._steps is None or self._steps.shape[0] != n:
+            self._steps = step[:, None].repeat(1, w, 1, 1)
+            self._late = late[:, None].repeat(1, w, 1)
+            self._fresh = np.zeros(n, dtype=bool)
+            return
+        self._steps = torch.cat([self._steps[:, 1:], step[:, None]], dim=1)
+        self._late = torch.cat([self._late[:, 1:], late[:, None]], dim=1)
+        fresh = torch.from_numpy(self._fresh)
+        if fresh.any():
+            self._steps[fresh] = step[fresh][:, None]
+            self._late[fresh] = late[fresh][:, None]
+            self._fresh[:] = False
+
+    # -- compute --------------------------------------------------------------------------------
+
+    def flops_per_step(self, obs: dict[str, np.ndarray]) -> dict[str, float]:
+        """Counted MACs of one `act` for one env (both views of the track model + the policy), and
+        the paper's convention: one track-model forward (one view) per step."""
+        from atm_bench.flops import count_flops
+
+        self._require_models()
+        one = {k: np.asarray(v)[:1] for k, v in obs.items()}
+        saved = (self._steps, self._late, self._fresh)
+        self._steps = self._late = self._fresh = None
+        try:
+            full, _ = count_flops(self.act, one)
+            track = 0
+            if self.track_model is not None:
+                image = self._images(one)[:, 0]
+                from atm_bench.atm.policy import policy_query_points
+
+                queries = policy_query_points(self.policy.cfg.num_points)[None]
+                counted, _ = count_flops(self.track_model.predict, image, queries, self._track_text)
+                track = counted.macs
+        finally:
+            self._steps, self._late, self._fresh = saved
+        return {"macs": float(full.macs), "flops": float(full.flops), "paper_convention_macs": float(track),
+                "track_model_macs_per_view": float(track), "policy_macs": float(full.macs - len(self.policy.cfg.views) * track)}
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> None:
+        self._require_models()
+        directory = Path(directory)
+        _copy_checkpoint(self._policy_dir, directory / "policy")
+        if self.track_model_dir is not None and self.track_model is not None:
+            _copy_checkpoint(self.track_model_dir, directory / "track_model")
+        write_json_atomic(directory / "agent.json", self.describe())
+
+    def load(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        track = directory / "track_model"
+        self._load_models(directory / "policy", track if track.is_dir() else None)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "preset": self.preset.name, "text_encoder": self.text_encoder,
+                "policy_overrides": self.policy_overrides, "language_policy": self.language_policy}
+
+
+class BCAgent(ATMAgent):
+    """BC baseline: the same policy network with tracks zeroed and a language token."""
+
+    name: ClassVar[str] = "bc"
+    language_policy: ClassVar[bool] = True
+
+
+def _copy_checkpoint(src: Path, dst: Path) -> None:
+    from atm_bench.atm.training import CONFIG, WEIGHTS
+
+    if Path(src).resolve() == Path(dst).resolve():
+        return
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS, CONFIG):
+        shutil.copy2(Path(src) / name, dst / name)

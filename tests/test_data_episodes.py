@@ -160,3 +160,17 @@ def test_task_files_lists_a_directory(tmp_path):
     assert task_files(a) == [a]
     with pytest.raises(UserError):
         task_files(tmp_path / "empty")
+
+
+def test_data_info_cli(tmp_path, capsys):
+    from atm_bench.cli import main
+
+    rng = np.random.default_rng(6)
+    path = write_task_file(tmp_path / "t_demo.hdf5", HEADER, [make_episode(rng, 4), make_episode(rng, 6)])
+    assert main(["data", "info", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "open the drawer" in out and "total 10, min 4, mean 5.0, max 6" in out
+    with h5py.File(path, "a") as f:
+        del f["data/demo_1/actions"]
+    assert main(["data", "info", str(path)]) == 2
+    assert "t_demo.hdf5: missing 'actions' in demo_1" in capsys.readouterr().err

@@ -34,6 +34,8 @@ ENTRY_POINT_GROUP = "atm_bench.agents"
 # Built-in agents: name -> "module:Class", imported only when asked for (keeps the CLI fast).
 _BUILTIN: dict[str, str] = {
     "expert": "atm_bench.agents.expert:ExpertAgent",
+    "atm": "atm_bench.atm.agent:ATMAgent",
+    "bc": "atm_bench.atm.agent:BCAgent",
 }
 _REGISTRY: dict[str, type["Agent"]] = {}
 

@@ -315,6 +315,13 @@ class EpisodeFile:
         group = self._group(name or self.demo_names[0])
         return sorted(group["obs"].keys()) if "obs" in group else []
 
+    def shape(self, name: str, key: str) -> tuple[int, ...]:
+        """Shape of a dataset of a demo (`actions`, `obs/agentview_rgb`, ...) without reading it."""
+        group = self._group(name)
+        if key not in group:
+            raise self._missing(key, name)
+        return tuple(group[key].shape)
+
     def attrs(self, name: str) -> dict[str, Any]:
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self._group(name).attrs.items()}
 

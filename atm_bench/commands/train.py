@@ -1,0 +1,126 @@
+"""`atm-bench train`: ATM stage 1 (track transformer) and stage 2 (policy) from a matched split."""
+
+from __future__ import annotations
+
+import argparse
+
+from atm_bench.commands.data import add_data_dir_arg
+from atm_bench.commands.envs import add_suite_arg
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    add_suite_arg(parser)
+    add_data_dir_arg(parser)
+    parser.add_argument("--preset", default="quick", help="smoke, quick (default) or paper")
+    parser.add_argument("--split", default=None, help="split manifest (default: DATA_DIR/<suite>/splits/..., made if missing)")
+    parser.add_argument("--labelled", type=int, default=None, help="action-labelled demos per task (default: the preset's)")
+    parser.add_argument("--seed", type=int, default=0, help="split and training seed (default 0)")
+    parser.add_argument("--tasks", default=None, help="task indices, e.g. 0,3 or 0-4 (default: all)")
+    parser.add_argument("--text-encoder", default=None,
+                        help="local folder of a BERT-family encoder (e.g. bert-base-cased); default: packaged MiniLM")
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    parser.add_argument("--out", default=None, help="output directory (default: the cache's runs/<suite>/<preset>/...)")
+
+
+def register(sub) -> None:
+    train = sub.add_parser("train", help="train ATM's track transformer (stage 1) or a policy (stage 2)")
+    train_sub = train.add_subparsers(dest="train_command", metavar="STAGE")
+    train_sub.required = True
+
+    tracks = train_sub.add_parser("tracks", help="stage 1: track transformer on action-free videos + tracks")
+    _common(tracks)
+    tracks.add_argument("--no-image-mask", action="store_true", help="ablation: no MAE-style image masking")
+    tracks.set_defaults(handler=_train_tracks)
+
+    policy = train_sub.add_parser("policy", help="stage 2: policy on action-labelled demos")
+    _common(policy)
+    policy.add_argument("--agent", default="atm", choices=["atm", "bc"], help="atm (track-guided) or bc (language, no tracks)")
+    policy.add_argument("--track-model", default=None, help="stage-1 directory (default: the one `train tracks` wrote)")
+    policy.add_argument("--track-len", type=int, default=None, choices=[4, 8, 16], help="ablation: future steps used")
+    policy.add_argument("--no-early-fusion", action="store_true", help="ablation: no track tokens in the spatial transformer")
+    policy.add_argument("--no-late-fusion", action="store_true", help="ablation: no tracks in the action head")
+    policy.set_defaults(handler=_train_policy)
+
+
+def _manifest(args, preset):
+    from pathlib import Path
+
+    from atm_bench.commands.data import default_data_dir, parse_tasks
+    from atm_bench.data.splits import default_manifest_path, load_split, make_split, save_split
+
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    labelled = args.labelled if args.labelled is not None else preset.data.labelled_demos
+    val = preset.track_training.val_fraction
+    if args.split:
+        return load_split(args.split), data_dir
+    path = default_manifest_path(data_dir, args.suite, labelled, args.seed, val)
+    tasks = parse_tasks(args.tasks, args.suite) if args.tasks else None
+    if path.is_file() and not args.tasks:
+        return load_split(path), data_dir
+    manifest = make_split(data_dir, args.suite, labelled=labelled, seed=args.seed, val_fraction=val,
+                          tasks=list(tasks) if tasks else None)
+    if not args.tasks:
+        save_split(manifest, path)
+    return manifest, data_dir
+
+
+def _run_dir(args, preset):
+    from pathlib import Path
+
+    from atm_bench.envs.libero.suites import canonical_suite
+    from atm_bench.paths import cache_subdir
+
+    return Path(args.out) if args.out else cache_subdir("runs") / canonical_suite(args.suite) / preset.name
+
+
+def _preset(args):
+    import dataclasses
+
+    from atm_bench.presets import get_preset
+
+    preset = get_preset(args.preset)
+    if args.seed:
+        preset = dataclasses.replace(
+            preset, track_training=dataclasses.replace(preset.track_training, seed=args.seed),
+            policy_training=dataclasses.replace(preset.policy_training, seed=args.seed))
+    return preset
+
+
+def _train_tracks(args) -> int:
+    import dataclasses
+
+    from atm_bench.atm.stages import stage_data, train_track_model
+
+    preset = _preset(args)
+    if args.no_image_mask:
+        preset = dataclasses.replace(preset, track_model=dataclasses.replace(preset.track_model, mask_ratio=0.0))
+    manifest, data_dir = _manifest(args, preset)
+    data = stage_data(manifest, data_dir, "videos", max_frames=preset.data.max_frames_per_demo)
+    out = _run_dir(args, preset) / "track_model" if not args.out else _run_dir(args, preset)
+    result = train_track_model(preset, data, out, text_encoder=args.text_encoder, epochs=args.epochs)
+    print(f"track transformer: best validation loss {result.best_val:.4f} at epoch {result.best_epoch}; "
+          f"{result.epochs_run} epochs in {result.seconds:.0f} s; wrote {out} (pictures in {out / 'pictures'})")
+    return 0
+
+
+def _train_policy(args) -> int:
+    from atm_bench.atm.stages import stage_data, train_policy
+
+    preset = _preset(args)
+    manifest, data_dir = _manifest(args, preset)
+    data = stage_data(manifest, data_dir, "labelled", max_frames=preset.data.max_frames_per_demo)
+    run = _run_dir(args, preset)
+    overrides = {}
+    if args.track_len:
+        overrides["track_len"] = args.track_len
+    if args.no_early_fusion:
+        overrides["early_fusion"] = False
+    if args.no_late_fusion:
+        overrides["late_fusion"] = False
+    track_dir = args.track_model or (None if args.agent == "bc" else run / "track_model")
+    out = run if args.out else run / f"{args.agent}_seed{args.seed}" / "policy"
+    result = train_policy(preset, data, out, track_model_dir=track_dir, language=args.agent == "bc",
+                          text_encoder=args.text_encoder, epochs=args.epochs, policy_overrides=overrides)
+    print(f"{args.agent} policy: best validation loss {result.best_val:.4f} at epoch {result.best_epoch}; "
+          f"{result.epochs_run} epochs in {result.seconds:.0f} s; wrote {out}")
+    return 0

@@ -1,0 +1,36 @@
+"""`atm-bench models describe` and `atm-bench train tracks/policy` on a synthetic task file."""
+
+import pytest
+
+from atm_bench.cli import main
+
+from atm_synthetic import write_task_file
+
+
+def test_models_describe_smoke(capsys):
+    assert main(["models", "describe", "--preset", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "track transformer" in out and "ATM full env step" in out and "TMAC" in out
+
+
+def test_unknown_preset_is_one_line_error(capsys):
+    assert main(["models", "describe", "--preset", "huge"]) == 2
+    assert "valid choices: smoke, quick, paper" in capsys.readouterr().err
+
+
+def test_train_tracks_then_policy(tmp_path, monkeypatch, capsys):
+    from atm_bench.envs.libero.suites import list_tasks
+
+    monkeypatch.setenv("ATM_BENCH_CACHE", str(tmp_path / "cache"))
+    name = list_tasks("libero_goal")[0].name
+    write_task_file(tmp_path / "data" / "libero_goal" / f"{name}_demo.hdf5", demos=4, length=8)
+    common = ["--suite", "libero-goal", "--preset", "smoke", "--tasks", "0", "--data-dir", str(tmp_path / "data"),
+              "--epochs", "1"]
+    assert main(["train", "tracks", *common, "--out", str(tmp_path / "tm")]) == 0
+    assert (tmp_path / "tm" / "model.safetensors").is_file()
+    assert main(["train", "policy", *common, "--agent", "atm", "--track-model", str(tmp_path / "tm"),
+                 "--track-len", "4", "--out", str(tmp_path / "pol")]) == 0
+    assert "atm policy: best validation loss" in capsys.readouterr().out
+    assert main(["train", "policy", *common, "--agent", "atm", "--track-model", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "pol2")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err

@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "atm_bench.commands.data",
     "atm_bench.commands.eval",
     "atm_bench.commands.tracks",
+    "atm_bench.commands.models",
+    "atm_bench.commands.train",
 ]
 
 

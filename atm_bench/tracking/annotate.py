@@ -194,9 +194,9 @@ class Annotator:
             num_frames = ef.length(demo)
         height, width = first.shape[1:3]
         rng = demo_rng(self.cfg.seed, path.name, demo)
-        tracked = time.perf_counter()
-        if self.scenes is not None:
-            env = self.scenes.env(resolve_task(header, self.suite), height, width)
+        env = self.scenes.env(resolve_task(header, self.suite), height, width) if self.scenes is not None else None
+        tracked = time.perf_counter()  # tracking time: from here (the scene exists) to the write
+        if env is not None:
             from atm_bench.tracking.sim import SimReplay
 
             replay = SimReplay(env.renderer, env.sim.model._model, states, views=self.cfg.views,

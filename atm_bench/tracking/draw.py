@@ -45,11 +45,11 @@ def draw_frame(frames: np.ndarray, result: TrackResult, k: int, trail: int = 16,
         for i in np.nonzero(both)[0]:
             a = tuple(np.round(pts[s, i] * (1 << shift)).astype(int))
             b = tuple(np.round(pts[s + 1, i] * (1 << shift)).astype(int))
-            cv2.line(layer, a, b, colours[i].tolist(), thickness=max(1, scale // 2), lineType=cv2.LINE_AA, shift=shift)
+            cv2.line(layer, a, b, colours[i].tolist(), thickness=max(1, scale // 3), lineType=cv2.LINE_AA, shift=shift)
         canvas = (1 - alpha) * canvas + alpha * layer
     for i in np.nonzero(vis[k, chosen])[0]:
         c = tuple(np.round(pts[k, i] * (1 << shift)).astype(int))
-        cv2.circle(canvas, c, max(2, scale) << shift, colours[i].tolist(), -1, lineType=cv2.LINE_AA, shift=shift)
+        cv2.circle(canvas, c, max(1, scale // 2) << shift, colours[i].tolist(), -1, lineType=cv2.LINE_AA, shift=shift)
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 

@@ -90,7 +90,7 @@ def resample_around(queries: np.ndarray, keep: np.ndarray, num: int, jitter: flo
     new = np.tile(kept, (reps, 1))[:num].copy()
     new[:, 1] += rng.normal(0, jitter * aspect, num)
     new[:, 2] += rng.normal(0, jitter, num)
-    new[:, 1:] = np.clip(new[:, 1:], 0.0, np.nextafter(1.0, 0.0))
+    new[:, 1:] = np.clip(new[:, 1:], 0.0, 1.0 - 1e-6)  # inside the image, also in float32
     return new
 
 

@@ -148,7 +148,7 @@ class LiberoEnv(gym.Env):
                 f"valid: 0..{len(self.init_states) - 1}"
             )
         self._init_index = int(index)
-        self._env.reset()
+        self._reset_task_env()
         self.set_state(self.init_states[self._init_index])
         for _ in range(self.protocol.settle_steps):
             self._raw_obs = self._env.step(OPEN_GRIPPER_NOOP)[0]
@@ -156,6 +156,23 @@ class LiberoEnv(gym.Env):
         self._success = bool(self._env._check_success())
         self._needs_reset = False
         return self._observation(), self._info()
+
+    def _reset_task_env(self) -> None:
+        """Make an episode a function of (seed, init state) alone.
+
+        LIBERO's reset re-samples fixture placements (cabinet, stove: ~1 cm) from NumPy's
+        global RNG, and those live in the model, not in the init state: draw them from this
+        env's seeded generator. robosuite's Panda gripper command ramps from its previous
+        value and survives resets: start it where a fresh env starts it (zero).
+        """
+        saved = np.random.get_state()
+        np.random.seed(int(self.np_random.integers(2**31)))
+        try:
+            self._env.reset()
+        finally:
+            np.random.set_state(saved)
+        for robot in self._env.robots:
+            robot.gripper.current_action = np.zeros(robot.gripper.dof)
 
     def step(self, action):
         if self._needs_reset:

@@ -13,7 +13,7 @@ import numpy as np
 from atm_bench.experts.motion import CLOSE, OPEN, Actions, Ctx, down_rot, hold, move_to
 from atm_bench.experts.scene import Scene, yaw_for_axis
 
-MAX_Z = 1.32  # highest comfortable hand height above LIBERO's tables
+MAX_HEIGHT = 0.42  # highest comfortable hand height above the work surface
 GRIPPER_OPEN_WIDTH = 0.075
 
 
@@ -124,7 +124,7 @@ def transit(ctx: Ctx, goal: np.ndarray, yaw: float, skip: set[str], below_hand: 
     sc = ctx.scene
     start = sc.eef_pos
     clear = path_clearance(sc, start, goal, skip) + 0.05 + below_hand
-    safe_z = min(MAX_Z, max(clear, goal[2], start[2] if start[2] < clear else clear))
+    safe_z = min(sc.table_z + MAX_HEIGHT, max(clear, goal[2], start[2] if start[2] < clear else clear))
     rot = down_rot(yaw)
     if sc.eef_pos[2] < safe_z - 0.02:
         yield from move_to(ctx, np.array([start[0], start[1], safe_z]), sc.eef_rot, tol=0.02, max_steps=40)
@@ -148,6 +148,7 @@ def pick(ctx: Ctx, obj: str) -> Actions:
     yield from move_to(ctx, lift, down_rot(yaw), CLOSE, tol=0.01, max_steps=30, speed=0.6)
     held = sc.gripper_width > 0.004 and sc.body_pos(obj)[2] > z0 + 0.025
     ctx.held = obj if held else None
+    ctx.log.append(f"pick {obj}: held={held} width={sc.gripper_width:.3f} dz={sc.body_pos(obj)[2] - z0:.3f}")
     return held
 
 
@@ -178,10 +179,10 @@ def place(ctx: Ctx, obj: str, target: str, clearance: float = 0.012) -> Actions:
     release_z = support + clearance + below
     yaw = _current_yaw(sc)
     above = np.array([goal_xy[0], goal_xy[1], release_z + ctx.style.hover * 0.6])
-    skip = {obj, target, sc.site_parent(target) if sc.is_site(target) else target}
-    yield from transit(ctx, above, yaw, skip=skip - {None}, below_hand=below)
+    yield from transit(ctx, above, yaw, skip={obj}, below_hand=below)
     yield from move_to(ctx, np.array([goal_xy[0], goal_xy[1], release_z]), down_rot(yaw), CLOSE,
                        tol=0.006, max_steps=50, speed=0.5, stall_steps=4)
+    ctx.log.append(f"place {obj} on {target}: support={support:.3f} release_z={release_z:.3f} at={sc.eef_pos.round(3)}")
     yield from release(ctx)
     return True
 

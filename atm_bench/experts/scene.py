@@ -61,13 +61,14 @@ class Scene:
         return mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, name) >= 0
 
     def _table_height(self) -> float:
-        """Height of the tabletop: the highest point of the arena's table geom(s)."""
-        zs = []
-        for g in range(self.model.ngeom):
-            name = self.model.geom(g).name or ""
-            if "table" in name and "leg" not in name and int(self.model.geom_bodyid[g]) != 0 or name.endswith("table_collision"):
-                zs.append(geoms_extent(self.model, self.data, [g]).hi[2])
-        return float(max(zs)) if zs else 0.9
+        """Height of the work surface: the top of the arena's table body, else the floor (z=0)."""
+        m = self.model
+        geoms = [
+            g
+            for g in range(m.ngeom)
+            if (m.geom_contype[g] or m.geom_conaffinity[g]) and "table" in m.body(int(m.geom_bodyid[g])).name
+        ]
+        return float(geoms_extent(m, self.data, geoms).hi[2]) if geoms else 0.0
 
     # -- robot -----------------------------------------------------------------------
 

@@ -148,3 +148,34 @@ def test_drawing_hides_invisible_parts():
     assert img.shape == (64, 96, 3)
     assert img[16:24].sum() > 0  # the visible point's row (y = 0.3)
     assert img[48:60].sum() == 0  # the invisible one leaves no mark (y = 0.8)
+
+
+def test_annotate_videos_cli_resumable(tmp_path, capsys):
+    import json
+
+    import imageio.v3 as iio
+
+    from atm_bench.cli import main
+    from atm_bench.data.episodes import EpisodeFile
+    from atm_bench.tracking.storage import read_tracks
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    iio.imwrite(videos / "a.mp4", _shifting_video(T=14, H=64, W=96, dx=1.0, dy=0.5), fps=10, codec="libx264",
+                macro_block_size=1)
+    (tmp_path / "instructions.json").write_text(json.dumps({"a.mp4": "Open the drawer"}))
+    args = ["tracks", "annotate-videos", str(videos), "--instructions", str(tmp_path / "instructions.json"),
+            "--points", "40", "--grid", "2", "--size", "32", "--clip-frames", "10", "--out-dir", str(tmp_path / "out")]
+    assert main(args) == 0
+    assert "annotated 2 clips (0 already done)" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "annotated 0 clips (2 already done)" in capsys.readouterr().out
+    path = tmp_path / "out" / "open_the_drawer_demo.hdf5"
+    with EpisodeFile(path) as ef:
+        assert ef.instruction == "Open the drawer" and ef.demo_names == ["demo_0", "demo_1"]
+        assert ef.frames("demo_0", "agentview_rgb").shape == (10, 32, 32, 3)
+    vt = read_tracks(path, "demo_1", "agentview")
+    assert vt.tracks.shape == (4, 48, 2)
+    (tmp_path / "instructions.json").write_text(json.dumps({"b.mp4": "x"}))
+    assert main(args) == 2
+    assert "no instruction for a.mp4" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from atm_bench.errors import UserError
-from atm_bench.tracking.base import TrackResult, check_tracker_name
+from atm_bench.tracking.base import check_tracker_name
 from atm_bench.tracking.flow import FlowConfig
 from atm_bench.tracking.sampling import SamplingConfig, TrackFn, sample_and_track
 from atm_bench.tracking.storage import VIEWS, ViewTracks, has_tracks, write_demo_tracks

@@ -19,9 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from atm_bench.errors import UserError
-
-
 @dataclass
 class TrackResult:
     """Tracks of N points over T frames: `tracks` (T, N, 2) float32 normalised (x, y) and
@@ -116,5 +113,5 @@ def check_tracker_name(name: str) -> str:
 
 __all__ = [
     "TrackResult", "VideoTracker", "check_queries", "check_video", "to_index_pixels", "from_index_pixels",
-    "inside_image", "TRACKERS", "check_tracker_name", "UserError",
+    "inside_image", "TRACKERS", "check_tracker_name",
 ]

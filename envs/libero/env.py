@@ -220,6 +220,22 @@ class LiberoEnv(gym.Env):
         self._env._update_observables(force=True)
         self._raw_obs = self._env._get_observations(force_update=True)
 
+    def get_body_poses(self) -> np.ndarray:
+        """(nbody, 7) body pos + quat of the model. LIBERO places fixtures (cabinet, stove,
+        rack) by writing them into the model at reset, outside the flattened state: a replay
+        needs them too to draw and track the scene where physics had it."""
+        model = self.sim.model._model
+        return np.concatenate([model.body_pos, model.body_quat], axis=1).copy()
+
+    def set_body_poses(self, poses: np.ndarray) -> None:
+        poses = np.asarray(poses)
+        model = self.sim.model._model
+        if poses.shape != (model.nbody, 7):
+            raise ValueError(f"body poses must be ({model.nbody}, 7) for this scene, got {poses.shape}")
+        model.body_pos[:] = poses[:, :3]
+        model.body_quat[:] = poses[:, 3:]
+        self.sim.forward()
+
     def check_success(self) -> bool:
         return bool(self._env._check_success())
 

@@ -107,7 +107,10 @@ def _generate(args) -> int:
             console.print(f"[yellow]warning: task {r.task} has only {r.demos} of {config.demos} demos after the "
                           "attempts bound; raise --max-attempts or check the expert on this task[/yellow]")
     if new and seconds > 0:
-        console.print(f"throughput: {new} demos in {seconds:.0f} s = {60 * new / seconds:.1f} demos/min")
+        steps = sum(sum(r.steps) for r in reports)
+        split = {k: sum(r.timings[k] for r in reports) for k in reports[0].timings}
+        console.print(f"throughput: {new} demos ({steps} steps) in {seconds:.0f} s = {60 * new / seconds:.1f} demos/min; "
+                      + ", ".join(f"{k} {v:.0f} s" for k, v in split.items()))
     return 0
 
 

@@ -69,6 +69,8 @@ class TaskReport:
     seconds: float = 0.0
     skipped: bool = False
     steps: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=lambda: {"setup": 0.0, "rollout": 0.0, "render": 0.0,
+                                                                "write": 0.0})
 
 
 def task_path(data_dir: str | Path, suite: str, task: int) -> Path:
@@ -83,19 +85,28 @@ def attempt_seed(seed: int, task: int, attempt: int) -> int:
     return int(np.random.SeedSequence([seed, task, attempt, 7]).generate_state(1)[0])
 
 
+def seed_env(env, seed: int) -> None:
+    """Seed the env's generator: its next reset then draws the fixture placement from `seed`.
+
+    LIBERO places fixtures (cabinet, stove, ...) at reset, in the model rather than in the
+    flattened state, from the env's seeded generator. The physics rollout and the render replay
+    seed their envs alike so that both see the same fixture placement.
+    """
+    from gymnasium.utils import seeding
+
+    env.np_random, _ = seeding.np_random(int(seed))
+
+
 def sample_init_state(env, seed: int) -> np.ndarray:
     """A fresh init state from the task's placement regions: LIBERO's own reset, seeded.
 
-    robosuite's placement samplers draw from numpy's global generator; it is seeded here and
-    restored afterwards so nothing else is disturbed.
+    Uses the env's reset of LIBERO's task env (fixtures and objects drawn from the seeded
+    generator); the rollout's own reset, seeded the same way, then places the fixtures
+    identically, so the sampled objects sit where they were sampled relative to them.
     """
-    saved = np.random.get_state()
-    try:
-        np.random.seed(seed % 2**32)
-        env.task_env.reset()
-        return env.get_state().copy()
-    finally:
-        np.random.set_state(saved)
+    seed_env(env, seed)
+    env._reset_task_env()
+    return env.get_state().copy()
 
 
 def file_header(suite: str, task: int, config: GenerateConfig) -> FileHeader:
@@ -134,6 +145,7 @@ class TaskGenerator:
         self.log_path = self.parts / "progress.json"
         self._physics = None
         self._render = None
+        self.timings: dict[str, float] = {"setup": 0.0}
 
     # -- state on disk ---------------------------------------------------------------------
 
@@ -170,11 +182,12 @@ class TaskGenerator:
         from atm_bench.envs.libero.env import LiberoEnv
 
         if self._physics is None:
+            start = time.perf_counter()
             size = self.config.image_size
             self._physics = LiberoEnv(self.suite, self.spec.index, image_size=size, render_quality="none")
             self._render = LiberoEnv(self.suite, self.spec.index, image_size=size,
                                      render_quality=self.config.render_quality)
-            self._render.reset(options={"init_state": 0})
+            self.timings["setup"] += time.perf_counter() - start
         return self._physics, self._render
 
     def close(self) -> None:
@@ -198,12 +211,18 @@ class TaskGenerator:
             state = np.asarray(physics.init_states[index])
             attrs = {"init_state_index": index}
         max_steps = self.config.max_steps or physics.horizon
+        seed_env(physics, seed)
         success, actions, states = rollout(physics, index, seed, max_steps)
         attrs.update(init_state=np.asarray(state), seed=seed, attempt=attempt, init_state_source=self.config.init_states)
         return success, actions, states, attrs
 
     def _render_episode(self, actions: np.ndarray, states: np.ndarray, attrs: dict[str, Any]) -> Episode:
-        _, render = self._envs()
+        physics, render = self._envs()
+        seed_env(render, attrs["seed"])  # the same fixture placement as the rollout's
+        render.reset(options={"init_state": 0})
+        for field_name in ("body_pos", "body_quat"):
+            if not np.array_equal(getattr(render.sim.model, field_name), getattr(physics.sim.model, field_name)):
+                raise RuntimeError(f"render env's {field_name} differs from the rollout's: frames would not match states")
         observations = []
         for state in states:
             render.set_state(state)
@@ -229,13 +248,20 @@ class TaskGenerator:
         attempt = 1 + max([int(d.get("attempt", -1)) for d in final] + [a["attempt"] for a in attempts] + [-1])
         header = file_header(self.suite, self.spec.index, self.config)
         try:
+            self.timings = report.timings
+            clock = time.perf_counter()
             while done < self.config.demos and attempt < self.config.attempts_bound:
+                setup = report.timings["setup"]
                 success, actions, states, attrs = self._attempt(attempt)
+                report.timings["rollout"] -= report.timings["setup"] - setup  # env creation is not rollout
+                clock = _lap(report.timings, "rollout", clock)
                 entry = {"attempt": attempt, "success": bool(success), "steps": int(len(actions))}
                 if success:
                     part = f"part_{attempt:05d}.hdf5"
                     episode = self._render_episode(actions, states, attrs)
+                    clock = _lap(report.timings, "render", clock)
                     write_task_file(self.parts / part, header, [episode], self.config.compression)
+                    clock = _lap(report.timings, "write", clock)
                     entry["part"] = part
                     done += 1
                     report.new_demos += 1
@@ -259,6 +285,12 @@ class TaskGenerator:
         report.demos = len(sources)
         report.seconds = time.perf_counter() - start
         return report
+
+
+def _lap(timings: dict[str, float], key: str, since: float) -> float:
+    now = time.perf_counter()
+    timings[key] += now - since
+    return now
 
 
 def generate(config: GenerateConfig, data_dir: str | Path, progress: bool = True) -> list[TaskReport]:

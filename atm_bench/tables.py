@@ -1,0 +1,251 @@
+"""The comparison, compute and ablation tables, regenerated from stored results only.
+
+Inputs are run directories written by `atm-bench run` (or `atm-bench eval`): episode records
+(`*.jsonl`), `flops.json` (agent -> counted cost per env step) and `config.json` (preset,
+protocol, labelled demos, ablation flags). Outputs are Markdown, CSV and LaTeX (tabulate) and
+a grouped bar plot like the paper's Fig. 4b. Output is a pure function of the inputs (sorted,
+no timestamps, fixed plot metadata), so regenerating gives byte-identical files.
+
+Conventions: an agent's success on a suite for one seed is the mean over all its episodes of
+all tasks; tables show mean +- std over seeds (population std, ddof=0). Published numbers are
+printed beside ours in rows marked "(paper)", never mixed into our statistics.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from atm_bench.bench.results import ResultsStore
+from atm_bench.errors import UserError
+from atm_bench.io import write_text_atomic
+
+SUITE_ORDER = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
+SUITE_TITLES = {"libero_spatial": "Spatial", "libero_object": "Object", "libero_goal": "Goal",
+                "libero_10": "Long", "libero_90": "LIBERO-90"}
+AGENT_TITLES = {"atm": "ATM", "bc": "BC", "r3m": "R3M-finetune", "vpt": "VPT", "unipi": "UniPi",
+                "unipi-replan": "UniPi-Replan", "bc-full": "BC-Full-Trainset", "expert": "Scripted expert"}
+AGENT_ORDER = ("bc-full", "bc", "r3m", "vpt", "unipi", "unipi-replan", "atm")
+TASK_STEPS = 600  # the paper's compute table counts one 600-step task
+
+# The paper's Table V (20 % of demos), success %, mean +- std over 3 seeds; None = not given.
+PAPER_SUCCESS: dict[str, dict[str, tuple[float, float | None] | None]] = {
+    "bc-full": {"libero_spatial": (71.83, 3.70), "libero_object": (71.00, 7.97), "libero_goal": (76.33, 1.31), "libero_10": (24.17, 2.59)},
+    "bc": {"libero_spatial": (39.00, 8.20), "libero_object": (51.83, 13.54), "libero_goal": (42.50, 4.95), "libero_10": (16.67, 3.66)},
+    "r3m": {"libero_spatial": (49.17, 3.79), "libero_object": (52.83, 2.25), "libero_goal": (5.33, 1.43), "libero_10": (9.17, 2.66)},
+    "vpt": {"libero_spatial": (37.83, 4.29), "libero_object": (19.50, 0.82), "libero_goal": (3.33, 2.36), "libero_10": (3.83, 1.65)},
+    "unipi": {"libero_spatial": None, "libero_object": (59.83, 3.01), "libero_goal": (11.83, 2.02), "libero_10": (5.83, 2.08)},
+    "unipi-replan": {"libero_object": (31.00, None), "libero_goal": (3.00, None)},
+    "atm": {"libero_spatial": (68.50, 1.78), "libero_object": (68.00, 6.18), "libero_goal": (77.83, 0.82), "libero_10": (39.33, 15.80)},
+}
+# The paper's Table IV: TFLOPs for one 600-step task.
+PAPER_TFLOPS = {"atm": 1.56, "unipi": 39.29, "unipi-replan": 2946.75}
+
+
+@dataclass
+class Run:
+    """One run directory's records, costs and configuration."""
+
+    path: Path
+    records: list[dict[str, Any]]
+    flops: dict[str, dict[str, float]] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def load_runs(paths: Iterable[str | Path]) -> list[Run]:
+    runs = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise UserError(f"{path}: not a run directory (expected the --out directory of `atm-bench run`)")
+        records = []
+        for jsonl in sorted(path.rglob("*.jsonl")):
+            records += ResultsStore(jsonl).records()
+        if not records:
+            raise UserError(f"{path}: no episode records (*.jsonl) found; run `atm-bench run` or `atm-bench eval` first")
+        flops = _read_json(path / "flops.json")
+        config = _read_json(path / "config.json")
+        runs.append(Run(path, records, flops, config))
+    return runs
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: corrupt JSON ({exc}); rerun the stage that writes it") from None
+
+
+def _agent_order(agents: Iterable[str]) -> list[str]:
+    known = [a for a in AGENT_ORDER if a in agents]
+    return known + sorted(a for a in agents if a not in AGENT_ORDER)
+
+
+def _title(agent: str) -> str:
+    return AGENT_TITLES.get(agent, agent)
+
+
+def _fmt(mean: float, std: float | None) -> str:
+    return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
+
+
+def per_seed_success(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[int, float]]:
+    """(agent, suite) -> seed -> success % over all that seed's episodes."""
+    groups: dict[tuple[str, str, int], list[bool]] = defaultdict(list)
+    for r in records:
+        groups[(r["agent"], r["suite"], int(r["seed"]))].append(bool(r["success"]))
+    out: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    for (agent, suite, seed), successes in groups.items():
+        out[(agent, suite)][seed] = 100.0 * float(np.mean(successes))
+    return out
+
+
+def comparison_rows(records: list[dict[str, Any]], with_paper: bool = True) -> tuple[list[str], list[list[str]]]:
+    """Rows: each agent measured here (mean ± std over seeds, n seeds), then the paper's."""
+    success = per_seed_success(records)
+    suites = [s for s in SUITE_ORDER if any(k[1] == s for k in success)]
+    agents = _agent_order({k[0] for k in success})
+    headers = ["method", "source", *(SUITE_TITLES[s] for s in suites), "average", "seeds"]
+    rows = []
+    for agent in agents:
+        cells, means, seeds = [], [], set()
+        for suite in suites:
+            values = success.get((agent, suite))
+            if not values:
+                cells.append("-")
+                continue
+            vals = np.array([values[s] for s in sorted(values)])
+            seeds.add(len(vals))
+            means.append(vals.mean())
+            cells.append(_fmt(vals.mean(), vals.std()))
+        average = f"{np.mean(means):.2f}" if len(means) == len(suites) else "-"
+        rows.append([_title(agent), "ours", *cells, average, "/".join(map(str, sorted(seeds)))])
+    if with_paper:
+        for agent in agents:
+            published = PAPER_SUCCESS.get(agent)
+            if not published:
+                continue
+            cells = []
+            for suite in suites:
+                value = published.get(suite)
+                cells.append(_fmt(*value) if value else "-")
+            rows.append([_title(agent), "paper", *cells, "-", "3" if agent != "unipi-replan" else "1"])
+    return headers, rows
+
+
+def compute_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    """TFLOPs per 600-step task: the paper's convention (multiply-accumulates of the planning
+    model per step: ATM's track transformer for one view) and the full cost (2 x MACs of
+    everything an agent runs per step), with the paper's Table IV beside."""
+    costs: dict[str, dict[str, float]] = {}
+    for run in runs:
+        for agent, cost in run.flops.items():
+            costs.setdefault(agent, cost)
+    headers = ["method", "paper convention TFLOPs/task", "full TFLOPs/task", "paper Table IV TFLOPs/task", "preset"]
+    rows = []
+    preset = {agent: run.config.get("preset", "?") for run in runs for agent in run.flops}
+    for agent in _agent_order(costs):
+        cost = costs[agent]
+        convention = cost.get("paper_convention_macs") or cost["macs"]
+        full = cost.get("flops", 2 * cost["macs"])
+        paper = PAPER_TFLOPS.get(agent)
+        rows.append([_title(agent), f"{convention * TASK_STEPS / 1e12:.3f}", f"{full * TASK_STEPS / 1e12:.3f}",
+                     f"{paper:.2f}" if paper is not None else "-", preset.get(agent, "?")])
+    return headers, rows
+
+
+def ablation_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
+    """Runs of one agent that differ in labelled demos or ablation flags, side by side."""
+    variants: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for run in runs:
+        label = run.config.get("ablation") or f"labelled={run.config.get('labelled', '?')}"
+        for (agent, suite), seeds in per_seed_success(run.records).items():
+            variants[(agent, suite, str(label))] += list(seeds.values())
+    labels = {k[2] for k in variants}
+    if len(labels) < 2:
+        return None
+    headers = ["method", "suite", "variant", "success %", "seeds"]
+    rows = []
+    for (agent, suite, label) in sorted(variants, key=lambda k: (_agent_order([k[0]]), SUITE_ORDER.index(k[1]) if k[1] in SUITE_ORDER else 99, k[2])):
+        vals = np.array(variants[(agent, suite, label)])
+        rows.append([_title(agent), SUITE_TITLES.get(suite, suite), label, _fmt(vals.mean(), vals.std()), str(len(vals))])
+    return headers, rows
+
+
+def render(headers: list[str], rows: list[list[str]], fmt: str) -> str:
+    from tabulate import tabulate
+
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows(rows)
+        return buffer.getvalue()
+    table = tabulate(rows, headers=headers, tablefmt={"md": "github", "tex": "latex_booktabs"}[fmt])
+    return table + "\n"
+
+
+def bar_plot(records: list[dict[str, Any]], path: Path) -> None:
+    """Grouped bars per suite, one colour per method, error bars = std over seeds (Fig. 4b)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    success = per_seed_success(records)
+    suites = [s for s in SUITE_ORDER if any(k[1] == s for k in success)]
+    agents = _agent_order({k[0] for k in success})
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(suites) * max(1, len(agents)) / 4, 3.2), dpi=120)
+    width = 0.8 / max(1, len(agents))
+    for i, agent in enumerate(agents):
+        means, stds = [], []
+        for suite in suites:
+            vals = np.array(list(success.get((agent, suite), {}).values()) or [np.nan])
+            means.append(np.nanmean(vals))
+            stds.append(np.nanstd(vals))
+        xs = np.arange(len(suites)) + (i - (len(agents) - 1) / 2) * width
+        ax.bar(xs, means, width, yerr=stds, capsize=2, label=_title(agent))
+    ax.set_xticks(np.arange(len(suites)), [SUITE_TITLES[s] for s in suites])
+    ax.set_ylabel("success rate (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, ncol=min(6, len(agents)), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".png.tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)
+
+
+def write_tables(run_paths: Iterable[str | Path], out_dir: str | Path) -> list[Path]:
+    """Regenerate every table and the plot from `run_paths` into `out_dir`; returns the files."""
+    runs = load_runs(run_paths)
+    records = [r for run in runs for r in run.records]
+    out = Path(out_dir)
+    written: list[Path] = []
+    tables = {"success": comparison_rows(records)}
+    if any(run.flops for run in runs):
+        tables["compute"] = compute_rows(runs)
+    ablation = ablation_rows(runs)
+    if ablation:
+        tables["ablation"] = ablation
+    for name, (headers, rows) in tables.items():
+        for fmt in ("md", "csv", "tex"):
+            path = out / f"{name}.{fmt}"
+            write_text_atomic(path, render(headers, rows, fmt))
+            written.append(path)
+    plot = out / "success.png"
+    bar_plot(records, plot)
+    written.append(plot)
+    return written

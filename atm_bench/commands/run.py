@@ -1,0 +1,56 @@
+"""`atm-bench run`: the whole pipeline for one suite (see `atm_bench/bench/runner.py`)."""
+
+from __future__ import annotations
+
+from atm_bench.commands.envs import add_suite_arg
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    from atm_bench.errors import UserError
+
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UserError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def register(sub) -> None:
+    from atm_bench.bench.runner import ALL_AGENTS
+
+    run = sub.add_parser("run", help="the whole pipeline for one suite: data, splits, tracks, training, evaluation, tables")
+    add_suite_arg(run)
+    run.add_argument("--agents", default=",".join(ALL_AGENTS),
+                     help=f"comma-separated agent names or module:Class (default: {','.join(ALL_AGENTS)})")
+    run.add_argument("--agent-class", action="append", default=[], metavar="MODULE:CLASS",
+                     help="add a plug-in agent class (repeatable)")
+    run.add_argument("--seeds", default=None, help="comma-separated training seeds (default: the preset's)")
+    run.add_argument("--preset", default="quick", help="smoke, quick (default) or paper")
+    run.add_argument("--protocol", default="atm", help="evaluation protocol: atm (default) or openvla")
+    run.add_argument("--labelled", type=int, default=None, help="action-labelled demos per task (default: the preset's)")
+    run.add_argument("--tasks", default=None, help="comma-separated task indices (default: the preset's)")
+    run.add_argument("--episodes", type=int, default=None, help="episodes per task (default: the preset's)")
+    run.add_argument("--out", default=None, help="run directory (default: runs/<suite>-<preset>-<protocol>-l<labelled>)")
+    run.add_argument("--data-dir", default=None, help="where demos live or are generated (default: the package cache)")
+    run.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    run.set_defaults(handler=_run)
+
+
+def _run(args) -> int:
+    from pathlib import Path
+
+    from atm_bench.bench.runner import RunConfig, Runner
+    from atm_bench.errors import UserError
+
+    if args.device not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {args.device!r}; valid choices: cpu, cuda")
+    agents = tuple(a for a in args.agents.split(",") if a) + tuple(args.agent_class)
+    config = RunConfig(
+        suite=args.suite, agents=agents, seeds=_ints(args.seeds) if args.seeds else None, preset=args.preset,
+        protocol=args.protocol, labelled=args.labelled, tasks=_ints(args.tasks) if args.tasks else None,
+        out=Path(args.out) if args.out else None, data_dir=Path(args.data_dir) if args.data_dir else None,
+        device=args.device, episodes=args.episodes,
+    )
+    out = Runner(config).run()
+    print((out / "tables" / "success.md").read_text())
+    print(f"results: {out}")
+    return 0

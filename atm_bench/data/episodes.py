@@ -189,7 +189,7 @@ def merge_task_files(path: str | Path, header: FileHeader, sources: Sequence[tup
             _write_header(data, header)
             for i, (source, name) in enumerate(sources):
                 with h5py.File(source, "r") as src:
-                    if _is_upright(src["data"].attrs) != header.upright:
+                    if images_upright(src["data"].attrs) != header.upright:
                         raise ValueError(f"{source}: image convention differs from the merged file's")
                     src.copy(src["data"][name], data, name=demo_name(i))
             _write_totals(data)
@@ -199,7 +199,8 @@ def merge_task_files(path: str | Path, header: FileHeader, sources: Sequence[tup
 # -- reading --------------------------------------------------------------------------------
 
 
-def _is_upright(attrs) -> bool:
+def images_upright(attrs) -> bool:
+    """Whether a file's `data` attrs declare upright images (ours) or not (official: upside down)."""
     try:
         info = json.loads(attrs.get("problem_info", "{}"))
     except (TypeError, json.JSONDecodeError):
@@ -207,6 +208,9 @@ def _is_upright(attrs) -> bool:
     if info.get("image_convention") == UPRIGHT:
         return True
     return str(attrs.get("macros_image_convention", "opengl")) == "opencv"
+
+
+_is_upright = images_upright  # older name, still imported elsewhere
 
 
 class EpisodeFile:
@@ -273,7 +277,7 @@ class EpisodeFile:
             problem_info=info,
             env_args=env_args,
             bddl_file_name=str(attrs.get("bddl_file_name", "")),
-            upright=_is_upright(attrs),
+            upright=images_upright(attrs),
         )
 
     @property

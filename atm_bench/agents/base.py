@@ -36,6 +36,7 @@ _BUILTIN: dict[str, str] = {
     "expert": "atm_bench.agents.expert:ExpertAgent",
     "atm": "atm_bench.atm.agent:ATMAgent",
     "bc": "atm_bench.atm.agent:BCAgent",
+    "r3m": "atm_bench.baselines.r3m:R3MAgent",
 }
 _REGISTRY: dict[str, type["Agent"]] = {}
 

@@ -1,0 +1,130 @@
+"""What the baselines share: frame reading, loaders, instruction tables, the BC training step, and
+checkpoint copying.
+
+R3M-finetune and VPT end in behaviour cloning with the BC network (`TrackGuidedPolicy` with
+`language=True`: tracks zeroed, a language token); `train_window_policy` is that training, on any
+window dataset (real actions, pseudo-labels) and any policy module of that family (BC's conv
+encoders or R3M's ResNet-18), with the same augmentation and optimiser as BC's stage 2.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from atm_bench.atm.datasets import VIEW_KEYS, DemoRef, _Files, _resize, _upright
+from atm_bench.errors import UserError
+from atm_bench.presets import Preset, TrainConfig
+
+TASK_STEPS = 600  # the paper's compute table: one task of 600 control steps
+
+
+class FrameReader:
+    """Upright frames of one demo and view, resized to the model's size; handles cached per process."""
+
+    def __init__(self, image_hw: tuple[int, int]):
+        self.image_hw = tuple(image_hw)
+        self._files = _Files()
+
+    def frames(self, ref: DemoRef, view: str, index: Sequence[int] | np.ndarray | slice) -> np.ndarray:
+        """(len(index), H, W, 3) uint8 frames at `index` (any order, repeats allowed)."""
+        if view not in VIEW_KEYS:
+            raise UserError(f"unknown camera view {view!r}; valid: {', '.join(VIEW_KEYS)}")
+        handle = self._files.get(ref.file)
+        data = handle[f"data/{ref.demo}/obs/{VIEW_KEYS[view]}"]
+        if isinstance(index, slice):
+            frames = data[index]
+        else:
+            index = np.asarray(index, dtype=np.int64)
+            unique, inverse = np.unique(index, return_inverse=True)  # h5py wants increasing indices
+            frames = data[unique.tolist()][inverse]
+        if not _upright(handle):
+            frames = frames[:, ::-1]
+        return _resize(np.ascontiguousarray(frames), self.image_hw)
+
+    def array(self, ref: DemoRef, key: str) -> np.ndarray:
+        """A whole per-step array of a demo (e.g. "actions", "obs/joint_states"), cut to the ref's length."""
+        return self._files.get(ref.file)[f"data/{ref.demo}/{key}"][: ref.length]
+
+
+def loader(ds: Dataset, batch: int, shuffle: bool, seed: int = 0, workers: int = 0) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=batch, shuffle=shuffle, num_workers=workers, generator=g,
+                      drop_last=shuffle and len(ds) > batch, persistent_workers=workers > 0)
+
+
+def instruction_table(instructions: Sequence[str], encoder_path: str | None) -> torch.Tensor:
+    """(tasks, D) instruction embeddings (cached on disk by `atm_bench.atm.language`)."""
+    from atm_bench.atm.language import embed_instructions
+
+    return torch.from_numpy(embed_instructions(list(instructions), encoder_path))
+
+
+def window_images(raw: torch.Tensor) -> torch.Tensor:
+    """Window images (B, T, V, H, W, 3) uint8 -> (B * V * T, 3, H, W) in [-1, 1], grouped per (sample, view)."""
+    from atm_bench.atm.track_transformer import to_model_images
+
+    return to_model_images(raw.permute(0, 2, 1, 3, 4, 5).reshape(-1, *raw.shape[3:]))
+
+
+def augment(images: torch.Tensor, samples: int, views: int, cfg: TrainConfig) -> torch.Tensor:
+    """BC's augmentation: a random shift per (sample, view), colour jitter per sample."""
+    from atm_bench.atm.augment import color_jitter, random_shift
+
+    if not cfg.augment:
+        return images
+    images, _ = random_shift(images, max(0, round(cfg.shift_px)), groups=samples * views)
+    return color_jitter(images, groups=samples)
+
+
+def window_bc_step(policy: torch.nn.Module, text: torch.Tensor, cfg: TrainConfig):
+    """The BC training step on window batches (images, joint, gripper, actions, task)."""
+
+    def step(batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        raw = batch["images"]
+        b, t, v = raw.shape[:3]
+        images = window_images(raw)
+        if train:
+            images = augment(images, b, v, cfg)
+        images = images.reshape(b, v, t, *images.shape[1:]).transpose(1, 2)
+        pred = policy(images, None, batch["joint"], batch["gripper"], text[batch["task"]])
+        return policy.loss(pred, batch["actions"])
+
+    return step
+
+
+def train_window_policy(preset: Preset, policy: torch.nn.Module, train_ds: Dataset, val_ds: Dataset | None,
+                        text: torch.Tensor, out_dir: str | Path, snapshot: dict[str, Any], epochs: int | None = None,
+                        seconds: float | None = None, progress: bool = True, description: str = "policy"):
+    """BC's stage 2 (same optimiser, schedule, augmentation) for a policy of the BC family."""
+    from atm_bench.atm.training import train_loop
+
+    cfg = preset.policy_training
+    torch.manual_seed(cfg.seed)
+    return train_loop(policy, window_bc_step(policy, text, cfg), loader(train_ds, cfg.batch_size, True, cfg.seed),
+                      loader(val_ds, cfg.batch_size, False) if val_ds is not None and len(val_ds) else None,
+                      cfg, out_dir, snapshot, epochs=epochs, seconds=seconds, progress=progress,
+                      description=description)
+
+
+def copy_checkpoint(src: str | Path, dst: str | Path, extra: Sequence[str] = ()) -> None:
+    """Copy a checkpoint directory's weights + config (and `extra` files when present)."""
+    from atm_bench.atm.training import CONFIG, WEIGHTS
+
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir() or src.resolve() == dst.resolve():
+        return
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS, CONFIG, *extra):
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+
+
+def stage_epochs(budget_epochs: int | None, cfg: TrainConfig) -> int:
+    """Epochs of one training stage: the budget's override, else the stage's preset."""
+    return budget_epochs if budget_epochs is not None else cfg.epochs

@@ -213,7 +213,9 @@ class TaskGenerator:
         max_steps = self.config.max_steps or physics.horizon
         seed_env(physics, seed)
         success, actions, states = rollout(physics, index, seed, max_steps)
-        attrs.update(init_state=np.asarray(state), seed=seed, attempt=attempt, init_state_source=self.config.init_states)
+        attrs.update(init_state=np.asarray(state), seed=seed, attempt=attempt, init_state_source=self.config.init_states,
+                     # fixture placement (in the model, not the state): replays (tracks) need it
+                     body_pos=np.array(physics.sim.model.body_pos), body_quat=np.array(physics.sim.model.body_quat))
         return success, actions, states, attrs
 
     def _render_episode(self, actions: np.ndarray, states: np.ndarray, attrs: dict[str, Any]) -> Episode:

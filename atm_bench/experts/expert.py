@@ -106,6 +106,11 @@ class ScriptedExpert:
         ctx = self._ctx
         if step.skill == "pick_place":
             return (yield from P.pick_place(ctx, step.obj, step.target))
+        if step.skill == "push":
+            return (yield from P.push(ctx, step.obj, step.target))
+        if step.skill in ("turn_on", "turn_off"):
+            joint = self.scene.object(step.obj).joints[0]
+            return (yield from P.turn_knob(ctx, joint, on=step.skill == "turn_on"))
         if step.skill == "lift":
             return (yield from P.pick(ctx, step.obj))
         raise NotImplementedError(f"no primitive for skill {step.skill!r} yet")

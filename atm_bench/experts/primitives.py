@@ -110,7 +110,8 @@ def _rim_grasp(ctx: Ctx, obj: str, pts: np.ndarray, top: float) -> tuple[np.ndar
         if score > best_score:
             best, best_score = (point, d), score
     point, d = best
-    return np.array([point[0], point[1], top - 0.02]), yaw_for_axis(d)
+    z = max(top - 0.02, float(pts[:, 2].min()) + 0.009)  # shallow dishes: stay off the table
+    return np.array([point[0], point[1], z]), yaw_for_axis(d)
 
 
 # -- pick and place --------------------------------------------------------------------------
@@ -199,4 +200,101 @@ def pick_place(ctx: Ctx, obj: str, target: str) -> Actions:
         yield from release(ctx, steps=6, up=0.06)
         return False
     yield from place(ctx, obj, target)
+    return True
+
+
+# -- pushing ---------------------------------------------------------------------------------
+
+
+def push(ctx: Ctx, obj: str, target: str, tol: float = 0.015, max_steps: int = 220) -> Actions:
+    """Slide `obj` along the work surface until its origin is within `tol` of the target region.
+
+    The closed hand sits just behind the object on the line to the goal and advances; as the
+    object drifts sideways the line is recomputed every step, which steers it back.
+    """
+    sc = ctx.scene
+    ext = sc.extent(obj)
+    radius = 0.5 * float(max(ext.size[:2]))
+    z = max(sc.table_z + 0.012, ext.lo[2] + 0.008)
+    goal = target_xy(sc, target) + ctx.jitter(2) * 0.5
+    centre_z = surface_z(sc, sc.body_pos(obj)[:2], _robot_geoms(sc))
+    if centre_z < ext.hi[2] - 0.008:
+        # a dish: drag it from inside, fingertips on its floor against the far side of its rim
+        # (the hand never has to reach around the object, which can be out of the arm's reach)
+        radius = -0.3 * radius
+        z = centre_z + 0.007
+
+    def behind(back: float) -> tuple[np.ndarray, np.ndarray, float]:
+        p = sc.body_pos(obj)[:2]
+        d = goal - p
+        u = d / (np.linalg.norm(d) + 1e-9)
+        return p - u * (radius + back), u, float(np.linalg.norm(d))
+
+    start, u, _ = behind(0.03 if radius > 0 else 0.0)
+    yaw = yaw_for_axis(np.array([-u[1], u[0]]))
+    ctx.grip = CLOSE
+    yield from transit(ctx, np.array([start[0], start[1], z + 0.06]), yaw, skip=set())
+    yield from move_to(ctx, np.array([start[0], start[1], z]), down_rot(yaw), CLOSE, tol=0.008, max_steps=40,
+                       speed=0.6, stall_steps=5)
+    for _ in range(max_steps):
+        point, u, dist = behind(-0.02)
+        if dist < tol:
+            break
+        to_obj = sc.body_pos(obj)[:2] - sc.eef_pos[:2]
+        if radius > 0 and float(to_obj @ u) < 0.5 * np.linalg.norm(to_obj):  # hand slid off the object's back
+            start, u, _ = behind(0.03)
+            yield from move_to(ctx, np.array([*sc.eef_pos[:2], z + 0.05]), down_rot(yaw), CLOSE, tol=0.01, max_steps=20)
+            yield from move_to(ctx, np.array([start[0], start[1], z + 0.05]), down_rot(yaw), CLOSE, tol=0.01, max_steps=40)
+            yield from move_to(ctx, np.array([start[0], start[1], z]), down_rot(yaw), CLOSE, tol=0.008, max_steps=30,
+                               stall_steps=5)
+            continue
+        speed = 0.35 if dist < 0.05 else 0.6
+        yield from move_to(ctx, np.array([point[0], point[1], z]), down_rot(yaw), CLOSE, tol=0.0, max_steps=1,
+                           speed=speed)
+    yield from move_to(ctx, sc.eef_pos + np.array([0.0, 0.0, 0.08]), down_rot(yaw), CLOSE, tol=0.015, max_steps=25)
+    return True
+
+
+# -- articulated fixtures --------------------------------------------------------------------
+
+
+def turn_knob(ctx: Ctx, joint: str, on: bool, max_steps: int = 160) -> Actions:
+    """Rotate a stove knob by pushing the end of its bar sideways, following the arc.
+
+    Positive joint angle is counter-clockwise about the hinge axis (world +z for LIBERO's
+    stoves); turning on raises it past the fixture's `turnon` range, turning off lowers it.
+    """
+    sc = ctx.scene
+    body = sc.joint_body(joint)
+    anchor = sc.joint_anchor(joint)
+    sign = 1.0 if on else -1.0
+    want = 0.75 if on else -0.0
+    pts = sc.body_extent(body).points
+    z = float(pts[:, 2].max()) - 0.015
+    radial = pts[:, :2] - anchor[:2]
+    far = radial[np.argmax(np.linalg.norm(radial, axis=1))]
+    r = float(np.linalg.norm(far)) - 0.01
+    q0 = sc.joint_qpos(joint)
+    phi0 = float(np.arctan2(far[1], far[0])) - q0  # bar angle at qpos 0
+
+    def end_point(q: float, ahead: float) -> tuple[np.ndarray, np.ndarray]:
+        phi = phi0 + q
+        radial_dir = np.array([np.cos(phi), np.sin(phi)])
+        tangent = sign * np.array([-np.sin(phi), np.cos(phi)])
+        return anchor[:2] + radial_dir * r + tangent * ahead, tangent
+
+    start, tangent = end_point(q0, -0.035)
+    yaw = yaw_for_axis(tangent)
+    ctx.grip = CLOSE
+    yield from transit(ctx, np.array([start[0], start[1], z + 0.06]), yaw, skip=set())
+    yield from move_to(ctx, np.array([start[0], start[1], z]), down_rot(yaw), CLOSE, tol=0.008, max_steps=40,
+                       speed=0.6, stall_steps=5)
+    for _ in range(max_steps):
+        q = sc.joint_qpos(joint)
+        if (on and q >= want) or (not on and q <= want):
+            break
+        point, tangent = end_point(q, 0.015)
+        yield from move_to(ctx, np.array([point[0], point[1], z]), down_rot(yaw_for_axis(tangent)), CLOSE, tol=0.0,
+                           max_steps=1, speed=0.5)
+    yield from move_to(ctx, sc.eef_pos + np.array([0.0, 0.0, 0.08]), sc.eef_rot, CLOSE, tol=0.015, max_steps=25)
     return True

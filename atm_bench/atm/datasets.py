@@ -35,6 +35,8 @@ class DemoRef:
     demo: str
     length: int
     task: int = 0  # row of the instruction-embedding table
+    views: tuple[str, ...] | None = None  # views this demo has (a human video: one); None = all
+    source: str = ""  # mixture source name (stage-1 sampling weights)
 
 
 class _Files:
@@ -102,6 +104,7 @@ class TrackFrameDataset(Dataset):
         self.tracks_dir = tracks_dir
         self.seed = seed
         self.index = [(d, v, t) for d in range(len(self.demos)) for v in range(len(self.views))
+                      if self._has_view(self.demos[d], self.views[v])
                       for t in range(0, self.demos[d].length, frame_stride)]
         self._files = _Files()
         self.deterministic = deterministic  # validation: the same points for a sample every epoch
@@ -110,11 +113,15 @@ class TrackFrameDataset(Dataset):
     def _check_tracks(self) -> None:
         for ref in {(d.file, d.demo): d for d in self.demos}.values():
             handle = self._files.get(track_file(ref.file, self.tracks_dir))
-            for view in self.views:
+            for view in [v for v in self.views if self._has_view(ref, v)]:
                 key = f"data/{ref.demo}/tracks/{view}/tracks"
                 if key not in handle:
                     raise UserError(f"{ref.file.name}: {ref.demo} has no tracks for view '{view}' ({key}); "
                                     "annotate tracks first with `atm-bench tracks annotate`")
+
+    @staticmethod
+    def _has_view(ref: DemoRef, view: str) -> bool:
+        return ref.views is None or view in ref.views
 
     def __len__(self) -> int:
         return len(self.index)
@@ -217,6 +224,7 @@ def demo_refs(files_and_demos: Sequence[tuple[Path, Sequence[str], int]], max_fr
     for path, names, task in files_and_demos:
         with h5py.File(path, "r") as handle:
             for name in names:
-                length = int(len(handle[f"data/{name}/actions"]))
+                group = handle[f"data/{name}"]  # action-free video demos have no actions: use num_samples
+                length = int(group.attrs["num_samples"]) if "num_samples" in group.attrs else int(len(group["actions"]))
                 refs.append(DemoRef(Path(path), name, min(length, max_frames) if max_frames else length, task))
     return refs

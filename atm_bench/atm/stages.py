@@ -35,6 +35,8 @@ class StageData:
     val: list[DemoRef]
     instructions: list[str]
     tracks_dir: Path | None = None
+    mixture: list[dict] | None = None  # stage 1 from several sources (`mixture.py`): recorded in config.json
+    source_weights: dict[str, float] | None = None  # source name -> share of the training draws
 
 
 def stage_data(manifest, data_dir: str | Path, which: str, tracks_dir: str | Path | None = None,
@@ -56,10 +58,15 @@ def _text_table(instructions: Sequence[str], encoder_path: str | None) -> torch.
     return torch.from_numpy(embed_instructions(list(instructions), encoder_path))
 
 
-def _loader(ds, batch: int, shuffle: bool, workers: int, seed: int) -> DataLoader:
+def _loader(ds, batch: int, shuffle: bool, workers: int, seed: int, weights=None) -> DataLoader:
     g = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch, shuffle=shuffle, num_workers=workers, generator=g,
-                      drop_last=shuffle and len(ds) > batch, persistent_workers=workers > 0)
+    sampler = None
+    if weights is not None:  # a mixture: draw sources in proportion to their weights
+        from torch.utils.data import WeightedRandomSampler
+
+        sampler, shuffle = WeightedRandomSampler(torch.as_tensor(weights), len(ds), generator=g), False
+    return DataLoader(ds, batch_size=batch, shuffle=shuffle, sampler=sampler, num_workers=workers, generator=g,
+                      drop_last=(shuffle or sampler is not None) and len(ds) > batch, persistent_workers=workers > 0)
 
 
 # -- stage 1 --------------------------------------------------------------------------------------
@@ -118,8 +125,15 @@ def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, view
 
     snapshot = {"kind": "track_transformer", "preset": preset.name, "model": dataclasses.asdict(cfg),
                 "training": dataclasses.asdict(train_cfg), "views": views, "text_encoder": text_encoder,
-                "instructions": list(data.instructions), "train_demos": len(data.train), "val_demos": len(data.val)}
-    return train_loop(model, step, _loader(train_ds, train_cfg.batch_size, True, train_cfg.num_workers, train_cfg.seed),
+                "instructions": list(data.instructions), "train_demos": len(data.train), "val_demos": len(data.val),
+                "mixture": data.mixture}
+    weights = None
+    if data.source_weights:
+        from atm_bench.atm.mixture import sample_weights
+
+        weights = sample_weights(train_ds.index, train_ds.demos, data.source_weights)
+    return train_loop(model, step, _loader(train_ds, train_cfg.batch_size, True, train_cfg.num_workers, train_cfg.seed,
+                                           weights),
                       _loader(val_ds, train_cfg.batch_size, False, 0, 0) if val_ds else None, train_cfg, out_dir,
                       snapshot, on_epoch_end=draw if pictures else None, epochs=epochs, seconds=seconds,
                       progress=progress, description="track transformer")

@@ -8,8 +8,8 @@ from atm_bench.commands.data import add_data_dir_arg
 from atm_bench.commands.envs import add_suite_arg
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    add_suite_arg(parser)
+def _common(parser: argparse.ArgumentParser, suite_required: bool = True) -> None:
+    add_suite_arg(parser, required=suite_required)
     add_data_dir_arg(parser)
     parser.add_argument("--preset", default="quick", help="smoke, quick (default) or paper")
     parser.add_argument("--split", default=None, help="split manifest (default: DATA_DIR/<suite>/splits/..., made if missing)")
@@ -28,8 +28,11 @@ def register(sub) -> None:
     train_sub.required = True
 
     tracks = train_sub.add_parser("tracks", help="stage 1: track transformer on action-free videos + tracks")
-    _common(tracks)
+    _common(tracks, suite_required=False)
     tracks.add_argument("--no-image-mask", action="store_true", help="ablation: no MAE-style image masking")
+    tracks.add_argument("--mixture", default=None,
+                        help="JSON mixture of sources (robot demos, other-robot and human videos) instead of "
+                             "--suite's split; see atm_bench/atm/mixture.py")
     tracks.set_defaults(handler=_train_tracks)
 
     policy = train_sub.add_parser("policy", help="stage 2: policy on action-labelled demos")
@@ -94,9 +97,23 @@ def _train_tracks(args) -> int:
     preset = _preset(args)
     if args.no_image_mask:
         preset = dataclasses.replace(preset, track_model=dataclasses.replace(preset.track_model, mask_ratio=0.0))
-    manifest, data_dir = _manifest(args, preset)
-    data = stage_data(manifest, data_dir, "videos", max_frames=preset.data.max_frames_per_demo)
-    out = _run_dir(args, preset) / "track_model" if not args.out else _run_dir(args, preset)
+    if args.mixture:
+        from pathlib import Path
+
+        from atm_bench.atm.mixture import load_mixture, mixture_stage_data
+        from atm_bench.paths import cache_subdir
+
+        data = mixture_stage_data(load_mixture(args.mixture), max_frames=preset.data.max_frames_per_demo)
+        run = Path(args.out) if args.out else cache_subdir("runs") / "mixture" / Path(args.mixture).stem / preset.name
+        out = run if args.out else run / "track_model"
+    else:
+        if not args.suite:
+            from atm_bench.errors import UserError
+
+            raise UserError("pass --suite (train on its split) or --mixture FILE")
+        manifest, data_dir = _manifest(args, preset)
+        data = stage_data(manifest, data_dir, "videos", max_frames=preset.data.max_frames_per_demo)
+        out = _run_dir(args, preset) / "track_model" if not args.out else _run_dir(args, preset)
     result = train_track_model(preset, data, out, text_encoder=args.text_encoder, epochs=args.epochs)
     print(f"track transformer: best validation loss {result.best_val:.4f} at epoch {result.best_epoch}; "
           f"{result.epochs_run} epochs in {result.seconds:.0f} s; wrote {out} (pictures in {out / 'pictures'})")

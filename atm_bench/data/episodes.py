@@ -46,24 +46,32 @@ _DEMO_RE = re.compile(r"^demo_(\d+)$")
 @dataclass
 class Episode:
     """One demonstration, images upright. Row t of every array is the same instant: the
-    observation and state before action t."""
+    observation and state before action t. `actions` and `states` are None for an action-free
+    episode (a human or other-robot video): stored without them, marked `action_free`."""
 
-    actions: np.ndarray
-    states: np.ndarray
+    actions: np.ndarray | None
+    states: np.ndarray | None
     obs: dict[str, np.ndarray]
     rewards: np.ndarray | None = None
     dones: np.ndarray | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return int(len(self.actions))
+        if self.actions is not None:
+            return int(len(self.actions))
+        return int(len(next(iter(self.obs.values())))) if self.obs else 0
+
+    @property
+    def action_free(self) -> bool:
+        return self.actions is None
 
     def check(self) -> None:
         """Raise ValueError unless every per-step array has the same length T >= 1."""
         n = len(self)
         if n < 1:
             raise ValueError("an episode needs at least one step")
-        arrays = {"actions": self.actions, "states": self.states, **{f"obs/{k}": v for k, v in self.obs.items()}}
+        arrays = {k: v for k, v in (("actions", self.actions), ("states", self.states)) if v is not None}
+        arrays.update({f"obs/{k}": v for k, v in self.obs.items()})
         if self.rewards is not None:
             arrays["rewards"] = self.rewards
         if self.dones is not None:
@@ -129,8 +137,11 @@ def _write_demo(data, name: str, episode: Episode, compression: str | None, upri
     group.attrs["num_samples"] = len(episode)
     for key, value in episode.attrs.items():
         group.attrs[key] = value
-    group.create_dataset("actions", data=np.asarray(episode.actions, dtype=np.float64))
-    group.create_dataset("states", data=np.asarray(episode.states, dtype=np.float64))
+    if episode.action_free:
+        group.attrs["action_free"] = True
+    else:
+        group.create_dataset("actions", data=np.asarray(episode.actions, dtype=np.float64))
+        group.create_dataset("states", data=np.asarray(episode.states, dtype=np.float64))
     rewards = episode.rewards if episode.rewards is not None else np.zeros(len(episode))
     dones = episode.dones if episode.dones is not None else np.eye(1, len(episode), len(episode) - 1)[0]
     group.create_dataset("rewards", data=np.asarray(rewards, dtype=np.uint8))
@@ -347,14 +358,15 @@ class EpisodeFile:
     def read(self, name: str, obs_keys: Sequence[str] | None = None) -> Episode:
         """The whole demo (or only `obs_keys` of its observations), images upright."""
         group = self._group(name)
-        for key in ("actions", "states", "obs"):
+        action_free = bool(group.attrs.get("action_free", False))
+        for key in ("obs",) if action_free else ("actions", "states", "obs"):
             if key not in group:
                 raise self._missing(key, name)
         keys = list(obs_keys) if obs_keys is not None else sorted(group["obs"].keys())
         obs = {k: self.frames(name, k) if k in IMAGE_KEYS else self.array(name, f"obs/{k}") for k in keys}
         return Episode(
-            actions=self.array(name, "actions"),
-            states=self.array(name, "states"),
+            actions=None if action_free else self.array(name, "actions"),
+            states=None if action_free else self.array(name, "states"),
             obs=obs,
             rewards=group["rewards"][()] if "rewards" in group else None,
             dones=group["dones"][()] if "dones" in group else None,

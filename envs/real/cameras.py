@@ -145,6 +145,9 @@ class SimCamera(Camera):
     def read(self) -> np.ndarray:
         return self.rig.frame(self.view).copy()
 
+    def close(self) -> None:
+        self.rig.close()  # idempotent: the first camera closed releases the shared renderer
+
     def describe(self) -> dict:
         return {**super().describe(), "camera": self.rig.views[self.view],
                 "height": self.rig.renderer.height, "width": self.rig.renderer.width}

@@ -1,5 +1,5 @@
 """The simulated UR5e scene: robosuite 1.4's UR5e + Robotiq 85 models on robosuite's table
-arena, a tomato (ball), a pan (flat cylinder) and a cube, compiled with MuJoCo directly (no
+arena, a tomato (a short red cylinder), a pan (flat cylinder) and a cube, compiled with MuJoCo directly (no
 robosuite environment or controller: the arm is driven like the real one, by joint targets).
 Cameras come with the arena and the robot: `agentview` (front), `robot0_eye_in_hand` (wrist).
 """
@@ -64,24 +64,26 @@ def _robosuite_models():
     logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
     from robosuite.models.arenas import TableArena
     from robosuite.models.grippers import gripper_factory
-    from robosuite.models.objects import BallObject, BoxObject, CylinderObject
+    from robosuite.models.objects import BoxObject, CylinderObject
     from robosuite.models.robots import UR5e
     from robosuite.models.tasks import ManipulationTask
 
-    return TableArena, gripper_factory, BallObject, BoxObject, CylinderObject, UR5e, ManipulationTask
+    return TableArena, gripper_factory, BoxObject, CylinderObject, UR5e, ManipulationTask
 
 
 def scene_xml() -> str:
     """The MJCF of the scene, objects at their nominal places."""
-    TableArena, gripper_factory, BallObject, BoxObject, CylinderObject, UR5e, ManipulationTask = _robosuite_models()
+    TableArena, gripper_factory, BoxObject, CylinderObject, UR5e, ManipulationTask = _robosuite_models()
     robot = UR5e(idn=0)
     robot.add_gripper(gripper_factory("Robotiq85Gripper", idn=0))
     arena = TableArena(table_full_size=TABLE_SIZE, table_offset=(0, 0, TABLE_HEIGHT))
     robot.set_base_xpos((BASE_XY[0], BASE_XY[1], TABLE_HEIGHT))
-    tomato = BallObject(name="tomato", size=[0.025], rgba=[0.85, 0.12, 0.08, 1], density=300, friction=(1.5, 0.01, 0.001))
+    # The "tomato" is a short upright cylinder: a ball squirts out of the Robotiq's pinch and rolls off the pan.
+    tomato = CylinderObject(name="tomato", size=[0.022, 0.022], rgba=[0.85, 0.12, 0.08, 1], density=1000,
+                            friction=(1.5, 0.01, 0.001))
     cube = BoxObject(name="cube", size=[0.02, 0.02, 0.02], rgba=[0.1, 0.35, 0.85, 1], density=300)
     pan = CylinderObject(name="pan", size=[PAN_RADIUS, 0.008], rgba=[0.25, 0.25, 0.27, 1], joints=None)
-    for obj, (x, y), z in ((tomato, NOMINAL["tomato"], 0.026), (cube, NOMINAL["cube"], 0.021), (pan, NOMINAL["pan"], 0.008)):
+    for obj, (x, y), z in ((tomato, NOMINAL["tomato"], 0.023), (cube, NOMINAL["cube"], 0.021), (pan, NOMINAL["pan"], 0.008)):
         obj.get_obj().set("pos", f"{x} {y} {TABLE_HEIGHT + z}")
     task = ManipulationTask(mujoco_arena=arena, mujoco_robots=[robot], mujoco_objects=[tomato, pan, cube])
     return task.get_xml()

@@ -37,6 +37,7 @@ _BUILTIN: dict[str, str] = {
     "atm": "atm_bench.atm.agent:ATMAgent",
     "bc": "atm_bench.atm.agent:BCAgent",
     "r3m": "atm_bench.baselines.r3m:R3MAgent",
+    "vpt": "atm_bench.baselines.vpt:VPTAgent",
 }
 _REGISTRY: dict[str, type["Agent"]] = {}
 

@@ -157,7 +157,13 @@ class Evaluator:
     def _run_task(self, task: int, indices: list[int], advance: Callable[[], None]) -> None:
         from atm_bench.agents.base import TaskInfo
 
+        from atm_bench.envs.libero.suites import load_init_states
+
         spec = self.specs[task]
+        available = len(load_init_states(self.suite, task))
+        if max(indices) >= available:
+            raise UserError(f"episode k starts from init state k, and task {task} has {available}: "
+                            f"use --episodes <= {available}")
         n = self._n_envs(len(indices))
         queue = deque(indices)
         venv = make_eval_vector_env(self.config, task, n, self.agent.env_wrapper())

@@ -78,6 +78,9 @@ def register(sub) -> None:
     add_data_dir_arg(split)
     split.add_argument("--out", default=None, help="manifest path (default DATA_DIR/<suite>/splits/...)")
     split.set_defaults(handler=_split)
+    from atm_bench.commands.real import register_data_commands
+
+    register_data_commands(data_sub)  # data import-videos (videos -> action-free episodes with tracks)
 
 
 def _generate(args) -> int:

@@ -221,6 +221,9 @@ class SimUR5eArm(Arm):
 
     def __init__(self, config: SimConfig = SimConfig()) -> None:
         super().__init__()
+        from atm_bench.envs.libero.runtime import configure_environment
+
+        configure_environment()  # headless GL must be chosen before mujoco is imported
         import mujoco
 
         from atm_bench.envs.real.sim_scene import build_scene

@@ -8,7 +8,8 @@ Action: Box (dof + 1,): absolute joint-position targets (rad), then the gripper 
 action actually sent (`applied_action`), the safety report and `is_success` (the simulated scene
 can tell; on hardware it stays False). Any exception or Ctrl-C inside `step`/`reset` stops the
 arm before it propagates. Runs at `control_hz` with a `RateKeeper`; the simulated arm steps its
-physics by one period per step and, unless `realtime=True`, does not sleep.
+physics by one period per step and, unless `realtime=True`, runs on simulated time (no sleeping,
+no deadlines: wall-clock deadlines only mean something when the loop runs in real time).
 """
 
 from __future__ import annotations
@@ -77,8 +78,7 @@ class RealRobotEnv(gym.Env):
         self.render_mode = render_mode
         self.realtime = (not arm.simulated) if realtime is None else realtime
         self.safety = SafetyFilter(self.safety_config, arm)
-        self.rate = RateKeeper(self.control_hz, self.safety_config.deadline_slack, sleep=self.realtime,
-                               report=self.safety.report)
+        self.rate = RateKeeper(self.control_hz, self.safety_config.deadline_slack, report=self.safety.report)
         lower, upper = self.safety.lower, self.safety.upper
         self.action_space = spaces.Box(np.append(lower, -1.0).astype(np.float32),
                                        np.append(upper, 1.0).astype(np.float32), dtype=np.float32)
@@ -143,7 +143,8 @@ class RealRobotEnv(gym.Env):
             joints, gripper = self.safety(action[:-1], (action[-1] + 1.0) / 2.0)
             self.arm.command(joints, gripper)
             self.arm.tick(1.0 / self.control_hz)
-            self.rate.wait()
+            if self.realtime:
+                self.rate.wait()
             obs = self._observation(self._read())
         except BaseException:
             self.arm.stop()

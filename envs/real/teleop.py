@@ -328,6 +328,19 @@ class ScriptedLeader(Leader):
             raise UserError(f"{path}: not a waypoint file ([{{\"joints\": [...], \"gripper\": 0}}, ...]): {exc}") from None
 
 
+class SimPickPlaceLeader(ScriptedLeader):
+    """The scripted pick-and-place of the simulated scene, re-planned by IK at every episode
+    start (objects move between episodes)."""
+
+    def __init__(self, pick: str = "tomato", place: str = "pan", speed: float = 0.04) -> None:
+        super().__init__([], speed)
+        self.pick, self.place = pick, place
+
+    def start(self, arm) -> None:
+        self.waypoints = pick_place_script(arm, self.pick, self.place)
+        super().start(arm)
+
+
 def _down_pose(position: np.ndarray) -> np.ndarray:
     pose = np.eye(4)
     pose[:3, :3] = np.diag([1.0, -1.0, -1.0])  # tool z pointing down, x forward

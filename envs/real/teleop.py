@@ -302,7 +302,7 @@ class ScriptedLeader(Leader):
         plan = []
         for wp in self.waypoints:
             target = np.asarray(wp.joints, dtype=np.float64)
-            n = max(1, int(math.ceil(np.max(np.abs(target - here)) / self.speed)))
+            n = max(1, int(math.ceil(np.max(np.abs(target - here)) / self.speed - 1e-9)))
             plan += [(here + (target - here) * (i + 1) / n, gripper) for i in range(n)]
             gripper = wp.gripper
             plan += [(target, gripper)] * (wp.hold + 1)

@@ -38,6 +38,8 @@ _BUILTIN: dict[str, str] = {
     "bc": "atm_bench.atm.agent:BCAgent",
     "r3m": "atm_bench.baselines.r3m:R3MAgent",
     "vpt": "atm_bench.baselines.vpt:VPTAgent",
+    "unipi": "atm_bench.baselines.unipi:UniPiAgent",
+    "unipi-replan": "atm_bench.baselines.unipi:UniPiReplanAgent",
 }
 _REGISTRY: dict[str, type["Agent"]] = {}
 

@@ -1,0 +1,381 @@
+"""UniPi and UniPi-Replan as the ATM paper ran them (appendix A-B).
+
+UniPi: at an episode's start the video model (`baselines.video_diffusion`) generates N = 7 future
+agentview frames from the first observation and the instruction, once (open loop). A goal-
+conditioned policy pi(a, done | o_t, o~_i) follows sub-goal i and moves to i + 1 when its done flag
+fires (> 0.5); after the last sub-goal it keeps the last one.
+UniPi-Replan: the video model predicts the one frame H = 8 steps ahead of the current observation,
+regenerated every H steps; the policy follows the newest frame.
+
+The policy is the BC network's architecture without language or tracks, with the sub-goal image
+as a third "view" (its own conv encoder and tokens in the spatial transformer), and an 8-d head:
+7-d action + done flag, trained with MSE on both at every window position. Training samples
+(labelled demos only): a window ending at step t, the goal the agentview frame t + k with k = 1
+10 % of the time and otherwise uniform in [1, t_max] (t_max 16 for LIBERO-Object/Spatial, 50 for
+Goal/Long; Replan: uniform in [1, H]), clipped to the demo's last frame; done = 1 where the goal is
+the next frame (or the demo has ended). Every step of a window is encoded with the same goal; when
+an env's goal changes, its cached window is re-encoded with the new goal, so acting matches
+training (this re-encoding is counted in the FLOPs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+
+from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData
+from atm_bench.atm.datasets import DemoRef, PolicyWindowDataset
+from atm_bench.atm.policy import TrackGuidedPolicy
+from atm_bench.baselines.common import (TASK_STEPS, FrameReader, augment, copy_checkpoint, instruction_table, loader,
+                                        stage_epochs, window_images)
+from atm_bench.baselines.presets import BaselinePreset, UniPiConfig, get_baseline_preset, replan_config
+from atm_bench.errors import UserError
+from atm_bench.io import write_json_atomic
+from atm_bench.presets import PolicyConfig, Preset, get_preset
+
+GOAL_VIEW = "goal"
+
+
+def goal_policy_config(preset: Preset) -> PolicyConfig:
+    """The BC network's sizes; views = the two cameras + the sub-goal image; no tracks, no
+    language; 8 outputs (action + done)."""
+    return dataclasses.replace(preset.policy, views=tuple(preset.policy.views) + (GOAL_VIEW,), early_fusion=False,
+                               late_fusion=False, language=False, action_dim=preset.policy.action_dim + 1)
+
+
+class GoalWindowDataset(PolicyWindowDataset):
+    """BC windows plus a sub-goal: `goal` (H, W, 3) uint8 (the goal camera's frame t + k) and
+    `done` (W,) per window position (1 where the goal is at most one step ahead)."""
+
+    def __init__(self, demos: Sequence[DemoRef], views: Sequence[str], image_hw: tuple[int, int], window: int,
+                 goal_view: str, t_max: int, next_frame_prob: float, fixed_horizon: int | None = None,
+                 seed: int = 0, deterministic: bool = False):
+        super().__init__(demos, views, image_hw, window)
+        self.goal_view = goal_view
+        self.t_max = t_max
+        self.next_frame_prob = next_frame_prob
+        self.fixed_horizon = fixed_horizon
+        self.seed = seed
+        self.deterministic = deterministic
+        self.reader = FrameReader(image_hw)
+
+    def offset(self, rng: np.random.Generator) -> int:
+        if self.fixed_horizon is not None:
+            return int(rng.integers(1, self.fixed_horizon + 1))
+        if rng.random() < self.next_frame_prob:
+            return 1
+        return int(rng.integers(1, self.t_max + 1))
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        sample = super().__getitem__(i)
+        d, t = self.index[i]
+        ref = self.demos[d]
+        rng = np.random.default_rng([self.seed, i]) if self.deterministic else np.random.default_rng()
+        goal = min(t + self.offset(rng), ref.length - 1)
+        steps = np.clip(np.arange(t - self.window + 1, t + 1), 0, None)
+        sample["goal"] = torch.from_numpy(self.reader.frames(ref, self.goal_view, [goal])[0])
+        sample["done"] = torch.from_numpy((goal - steps <= 1).astype(np.float32))
+        return sample
+
+
+def goal_step(policy: TrackGuidedPolicy, train_cfg):
+    """Training step: windows + goal -> MSE on (action, done) at every window position."""
+    from atm_bench.atm.track_transformer import to_model_images
+
+    def step(batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        raw = batch["images"]  # (B, T, V, H, W, 3)
+        b, t, v = raw.shape[:3]
+        cams = window_images(raw)  # (B V T, 3, H, W)
+        cams = cams.reshape(b, v, t, *cams.shape[1:])
+        goal = to_model_images(batch["goal"])[:, None, None].expand(b, 1, t, *cams.shape[3:])
+        # The goal is one more view: augmentation shifts it on its own and jitters it with its sample.
+        images = torch.cat([cams, goal], dim=1).reshape(-1, *cams.shape[3:])
+        if train:
+            images = augment(images, b, v + 1, train_cfg)
+        images = images.reshape(b, v + 1, t, *cams.shape[3:]).transpose(1, 2)
+        pred = policy(images, None, batch["joint"], batch["gripper"])
+        target = torch.cat([batch["actions"], batch["done"][..., None]], dim=-1)
+        loss = torch.nn.functional.mse_loss(pred, target)
+        return {"loss": loss, "action_mse": torch.nn.functional.mse_loss(pred[..., :-1], target[..., :-1]).detach(),
+                "done_mse": torch.nn.functional.mse_loss(pred[..., -1], target[..., -1]).detach()}
+
+    return step
+
+
+def train_goal_policy(preset: Preset, cfg: UniPiConfig, labelled, out_dir: str | Path, t_max: int,
+                      fixed_horizon: int | None, epochs: int | None = None, seconds: float | None = None,
+                      progress: bool = True):
+    """The goal-conditioned policy on the labelled demos (BC's optimiser and augmentation)."""
+    from atm_bench.atm.training import train_loop
+
+    train_cfg = preset.policy_training
+    torch.manual_seed(train_cfg.seed)
+    pcfg = goal_policy_config(preset)
+    policy = TrackGuidedPolicy(pcfg)
+    cams = tuple(preset.policy.views)
+    common = dict(goal_view=cfg.video.view, t_max=t_max, next_frame_prob=cfg.next_frame_prob,
+                  fixed_horizon=fixed_horizon, seed=train_cfg.seed)
+    train_ds = GoalWindowDataset(labelled.train, cams, pcfg.image_hw, pcfg.window, **common)
+    val_ds = GoalWindowDataset(labelled.val, cams, pcfg.image_hw, pcfg.window, **common, deterministic=True)
+    snapshot = {"kind": "unipi_policy", "preset": preset.name, "model": dataclasses.asdict(pcfg),
+                "training": dataclasses.asdict(train_cfg), "t_max": t_max, "fixed_horizon": fixed_horizon,
+                "next_frame_prob": cfg.next_frame_prob, "goal_view": cfg.video.view,
+                "train_demos": len(labelled.train), "val_demos": len(labelled.val)}
+    return train_loop(policy, goal_step(policy, train_cfg), loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
+                      loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
+                      snapshot, epochs=epochs, seconds=seconds, progress=progress, description="UniPi policy")
+
+
+def load_goal_policy(directory: str | Path) -> tuple[TrackGuidedPolicy, dict[str, Any]]:
+    from atm_bench.atm.training import load_checkpoint
+
+    state, config = load_checkpoint(directory)
+    if config.get("kind") != "unipi_policy":
+        raise UserError(f"{directory}: not a UniPi policy checkpoint (kind {config.get('kind')!r})")
+    model_cfg = dict(config["model"])
+    model_cfg["image_hw"] = tuple(model_cfg["image_hw"])
+    model_cfg["views"] = tuple(model_cfg["views"])
+    policy = TrackGuidedPolicy(PolicyConfig(**model_cfg))
+    policy.load_state_dict(state)
+    return policy.eval(), config
+
+
+class UniPiAgent(Agent):
+    """UniPi (open-loop sub-goals); `UniPiReplanAgent` regenerates a sub-goal every H steps."""
+
+    name: ClassVar[str] = "unipi"
+    replan: ClassVar[bool] = False
+
+    def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
+                 text_encoder: str | None = None, progress: bool = True,
+                 baseline_preset: BaselinePreset | None = None, seed: int = 0):
+        from atm_bench.paths import cache_subdir
+
+        self.preset = get_preset(preset) if isinstance(preset, str) else preset
+        self.baseline = baseline_preset or get_baseline_preset(self.preset.name)
+        self.work_dir = Path(work_dir) if work_dir else cache_subdir("runs") / f"{self.name}-{self.preset.name}"
+        self.text_encoder = text_encoder
+        self.progress = progress
+        self.seed = seed
+        self.video_model = None
+        self.policy: TrackGuidedPolicy | None = None
+        self._video_config: dict[str, Any] = {}
+        self._policy_config: dict[str, Any] = {}
+        self._text: torch.Tensor | None = None
+        self._generator = torch.Generator().manual_seed(seed)
+        self._clear()
+
+    @property
+    def cfg(self) -> UniPiConfig:
+        return self.baseline.unipi
+
+    def video_config(self):
+        return replan_config(self.cfg) if self.replan else self.cfg.video
+
+    # -- training -------------------------------------------------------------------------------
+
+    def fit(self, data: TrainingData, budget: Budget) -> None:
+        from atm_bench.atm.stages import stage_data
+        from atm_bench.baselines.video_diffusion import train_video_model
+
+        max_frames = self.preset.data.max_frames_per_demo
+        videos = stage_data(data.manifest, data.data_dir, "videos", None, max_frames)
+        labelled = stage_data(data.manifest, data.data_dir, "labelled", None, max_frames)
+        vcfg = self.video_config()
+        horizon = self.cfg.replan_every if self.replan else None
+        train_video_model(vcfg, self.preset.policy.image_hw, videos, self.work_dir / "video_model", self.text_encoder,
+                          offset=horizon, preset_name=self.preset.name,
+                          epochs=stage_epochs(budget.epochs, vcfg.training), seconds=budget.seconds,
+                          progress=self.progress)
+        t_max = self.cfg.replan_every if self.replan else self.cfg.t_max(data.manifest.suite)
+        train_goal_policy(self.preset, self.cfg, labelled, self.work_dir / "policy", t_max, horizon,
+                          epochs=budget.epochs, seconds=budget.seconds, progress=self.progress)
+        self._load_models(self.work_dir)
+
+    def _load_models(self, directory: Path) -> None:
+        from atm_bench.baselines.video_diffusion import load_video_model
+
+        self.video_model, self._video_config = load_video_model(Path(directory) / "video_model")
+        self.policy, self._policy_config = load_goal_policy(Path(directory) / "policy")
+        if tuple(self.video_model.image_hw) != tuple(self.policy.cfg.image_hw):
+            raise UserError(f"{directory}: video model {self.video_model.image_hw} and policy "
+                            f"{self.policy.cfg.image_hw} image sizes differ; train both with one preset")
+        if self.video_model.cfg.frames != self.video_config().frames:
+            raise UserError(f"{directory}: a {self.video_model.cfg.frames}-frame video model cannot run {self.name} "
+                            f"(needs {self.video_config().frames})")
+        self._dir = Path(directory)
+
+    # -- acting ---------------------------------------------------------------------------------
+
+    def _require_models(self) -> None:
+        if self.policy is None or self.video_model is None:
+            raise UserError(f"the {self.name} agent has no trained models: call fit() or load() first")
+
+    def _clear(self) -> None:
+        self._plan = None  # (N, frames, 3, H, W) sub-goals per env
+        self._goal_index = None  # (N,) current sub-goal per env
+        self._since_plan = None  # (N,) steps since the env's last generation
+        self._raw = None  # per-env window of inputs: images (N, W, 2, 3, H, W), joint, gripper
+        self._steps = None  # (N, W, 3, Dt) encoded window
+        self._fresh = None  # (N,) episode just began
+
+    def reset(self, task: TaskInfo) -> None:
+        from atm_bench.atm.language import embed_instructions
+
+        self._require_models()
+        self._text = torch.from_numpy(embed_instructions([task.instruction], self._video_config.get("text_encoder")))
+        self._generator.manual_seed(self.seed)
+        self._clear()
+
+    def on_episode_start(self, mask: np.ndarray) -> None:
+        if self._fresh is not None:
+            self._fresh |= np.asarray(mask, dtype=bool)
+
+    def _images(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
+        """(N, 2, 3, H, W) camera images in [-1, 1] at the models' size."""
+        from atm_bench.atm.datasets import _resize
+        from atm_bench.atm.track_transformer import to_model_images
+
+        views = []
+        for view in self.policy.cfg.views[:-1]:
+            if view not in obs:
+                raise UserError(f"the observation has no '{view}' image; keys: {sorted(obs)}")
+            frames = _resize(np.asarray(obs[view], dtype=np.uint8), self.policy.cfg.image_hw)
+            views.append(to_model_images(torch.from_numpy(np.ascontiguousarray(frames))))
+        return torch.stack(views, dim=1)
+
+    def _generate(self, cond: torch.Tensor) -> torch.Tensor:
+        """Sub-goals (k, frames, 3, H, W) from conditioning frames (k, 3, H, W)."""
+        return self.video_model.sample(cond, self._text.expand(len(cond), -1), generator=self._generator)
+
+    def _encode(self, images: torch.Tensor, goal: torch.Tensor, joint: torch.Tensor,
+                gripper: torch.Tensor) -> torch.Tensor:
+        step, _ = self.policy.encode_step(torch.cat([images, goal[:, None]], dim=1), None, joint, gripper)
+        return step
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        self._require_models()
+        images = self._images(obs)
+        n = images.shape[0]
+        joint = torch.as_tensor(np.asarray(obs["joint_states"]), dtype=torch.float32)
+        gripper = torch.as_tensor(np.asarray(obs["gripper_states"]), dtype=torch.float32)
+        view = self.policy.cfg.views.index(self.video_model.cfg.view)
+        if self._plan is None or self._plan.shape[0] != n:
+            self._clear()
+            self._fresh = np.ones(n, dtype=bool)
+            self._goal_index = np.zeros(n, dtype=np.int64)
+            self._since_plan = np.zeros(n, dtype=np.int64)
+        new_goal = self._fresh.copy()
+        if self.replan:
+            new_goal |= self._since_plan >= self.cfg.replan_every
+        if new_goal.any():
+            idx = torch.from_numpy(np.flatnonzero(new_goal))
+            plan = self._generate(images[idx, view])
+            if self._plan is None:
+                self._plan = plan.new_zeros(n, *plan.shape[1:])
+            self._plan[idx] = plan
+            self._goal_index[new_goal] = 0
+            self._since_plan[new_goal] = 0
+        self._push(images, joint, gripper)
+        changed = new_goal & ~self._fresh
+        self._fresh[:] = False
+        if changed.any():
+            self._reencode(changed)
+        out = self.policy.act(self._steps, self._steps.new_zeros(n, self._steps.shape[1], 0))
+        if not self.replan:
+            done = (out[:, -1] > self.cfg.done_threshold).numpy()
+            advance = done & (self._goal_index < self._plan.shape[1] - 1)
+            if advance.any():
+                self._goal_index[advance] += 1
+                self._reencode(advance)
+        self._since_plan += 1
+        return out[:, :-1].numpy().astype(np.float64)
+
+    def _goals(self, rows: np.ndarray | slice = slice(None)) -> torch.Tensor:
+        index = np.arange(len(self._goal_index))[rows]
+        return self._plan[torch.from_numpy(index), torch.from_numpy(self._goal_index[index])]
+
+    def _push(self, images: torch.Tensor, joint: torch.Tensor, gripper: torch.Tensor) -> None:
+        """Append this step (encoded with each env's current goal); a fresh env's window is this step repeated."""
+        w = self.policy.cfg.window
+        step = self._encode(images, self._goals(), joint, gripper)
+        raw = (images, joint, gripper)
+        if self._steps is None:
+            self._raw = [x[:, None].repeat(1, w, *([1] * (x.dim() - 1))) for x in raw]
+            self._steps = step[:, None].repeat(1, w, 1, 1)
+            return
+        self._raw = [torch.cat([old[:, 1:], x[:, None]], dim=1) for old, x in zip(self._raw, raw)]
+        self._steps = torch.cat([self._steps[:, 1:], step[:, None]], dim=1)
+        fresh = torch.from_numpy(self._fresh)
+        if fresh.any():
+            for old, x in zip(self._raw, raw):
+                old[fresh] = x[fresh][:, None]
+            self._steps[fresh] = step[fresh][:, None]
+
+    def _reencode(self, rows: np.ndarray) -> None:
+        """Encode the cached windows of envs `rows` again with their (new) current goal."""
+        idx = np.flatnonzero(rows)
+        images, joint, gripper = (x[torch.from_numpy(idx)] for x in self._raw)
+        k, w = images.shape[:2]
+        goals = self._goals(idx)[:, None].expand(k, w, *self._plan.shape[2:])
+        step = self._encode(images.flatten(0, 1), goals.flatten(0, 1), joint.flatten(0, 1), gripper.flatten(0, 1))
+        self._steps[torch.from_numpy(idx)] = step.view(k, w, *step.shape[1:])
+
+    # -- compute --------------------------------------------------------------------------------
+
+    def generations_per_task(self, steps: int = TASK_STEPS) -> int:
+        return -(-steps // self.cfg.replan_every) if self.replan else 1
+
+    def flops_per_step(self, obs: dict[str, np.ndarray]) -> dict[str, float]:
+        """Counted MACs per control step, amortised over a 600-step task: sub-goal generation
+        (once, or every H steps for Replan; all DDIM steps, counted on the meta device), one policy
+        step, and the window re-encodings at goal changes (UniPi: at most N - 1 switches; Replan:
+        one per regeneration). `paper_convention_macs` is the generation alone (the paper's table IV)."""
+        from atm_bench.baselines.video_diffusion import generation_macs
+        from atm_bench.flops import count_flops
+
+        self._require_models()
+        vm, pcfg = self.video_model, self.policy.cfg
+        generation = generation_macs(vm.cfg, vm.image_hw, vm.text_dim)
+        images = torch.zeros(1, len(pcfg.views), 3, *pcfg.image_hw)
+        joint, gripper = torch.zeros(1, pcfg.joint_dim), torch.zeros(1, pcfg.gripper_dim)
+        encode, (step, _) = count_flops(self.policy.encode_step, images, None, joint, gripper)
+        window = step[:, None].expand(1, pcfg.window, -1, -1)
+        decide, _ = count_flops(self.policy.act, window, window.new_zeros(1, pcfg.window, 0))
+        plans = self.generations_per_task()
+        switches = plans - 1 if self.replan else vm.cfg.frames - 1
+        task = plans * generation + TASK_STEPS * (encode.macs + decide.macs) + switches * pcfg.window * encode.macs
+        return {"macs": task / TASK_STEPS, "flops": 2 * task / TASK_STEPS,
+                "paper_convention_macs": plans * generation / TASK_STEPS, "generation_macs": float(generation),
+                "generations_per_task": float(plans), "policy_step_macs": float(encode.macs + decide.macs),
+                "goal_switch_reencode_macs": float(pcfg.window * encode.macs), "goal_switches_per_task": float(switches),
+                "sampling_steps": float(vm.cfg.sampling_steps), "task_steps": float(TASK_STEPS)}
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> None:
+        self._require_models()
+        directory = Path(directory)
+        for part in ("video_model", "policy"):
+            copy_checkpoint(self._dir / part, directory / part, extra=("history.json",))
+        write_json_atomic(directory / "agent.json", self.describe())
+
+    def load(self, directory: str | Path) -> None:
+        self._load_models(Path(directory))
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "preset": self.preset.name, "text_encoder": self.text_encoder,
+                "replan": self.replan, "baseline_preset": self.baseline.to_dict()["unipi"],
+                "video_model": dataclasses.asdict(self.video_config())}
+
+
+class UniPiReplanAgent(UniPiAgent):
+    """UniPi-Replan: the frame H = 8 steps ahead, regenerated every H steps (no done flag)."""
+
+    name: ClassVar[str] = "unipi-replan"
+    replan: ClassVar[bool] = True

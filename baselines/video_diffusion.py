@@ -1,0 +1,226 @@
+"""A text-conditioned video diffusion model for UniPi's sub-goals (diffusers, weights from scratch).
+
+The model generates N future frames of one camera at once: diffusers' `UNet2DConditionModel` takes
+the N noisy frames stacked along channels plus the conditioning frame (the current observation)
+as 3 more channels, and attends to the instruction embedding through cross-attention (one token,
+the sentence embedding). Training: DDPM noising with the preset's schedule, v- or epsilon-
+prediction, min-SNR loss weighting. Sampling: DDIM (deterministic, eta 0) with the preset's
+number of steps, "trailing" timestep spacing so that few steps still start from pure noise;
+samples are clipped to [-1, 1].
+
+Data (`SubgoalVideoDataset`): for UniPi, as Ko et al. (AVDC): a random start frame of a video
+demo and N frames evenly spaced from it to the demo's end (validation: start at frame 0, as at
+inference); for UniPi-Replan (`offset=H`): a random frame t and the frame t + H (the last frame
+past the end).
+
+`generation_macs` counts one generation (all sampling steps) on the meta device: the same Python
+runs with shapes only, so a paper-size count takes seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from atm_bench.atm.datasets import DemoRef
+from atm_bench.baselines.common import FrameReader, augment, instruction_table, loader
+from atm_bench.baselines.presets import VideoModelConfig
+from atm_bench.errors import UserError
+
+
+def unet_kwargs(cfg: VideoModelConfig, image_hw: tuple[int, int], text_dim: int) -> dict[str, Any]:
+    """UNet2DConditionModel arguments for a config (attention levels use cross-attention blocks)."""
+    if len(cfg.attention_levels) != len(cfg.block_out_channels):
+        raise ValueError("attention_levels needs one flag per entry of block_out_channels")
+    if any(c % cfg.norm_groups for c in cfg.block_out_channels):
+        raise ValueError(f"block_out_channels {cfg.block_out_channels} must be multiples of norm_groups {cfg.norm_groups}")
+    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention_levels)
+    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention_levels))
+    # diffusers' `attention_head_dim` is, for this class, the number of heads per block.
+    heads = tuple(max(1, c // cfg.head_dim) for c in cfg.block_out_channels)
+    return dict(sample_size=tuple(image_hw), in_channels=3 * (cfg.frames + 1), out_channels=3 * cfg.frames,
+                block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
+                down_block_types=down, up_block_types=up, cross_attention_dim=text_dim, attention_head_dim=heads,
+                norm_num_groups=cfg.norm_groups)
+
+
+def make_scheduler(cfg: VideoModelConfig):
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(num_train_timesteps=cfg.train_timesteps, beta_schedule=cfg.beta_schedule,
+                         prediction_type=cfg.prediction_type, clip_sample=True, clip_sample_range=1.0,
+                         set_alpha_to_one=True, timestep_spacing="trailing")
+
+
+class VideoDiffusion(nn.Module):
+    """cond frame (B, 3, H, W) + instruction (B, D) -> N future frames (B, N, 3, H, W) in [-1, 1]."""
+
+    def __init__(self, cfg: VideoModelConfig, image_hw: tuple[int, int], text_dim: int):
+        super().__init__()
+        from diffusers import UNet2DConditionModel
+
+        self.cfg = cfg
+        self.image_hw = tuple(image_hw)
+        self.text_dim = text_dim
+        self.unet = UNet2DConditionModel(**unet_kwargs(cfg, image_hw, text_dim))
+        self.scheduler = make_scheduler(cfg)
+        alphas = self.scheduler.alphas_cumprod.float()
+        self.register_buffer("snr", alphas / (1 - alphas), persistent=False)
+
+    def denoise(self, noisy: torch.Tensor, cond: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return self.unet(torch.cat([noisy, cond], dim=1), t, encoder_hidden_states=text[:, None]).sample
+
+    def loss(self, cond: torch.Tensor, target: torch.Tensor, text: torch.Tensor) -> dict[str, torch.Tensor]:
+        """cond (B, 3, H, W), target (B, N, 3, H, W), both in [-1, 1]; text (B, D)."""
+        b = cond.shape[0]
+        x0 = target.flatten(1, 2)
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, self.cfg.train_timesteps, (b,), device=x0.device)
+        noisy = self.scheduler.add_noise(x0, noise, t)
+        pred = self.denoise(noisy, cond, t, text)
+        if self.cfg.prediction_type == "v_prediction":
+            goal = self.scheduler.get_velocity(x0, noise, t)
+        elif self.cfg.prediction_type == "epsilon":
+            goal = noise
+        else:
+            raise ValueError(f"unsupported prediction type {self.cfg.prediction_type!r}")
+        mse = ((pred - goal) ** 2).mean(dim=(1, 2, 3))
+        weight = torch.ones_like(mse)
+        if self.cfg.min_snr_gamma:
+            snr = self.snr.to(x0.device)[t]
+            clipped = snr.clamp(max=self.cfg.min_snr_gamma)
+            weight = clipped / (snr + 1) if self.cfg.prediction_type == "v_prediction" else clipped / snr
+        return {"loss": (weight * mse).mean(), "mse": mse.mean().detach()}
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor, text: torch.Tensor, steps: int | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """DDIM sampling: (B, N, 3, H, W) in [-1, 1]."""
+        scheduler = make_scheduler(self.cfg)
+        scheduler.set_timesteps(steps or self.cfg.sampling_steps)
+        b, n = cond.shape[0], self.cfg.frames
+        shape = (b, 3 * n, *self.image_hw)
+        x = torch.randn(shape, generator=generator, dtype=cond.dtype) if cond.device.type == "cpu" else \
+            torch.randn(shape, dtype=cond.dtype, device=cond.device)
+        for t in scheduler.timesteps:
+            x = scheduler.step(self.denoise(x, cond, t, text), t, x).prev_sample
+        return x.clamp(-1.0, 1.0).reshape(b, n, 3, *self.image_hw)
+
+
+def generation_macs(cfg: VideoModelConfig, image_hw: tuple[int, int], text_dim: int,
+                    steps: int | None = None) -> int:
+    """Counted MACs of one generation (batch 1, all DDIM steps), on the meta device.
+
+    Each DDIM step runs the same UNet forward and scheduler update, so the count is exact when
+    taken as (count of 1 step) + (steps - 1) x (count of 2 steps - count of 1 step); the tests
+    check this against a direct count at `smoke`."""
+    from atm_bench.flops import count_flops
+
+    steps = steps or cfg.sampling_steps
+    with torch.device("meta"):
+        model = VideoDiffusion(cfg, image_hw, text_dim)
+    cond = torch.zeros(1, 3, *image_hw, device="meta")
+    text = torch.zeros(1, text_dim, device="meta")
+    one = count_flops(model.sample, cond, text, 1)[0].macs
+    two = count_flops(model.sample, cond, text, 2)[0].macs
+    return int(one + (steps - 1) * (two - one))
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+class SubgoalVideoDataset(Dataset):
+    """One sample per video demo: frames (1 + N, H, W, 3) uint8 (the conditioning frame first), task.
+
+    `offset=None`: N frames evenly spaced from a start frame to the demo's end (random start in
+    training, frame 0 when `deterministic`); `offset=H`: N = 1, the frame H steps after t."""
+
+    def __init__(self, demos: Sequence[DemoRef], view: str, image_hw: tuple[int, int], frames: int,
+                 offset: int | None = None, seed: int = 0, deterministic: bool = False):
+        if offset is not None and frames != 1:
+            raise ValueError("a fixed offset (UniPi-Replan) predicts one frame")
+        self.demos = [d for d in demos if d.length >= 1]
+        self.view = view
+        self.frames = frames
+        self.offset = offset
+        self.seed = seed
+        self.deterministic = deterministic
+        self.reader = FrameReader(image_hw)
+
+    def __len__(self) -> int:
+        return len(self.demos)
+
+    def indices(self, length: int, rng: np.random.Generator) -> np.ndarray:
+        last = length - 1
+        if self.offset is not None:
+            t = 0 if self.deterministic else int(rng.integers(0, length))
+            return np.array([t, min(t + self.offset, last)])
+        start = 0 if self.deterministic else int(rng.integers(0, length))
+        return np.rint(np.linspace(start, last, self.frames + 1)).astype(np.int64)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        ref = self.demos[i]
+        rng = np.random.default_rng([self.seed, i]) if self.deterministic else np.random.default_rng()
+        frames = self.reader.frames(ref, self.view, self.indices(ref.length, rng))
+        return {"frames": torch.from_numpy(frames), "task": torch.tensor(ref.task)}
+
+
+def train_video_model(cfg: VideoModelConfig, image_hw: tuple[int, int], videos, out_dir: str | Path,
+                      text_encoder: str | None = None, offset: int | None = None, preset_name: str = "",
+                      epochs: int | None = None, seconds: float | None = None, progress: bool = True):
+    """Train on the split's action-free videos (validation: its held-out demos); best checkpoint to `out_dir`."""
+    from atm_bench.atm.training import train_loop
+    from atm_bench.atm.track_transformer import to_model_images
+
+    train_cfg = cfg.training
+    torch.manual_seed(train_cfg.seed)
+    text = instruction_table(videos.instructions, text_encoder)
+    model = VideoDiffusion(cfg, image_hw, int(text.shape[1]))
+    train_ds = SubgoalVideoDataset(videos.train, cfg.view, image_hw, cfg.frames, offset, train_cfg.seed)
+    val_ds = SubgoalVideoDataset(videos.val, cfg.view, image_hw, cfg.frames, offset, train_cfg.seed, deterministic=True)
+    if len(train_ds) == 0:
+        raise UserError("the video model found no video demos in the split")
+
+    def step(batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        raw = batch["frames"]  # (B, 1 + N, H, W, 3)
+        b = raw.shape[0]
+        images = to_model_images(raw.flatten(0, 1))
+        if train:  # one shift and colour change per sample: the frames stay aligned
+            images = augment(images, b, 1, train_cfg)
+        images = images.view(b, -1, *images.shape[1:])
+        return model.loss(images[:, 0], images[:, 1:], text[batch["task"]])
+
+    snapshot = {"kind": "video_diffusion", "preset": preset_name, "video": dataclasses.asdict(cfg),
+                "image_hw": list(image_hw), "text_dim": int(text.shape[1]), "text_encoder": text_encoder,
+                "offset": offset, "instructions": list(videos.instructions), "train_videos": len(videos.train),
+                "val_videos": len(videos.val)}
+    return train_loop(model, step, loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
+                      loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
+                      snapshot, epochs=epochs, seconds=seconds, progress=progress, description="video diffusion")
+
+
+def config_from_dict(data: dict[str, Any]) -> VideoModelConfig:
+    from atm_bench.presets import TrainConfig
+
+    fields = dict(data)
+    fields["block_out_channels"] = tuple(fields["block_out_channels"])
+    fields["attention_levels"] = tuple(fields["attention_levels"])
+    fields["training"] = TrainConfig(**fields["training"])
+    return VideoModelConfig(**fields)
+
+
+def load_video_model(directory: str | Path) -> tuple[VideoDiffusion, dict[str, Any]]:
+    from atm_bench.atm.training import load_checkpoint
+
+    state, config = load_checkpoint(directory)
+    if config.get("kind") != "video_diffusion":
+        raise UserError(f"{directory}: not a video-diffusion checkpoint (kind {config.get('kind')!r})")
+    model = VideoDiffusion(config_from_dict(config["video"]), tuple(config["image_hw"]), int(config["text_dim"]))
+    model.load_state_dict(state)
+    return model.eval(), config

@@ -1,0 +1,234 @@
+"""UniPi and UniPi-Replan: the video diffusion model (sample shape and range, counted generation
+cost), sub-goal sampling for both models, and the agents end to end at `smoke` (fit, open-loop
+plan vs replanning every H steps, goal switching on the done flag, FLOPs, save/load, simulator)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from atm_bench.agents.base import Budget, TrainingData, get_agent
+
+from baselines_data import TASK, act_in_simulator, random_obs, synthetic_split, use_cache
+
+
+@pytest.fixture(scope="module")
+def smoke_video():
+    from atm_bench.baselines.presets import get_baseline_preset
+
+    torch.set_num_threads(1)
+    return get_baseline_preset("smoke").unipi.video
+
+
+def test_diffusion_sample_has_the_right_shape_and_range(smoke_video):
+    from atm_bench.baselines.video_diffusion import VideoDiffusion
+
+    torch.manual_seed(0)
+    model = VideoDiffusion(smoke_video, (32, 48), text_dim=6).eval()  # non-square frames
+    cond = torch.rand(2, 3, 32, 48) * 2 - 1
+    text = torch.randn(2, 6)
+    plan = model.sample(cond, text, generator=torch.Generator().manual_seed(3))
+    assert plan.shape == (2, 7, 3, 32, 48)
+    assert torch.isfinite(plan).all() and plan.min() >= -1 and plan.max() <= 1 and plan.std() > 0
+    again = model.sample(cond, text, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(plan, again)  # DDIM with eta 0: the noise seed fixes the plan
+    other = model.sample(-cond, text, generator=torch.Generator().manual_seed(3))
+    assert not torch.allclose(plan, other)  # conditioned on the current frame
+
+
+def test_diffusion_loss_trains_the_unet(smoke_video):
+    from atm_bench.baselines.video_diffusion import VideoDiffusion
+
+    model = VideoDiffusion(smoke_video, (32, 32), text_dim=6)
+    out = model.loss(torch.zeros(2, 3, 32, 32), torch.rand(2, 7, 3, 32, 32) * 2 - 1, torch.randn(2, 6))
+    assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert model.unet.conv_in.weight.grad.abs().sum() > 0
+    assert model.unet.conv_in.in_channels == 24 and model.unet.conv_out.out_channels == 21  # 3 x (7 + 1) in, 3 x 7 out
+
+
+def test_generation_cost_counts_every_sampling_step(smoke_video):
+    from atm_bench.baselines.video_diffusion import VideoDiffusion, generation_macs
+    from atm_bench.flops import count_flops
+
+    model = VideoDiffusion(smoke_video, (32, 32), text_dim=6).eval()
+    direct = count_flops(model.sample, torch.zeros(1, 3, 32, 32), torch.zeros(1, 6))[0].macs  # the preset's 3 steps
+    one_step = count_flops(model.sample, torch.zeros(1, 3, 32, 32), torch.zeros(1, 6), 1)[0].macs
+    assert direct == 3 * one_step > 0
+    assert generation_macs(smoke_video, (32, 32), 6) == direct  # counted on the meta device
+    assert generation_macs(smoke_video, (32, 32), 6, steps=10) == 10 * one_step
+
+
+def test_video_samples_evenly_spaced_or_h_ahead():
+    from atm_bench.baselines.video_diffusion import SubgoalVideoDataset
+
+    rng = np.random.default_rng(0)
+    plan = SubgoalVideoDataset([], "agentview", (32, 32), frames=7)
+    for _ in range(50):
+        idx = plan.indices(57, rng)
+        assert len(idx) == 8 and idx[-1] == 56 and np.all(np.diff(idx) >= 0)
+    assert SubgoalVideoDataset([], "agentview", (32, 32), 7, deterministic=True).indices(57, rng).tolist() == \
+        [0, 8, 16, 24, 32, 40, 48, 56]
+    replan = SubgoalVideoDataset([], "agentview", (32, 32), frames=1, offset=8)
+    for _ in range(50):
+        t, goal = replan.indices(20, rng)
+        assert goal == min(t + 8, 19)
+    with pytest.raises(ValueError, match="one frame"):
+        SubgoalVideoDataset([], "agentview", (32, 32), frames=7, offset=8)
+
+
+def test_goal_windows_sample_subgoals_as_the_paper(tmp_path):
+    """Goal k steps ahead: next frame ~10 % + uniform [1, t_max]; done where the goal is one step ahead."""
+    import h5py
+
+    from atm_bench.atm.stages import stage_data
+    from atm_bench.baselines.unipi import GoalWindowDataset
+
+    manifest, data_dir = synthetic_split(tmp_path, demos=2, length=40, labelled=("demo_0",), validation=("demo_1",))
+    refs = stage_data(manifest, data_dir, "labelled").train
+    ds = GoalWindowDataset(refs, ("agentview", "eye_in_hand"), (32, 32), window=3, goal_view="agentview", t_max=16,
+                           next_frame_prob=0.1, seed=4, deterministic=True)
+    rng = np.random.default_rng(0)
+    offsets = np.array([ds.offset(rng) for _ in range(20000)])
+    assert offsets.min() == 1 and offsets.max() == 16
+    assert np.mean(offsets == 1) == pytest.approx(0.1 + 0.9 / 16, abs=0.01)
+    with h5py.File(refs[0].file) as f:
+        frames = f["data/demo_0/obs/agentview_rgb"][()]
+    for t in (0, 5, 30, 38, 39):  # the goal is clipped to the last frame near the end
+        sample = ds[t]
+        goal = min(t + ds.offset(np.random.default_rng([4, t])), 39)
+        assert np.array_equal(sample["goal"].numpy(), frames[goal])
+        steps = np.clip(np.arange(t - 2, t + 1), 0, None)
+        assert sample["done"].tolist() == [float(goal - s <= 1) for s in steps]
+    assert ds[39]["done"].tolist() == [0.0, 1.0, 1.0]  # at the end the goal is the last frame
+    replan = GoalWindowDataset(refs, ("agentview",), (32, 32), 3, "agentview", t_max=50, next_frame_prob=0.1,
+                               fixed_horizon=8)
+    assert {replan.offset(rng) for _ in range(2000)} == set(range(1, 9))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("unipi")
+    use_cache(tmp)
+    torch.set_num_threads(1)
+    manifest, data_dir = synthetic_split(tmp)
+    agents = {}
+    for name in ("unipi", "unipi-replan"):
+        agent = get_agent(name)("smoke", work_dir=tmp / name, progress=False)
+        agent.fit(TrainingData(manifest=manifest, data_dir=data_dir), Budget(epochs=1))
+        agents[name] = agent
+    return agents, tmp
+
+
+def _count_generations(agent):
+    calls = []
+    original = agent._generate
+
+    def wrapped(cond):
+        calls.append(len(cond))
+        return original(cond)
+
+    agent._generate = wrapped
+    return calls
+
+
+def _window_is_consistent(agent):
+    """The cached window equals the window inputs encoded with each env's current goal."""
+    images, joint, gripper = agent._raw
+    n, w = images.shape[:2]
+    goals = agent._goals()[:, None].expand(n, w, *agent._plan.shape[2:])
+    fresh = agent._encode(images.flatten(0, 1), goals.flatten(0, 1), joint.flatten(0, 1), gripper.flatten(0, 1))
+    return torch.allclose(fresh.view(n, w, *fresh.shape[1:]), agent._steps, atol=1e-5)
+
+
+def test_unipi_plans_once_and_switches_subgoals_on_done(trained):
+    agent = trained[0]["unipi"]
+    assert agent.policy.cfg.views == ("agentview", "eye_in_hand", "goal") and agent.policy.cfg.action_dim == 8
+    agent.reset(TASK)
+    calls = _count_generations(agent)
+    rng = np.random.default_rng(0)
+    actions = agent.act(random_obs(3, rng))
+    assert actions.shape == (3, 7) and np.all(np.abs(actions) <= 1)
+    assert agent._plan.shape == (3, 7, 3, 32, 32) and calls == [3]
+    for _ in range(5):
+        agent.act(random_obs(3, rng))
+    assert calls == [3]  # open loop: no new generation
+
+    decide = agent.policy.decide
+    done = torch.tensor([1.0, 0.0, 1.0])  # force the done flag of envs 0 and 2
+
+    def forced(steps, late, text=None, last_only=False):
+        out = decide(steps, late, text, last_only).clone()
+        out[:, -1, -1] = done
+        return out
+
+    agent.policy.decide = forced
+    try:
+        before = agent._goal_index.copy()
+        agent.act(random_obs(3, rng))
+        assert (agent._goal_index - before).tolist() == [1, 0, 1]
+        assert _window_is_consistent(agent)
+        for _ in range(8):
+            agent.act(random_obs(3, rng))
+        assert agent._goal_index.tolist() == [6, before[1], 6]  # stays on the last sub-goal
+    finally:
+        agent.policy.decide = decide
+    agent.on_episode_start(np.array([False, True, False]))
+    agent.act(random_obs(3, rng))
+    assert calls == [3, 1] and agent._goal_index[1] == 0  # a new episode gets its own plan
+
+
+def test_unipi_replan_regenerates_every_h_steps(trained):
+    agent = trained[0]["unipi-replan"]
+    assert agent.video_model.cfg.frames == 1
+    agent.reset(TASK)
+    calls = _count_generations(agent)
+    rng = np.random.default_rng(1)
+    for _ in range(17):
+        agent.act(random_obs(2, rng))
+    assert calls == [2, 2, 2]  # steps 0, 8 and 16
+    assert _window_is_consistent(agent)
+
+
+def test_flops_amortise_generation_over_a_task(trained):
+    from atm_bench.baselines.video_diffusion import generation_macs
+
+    unipi, replan = trained[0]["unipi"], trained[0]["unipi-replan"]
+    obs = random_obs(1, np.random.default_rng(2))
+    for agent in (unipi, replan):
+        agent.reset(TASK)
+    a, b = unipi.flops_per_step(obs), replan.flops_per_step(obs)
+    vm = unipi.video_model
+    assert a["generation_macs"] == generation_macs(vm.cfg, vm.image_hw, vm.text_dim) > 0
+    assert a["paper_convention_macs"] == pytest.approx(a["generation_macs"] / 600)
+    assert b["generations_per_task"] == 75 and b["paper_convention_macs"] == pytest.approx(75 * b["generation_macs"] / 600)
+    assert a["goal_switches_per_task"] == 6 and b["goal_switches_per_task"] == 74
+    for f in (a, b):
+        expected = (f["generations_per_task"] * f["generation_macs"] + 600 * f["policy_step_macs"]
+                    + f["goal_switches_per_task"] * f["goal_switch_reencode_macs"]) / 600
+        assert f["macs"] == pytest.approx(expected) and f["macs"] > f["paper_convention_macs"]
+
+
+def test_unipi_saves_and_reloads(trained):
+    from atm_bench.baselines.unipi import UniPiAgent, UniPiReplanAgent
+    from atm_bench.errors import UserError
+
+    agents, tmp = trained
+    agent = agents["unipi"]
+    agent.save(tmp / "saved")
+    other = UniPiAgent("smoke", progress=False)
+    other.load(tmp / "saved")
+    obs = random_obs(2, np.random.default_rng(3))
+    agent.reset(TASK)
+    other.reset(TASK)
+    assert np.allclose(agent.act(obs), other.act(obs), atol=1e-6)  # same seed -> same plan and action
+    with pytest.raises(UserError, match="7-frame video model cannot run unipi-replan"):
+        UniPiReplanAgent("smoke", progress=False).load(tmp / "saved")
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("name", ["unipi", "unipi-replan"])
+def test_unipi_agents_act_in_the_simulator(trained, tmp_path, name):
+    records = act_in_simulator(trained[0][name], name, tmp_path, steps=10 if name == "unipi-replan" else 4)
+    assert [(r["agent"], r["steps"]) for r in records] == [(name, 10 if name == "unipi-replan" else 4)]

@@ -106,6 +106,9 @@ class ScriptedExpert:
         ctx = self._ctx
         if step.skill == "pick_place":
             return (yield from P.pick_place(ctx, step.obj, step.target))
+        if step.skill in ("open", "close") and self._is_drawer(step.obj):
+            fn = P.open_drawer if step.skill == "open" else P.close_drawer
+            return (yield from fn(ctx, step.obj))
         if step.skill == "push":
             return (yield from P.push(ctx, step.obj, step.target))
         if step.skill in ("turn_on", "turn_off"):

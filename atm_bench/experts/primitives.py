@@ -10,7 +10,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from atm_bench.experts.motion import CLOSE, OPEN, Actions, Ctx, down_rot, hold, move_to
+from atm_bench.experts.motion import CLOSE, OPEN, Actions, Ctx, down_rot, hold, move_to, rotation_error
 from atm_bench.experts.scene import Scene, yaw_for_axis
 
 MAX_HEIGHT = 0.42  # highest comfortable hand height above the work surface
@@ -297,4 +297,75 @@ def turn_knob(ctx: Ctx, joint: str, on: bool, max_steps: int = 160) -> Actions:
         yield from move_to(ctx, np.array([point[0], point[1], z]), down_rot(yaw_for_axis(tangent)), CLOSE, tol=0.0,
                            max_steps=1, speed=0.5)
     yield from move_to(ctx, sc.eef_pos + np.array([0.0, 0.0, 0.08]), sc.eef_rot, CLOSE, tol=0.015, max_steps=25)
+    return True
+
+
+def facing_rot(approach_xy: np.ndarray, current: np.ndarray | None = None) -> np.ndarray:
+    """Hand pointing horizontally along `approach_xy`, fingers opening vertically.
+
+    Of the two such orientations (rolled 180 degrees about the approach), the one nearer to
+    `current`, so the wrist does not swing through a half turn.
+    """
+    z = np.array([approach_xy[0], approach_xy[1], 0.0])
+    z /= np.linalg.norm(z)
+    options = [np.stack([x, np.cross(z, x), z], axis=1) for x in (np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.0, -1.0]))]
+    if current is None:
+        return options[0]
+    return min(options, key=lambda r: float(np.linalg.norm(rotation_error(r, current))))
+
+
+def _drawer(sc: Scene, region: str) -> tuple[str, np.ndarray, float, float]:
+    """A drawer region's slide joint, its opening direction (world), and open/close qpos targets."""
+    joint = sc.task.object_sites_dict[region].joints[0]
+    art = sc.object(sc.site_parent(region)).object_properties["articulation"]
+    open_r, close_r = art["default_open_ranges"], art["default_close_ranges"]
+    sign = 1.0 if np.mean(open_r) > np.mean(close_r) else -1.0
+    return joint, sign * sc.joint_axis(joint), float(np.mean(open_r)), float(np.mean(close_r))
+
+
+def _handle(sc: Scene, joint: str, pull: np.ndarray) -> np.ndarray:
+    """Centre of the drawer's handle bar: the part of the drawer furthest along `pull`."""
+    pts = sc.body_extent(sc.joint_body(joint)).points
+    proj = pts @ pull
+    return pts[proj > proj.max() - 0.01].mean(axis=0)
+
+
+def open_drawer(ctx: Ctx, region: str, max_steps: int = 90) -> Actions:
+    """Grasp the handle with the hand horizontal (fingers above and below the bar) and pull."""
+    sc = ctx.scene
+    joint, pull, q_open, _ = _drawer(sc, region)
+    handle = _handle(sc, joint, pull) - pull * 0.008
+    rot = facing_rot(-pull[:2], down_rot(_current_yaw(sc)))
+    pre = handle + pull * 0.09
+    yield from transit(ctx, pre + np.array([0.0, 0.0, 0.05]), _current_yaw(sc), skip=set())
+    yield from move_to(ctx, pre, rot, OPEN, tol=0.01, rot_tol=0.1, max_steps=60, speed=0.7)
+    yield from move_to(ctx, handle, rot, OPEN, tol=0.006, max_steps=40, speed=0.5, stall_steps=5)
+    yield from hold(ctx, ctx.style.close_steps, CLOSE, rot)
+    q_start = sc.joint_qpos(joint)
+    for _ in range(max_steps):
+        q = sc.joint_qpos(joint)
+        if abs(q - q_start) >= abs(q_open - q_start) - 0.003:
+            break
+        yield from move_to(ctx, sc.eef_pos + pull * 0.02, rot, CLOSE, tol=0.0, max_steps=1, speed=0.5)
+    yield from hold(ctx, 6, OPEN, rot)
+    yield from move_to(ctx, sc.eef_pos + pull * 0.06 + np.array([0.0, 0.0, 0.04]), rot, OPEN, tol=0.015, max_steps=25)
+    return True
+
+
+def close_drawer(ctx: Ctx, region: str, max_steps: int = 90) -> Actions:
+    """Push the drawer shut with the closed hand against its handle."""
+    sc = ctx.scene
+    joint, pull, _, q_close = _drawer(sc, region)
+    handle = _handle(sc, joint, pull)
+    yaw = yaw_for_axis(np.array([-pull[1], pull[0]]))
+    start = handle + pull * 0.04
+    ctx.grip = CLOSE
+    yield from transit(ctx, start + np.array([0.0, 0.0, 0.06]), yaw, skip=set())
+    yield from move_to(ctx, start, down_rot(yaw), CLOSE, tol=0.008, max_steps=40, speed=0.6, stall_steps=5)
+    for _ in range(max_steps):
+        if abs(sc.joint_qpos(joint) - q_close) < 0.003:
+            break
+        yield from move_to(ctx, sc.eef_pos - pull * 0.02, down_rot(yaw), CLOSE, tol=0.0, max_steps=1, speed=0.6)
+    yield from move_to(ctx, sc.eef_pos + pull * 0.05 + np.array([0.0, 0.0, 0.05]), down_rot(yaw), CLOSE, tol=0.015,
+                       max_steps=25)
     return True

@@ -159,5 +159,11 @@ def test_record_cli_with_scripted_leader_writes_libero_layout(tmp_path, capsys):
         assert np.all(np.abs(np.diff(ep.actions[:, :6], axis=0)) <= 0.05 + 1e-9)  # the default step limit
         assert set(np.unique(ep.actions[:, 6])) <= {-1.0, 1.0}
         assert ef.header.env_args["robot"]["robot"] == "sim-ur5e" and ef.header.env_args["teleop"] == "scripted"
+    assert main(["real", "track", str(out), "--points", "20", "--grid", "2"]) == 0
+    from atm_bench.tracking.storage import read_tracks
+
+    for view in ("agentview", "eye_in_hand"):
+        assert read_tracks(out, "demo_1", view).tracks.shape[1] == 28
+    capsys.readouterr()
     assert main(["record", "--robot", "ur5", "--task", "x", "--out", str(out), "--teleop", "scripted"]) == 2
     assert "--host" in capsys.readouterr().err

@@ -46,6 +46,14 @@ def register(sub) -> None:
     cal.add_argument("--gripper-id", type=int, default=7, help="Dynamixel id of the trigger (-1: none)")
     cal.add_argument("--out", default="gello.json")
     cal.set_defaults(handler=_calibrate_gello)
+    trk = real_sub.add_parser("track", help="track points in a recorded file's demos (both views; resumable)")
+    trk.add_argument("file", help="a file written by `atm-bench record`")
+    trk.add_argument("--tracker", default="flow", help="flow (default) or cotracker")
+    trk.add_argument("--points", type=int, default=1000, help="random points per view and demo (default 1000)")
+    trk.add_argument("--grid", type=int, default=7, help="double grid of 2 x GRID^2 points (default 7)")
+    trk.add_argument("--cotracker-checkpoint", default=None, help="local CoTracker checkpoint file")
+    trk.add_argument("--cotracker-code", default=None, help="local checkout of the co-tracker repository")
+    trk.set_defaults(handler=_track)
 
 
 def register_data_commands(data_sub) -> None:
@@ -208,6 +216,26 @@ def _calibrate_gello(args) -> int:
     cfg = GelloConfig(**config)
     write_json_atomic(args.out, cfg.to_dict())
     print(f"wrote {args.out}; check: the leader now reads {[round(x, 3) for x in cfg.joints(raw[:6])]} (known {known})")
+    return 0
+
+
+def _track(args) -> int:
+    from pathlib import Path
+
+    from atm_bench.errors import UserError
+    from atm_bench.tracking.annotate import AnnotateConfig, Annotator
+    from atm_bench.tracking.sampling import SamplingConfig
+
+    if args.tracker not in ("flow", "cotracker"):
+        raise UserError("recorded demos are tracked from their frames: --tracker flow or cotracker")
+    cfg = AnnotateConfig(tracker=args.tracker, sampling=SamplingConfig(num_points=args.points, grid_size=args.grid),
+                         cotracker_checkpoint=args.cotracker_checkpoint, cotracker_code=args.cotracker_code)
+    annotator = Annotator(cfg)
+    try:
+        stats = annotator.annotate_file(Path(args.file))
+    finally:
+        annotator.close()
+    print(f"tracked {stats.demos_done} demos ({stats.demos_skipped} already done) of {args.file} with {args.tracker}")
     return 0
 
 

@@ -143,7 +143,7 @@ class Runner:
         self._write_config(manifest_hash=None)
         self.generate_data()
         manifest = self.make_split()
-        self._write_config(manifest_hash=manifest.manifest_hash)
+        self._write_config(manifest_hash=manifest.manifest_sha256)
         self.annotate_tracks()
         track_model_dir = self.train_track_model(manifest) if any(self._uses_tracks(a) for a in self.agents) else None
         for agent in self.agents:
@@ -179,7 +179,7 @@ class Runner:
 
         path = self.out / "split.json"
         manifest = make_split(self.data_dir, self.suite, labelled=self.labelled, seed=0, tasks=list(self.tasks))
-        if path.exists() and load_split(path).manifest_hash == manifest.manifest_hash:
+        if path.exists() and load_split(path).manifest_sha256 == manifest.manifest_sha256:
             return manifest
         save_split(manifest, path)
         return manifest
@@ -209,7 +209,7 @@ class Runner:
         from atm_bench.atm.stages import stage_data, train_track_model
 
         out = self.out / "track_model"
-        key = _hash([asdict(self.preset.track_model), asdict(self.preset.track_training), manifest.manifest_hash,
+        key = _hash([asdict(self.preset.track_model), asdict(self.preset.track_training), manifest.manifest_sha256,
                      self.stages.get("tracks")])
         if self._done("track_model", key) and (out / "config.json").exists():
             return out
@@ -246,7 +246,7 @@ class Runner:
 
         work = self.out / "agents" / name / f"seed{seed}"
         agent = self._make_agent(name, work, track_model_dir if self._uses_tracks(name) else None)
-        key = _hash([name, seed, asdict(self.preset), manifest.manifest_hash,
+        key = _hash([name, seed, asdict(self.preset), manifest.manifest_sha256,
                      self.stages.get("track_model", {}).get("key") if self._uses_tracks(name) else None])
         stage = f"train/{name}/seed{seed}"
         checkpoint = work / "checkpoint"

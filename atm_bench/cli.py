@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "atm_bench.commands.tracks",
     "atm_bench.commands.models",
     "atm_bench.commands.train",
+    "atm_bench.commands.baselines",
     "atm_bench.commands.real",
     "atm_bench.commands.tables",
     "atm_bench.commands.run",

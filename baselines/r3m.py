@@ -11,8 +11,9 @@ s0 < s1 <= s2; embeddings z = ResNet(frame) (512-d).
 - L1 and L2 penalties on z (weights 1e-5).
 The instruction embedding is the project's sentence encoder (R3M used DistilBERT).
 
-Initialisation: the paper starts from R3M's Ego4D weights. `r3m_weights` (CLI `--r3m-weights PATH`)
-loads a user's local copy (`load_r3m_checkpoint` documents the key mapping); without it the ResNet
+Initialisation: the paper starts from R3M's Ego4D weights. `r3m_weights` (CLI
+`atm-bench baselines train --agent r3m --r3m-weights PATH`, or the environment variable
+ATM_BENCH_R3M_WEIGHTS) loads a user's local copy (`load_r3m_checkpoint` documents the key mapping); without it the ResNet
 starts from random weights and R3M is trained from scratch in-domain. The policy checkpoint and
 the agent's description record which (`r3m_init`).
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
@@ -45,6 +47,7 @@ from atm_bench.errors import UserError
 from atm_bench.presets import PolicyConfig, Preset
 
 R3M_WIDTH = 64  # the published R3M ResNet-18
+WEIGHTS_ENV = "ATM_BENCH_R3M_WEIGHTS"  # default for `r3m_weights` (e.g. when `atm-bench run` builds the agent)
 
 
 # -- the R3M model and objective ---------------------------------------------------------------
@@ -339,6 +342,7 @@ class R3MAgent(BCAgent):
                  baseline_preset: BaselinePreset | None = None):
         super().__init__(preset, work_dir=work_dir, text_encoder=text_encoder, progress=progress)
         self.baseline = baseline_preset or get_baseline_preset(self.preset.name)
+        r3m_weights = r3m_weights or os.environ.get(WEIGHTS_ENV) or None
         self.r3m_weights = Path(r3m_weights).expanduser() if r3m_weights else None
         self.r3m_init: dict[str, Any] = {}
 

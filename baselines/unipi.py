@@ -124,6 +124,7 @@ def train_goal_policy(preset: Preset, cfg: UniPiConfig, labelled, out_dir: str |
     snapshot = {"kind": "unipi_policy", "preset": preset.name, "model": dataclasses.asdict(pcfg),
                 "training": dataclasses.asdict(train_cfg), "t_max": t_max, "fixed_horizon": fixed_horizon,
                 "next_frame_prob": cfg.next_frame_prob, "goal_view": cfg.video.view,
+                "replan_every": cfg.replan_every, "done_threshold": cfg.done_threshold,
                 "train_demos": len(labelled.train), "val_demos": len(labelled.val)}
     return train_loop(policy, goal_step(policy, train_cfg), loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
                       loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
@@ -142,6 +143,38 @@ def load_goal_policy(directory: str | Path) -> tuple[TrackGuidedPolicy, dict[str
     policy = TrackGuidedPolicy(PolicyConfig(**model_cfg))
     policy.load_state_dict(state)
     return policy.eval(), config
+
+
+def task_cost(video_cfg, image_hw: tuple[int, int], text_dim: int, policy: TrackGuidedPolicy, replan: bool,
+              replan_every: int, steps: int = TASK_STEPS) -> dict[str, float]:
+    """Counted MACs per control step, amortised over a `steps`-step task: sub-goal generation
+    (once, or every H steps for Replan; all DDIM steps, counted on the meta device), one policy
+    step per control step, and the window re-encodings at goal changes (UniPi: at most N - 1
+    switches; Replan: one per regeneration). `paper_convention_macs` is the generation alone (what
+    the paper's table IV counts for UniPi); `macs` is everything."""
+    from atm_bench.baselines.video_diffusion import generation_macs
+    from atm_bench.flops import count_flops
+
+    pcfg = policy.cfg
+    generation = generation_macs(video_cfg, image_hw, text_dim)
+    was = policy.training
+    policy.eval()
+    try:
+        images = torch.zeros(1, len(pcfg.views), 3, *pcfg.image_hw)
+        joint, gripper = torch.zeros(1, pcfg.joint_dim), torch.zeros(1, pcfg.gripper_dim)
+        encode, (step, _) = count_flops(policy.encode_step, images, None, joint, gripper)
+        window = step[:, None].expand(1, pcfg.window, -1, -1)
+        decide, _ = count_flops(policy.act, window, window.new_zeros(1, pcfg.window, 0))
+    finally:
+        policy.train(was)
+    plans = -(-steps // replan_every) if replan else 1
+    switches = plans - 1 if replan else video_cfg.frames - 1
+    task = plans * generation + steps * (encode.macs + decide.macs) + switches * pcfg.window * encode.macs
+    return {"macs": task / steps, "flops": 2 * task / steps, "paper_convention_macs": plans * generation / steps,
+            "generation_macs": float(generation), "generations_per_task": float(plans),
+            "policy_step_macs": float(encode.macs + decide.macs), "goal_switch_reencode_macs": float(pcfg.window * encode.macs),
+            "goal_switches_per_task": float(switches), "sampling_steps": float(video_cfg.sampling_steps),
+            "task_steps": float(steps)}
 
 
 class UniPiAgent(Agent):
@@ -172,6 +205,11 @@ class UniPiAgent(Agent):
     @property
     def cfg(self) -> UniPiConfig:
         return self.baseline.unipi
+
+    @property
+    def replan_every(self) -> int:
+        """H: what the loaded policy was trained for, else the preset's."""
+        return int(self._policy_config.get("replan_every", self.cfg.replan_every))
 
     def video_config(self):
         return replan_config(self.cfg) if self.replan else self.cfg.video
@@ -272,7 +310,7 @@ class UniPiAgent(Agent):
             self._since_plan = np.zeros(n, dtype=np.int64)
         new_goal = self._fresh.copy()
         if self.replan:
-            new_goal |= self._since_plan >= self.cfg.replan_every
+            new_goal |= self._since_plan >= self.replan_every
         if new_goal.any():
             idx = torch.from_numpy(np.flatnonzero(new_goal))
             plan = self._generate(images[idx, view])
@@ -288,7 +326,7 @@ class UniPiAgent(Agent):
             self._reencode(changed)
         out = self.policy.act(self._steps, self._steps.new_zeros(n, self._steps.shape[1], 0))
         if not self.replan:
-            done = (out[:, -1] > self.cfg.done_threshold).numpy()
+            done = (out[:, -1] > self._policy_config.get("done_threshold", self.cfg.done_threshold)).numpy()
             advance = done & (self._goal_index < self._plan.shape[1] - 1)
             if advance.any():
                 self._goal_index[advance] += 1
@@ -328,33 +366,12 @@ class UniPiAgent(Agent):
 
     # -- compute --------------------------------------------------------------------------------
 
-    def generations_per_task(self, steps: int = TASK_STEPS) -> int:
-        return -(-steps // self.cfg.replan_every) if self.replan else 1
-
     def flops_per_step(self, obs: dict[str, np.ndarray]) -> dict[str, float]:
-        """Counted MACs per control step, amortised over a 600-step task: sub-goal generation
-        (once, or every H steps for Replan; all DDIM steps, counted on the meta device), one policy
-        step, and the window re-encodings at goal changes (UniPi: at most N - 1 switches; Replan:
-        one per regeneration). `paper_convention_macs` is the generation alone (the paper's table IV)."""
-        from atm_bench.baselines.video_diffusion import generation_macs
-        from atm_bench.flops import count_flops
-
+        """Counted MACs per control step amortised over a 600-step task (see `task_cost`); the
+        cost does not depend on the observation's content, only on the models."""
         self._require_models()
-        vm, pcfg = self.video_model, self.policy.cfg
-        generation = generation_macs(vm.cfg, vm.image_hw, vm.text_dim)
-        images = torch.zeros(1, len(pcfg.views), 3, *pcfg.image_hw)
-        joint, gripper = torch.zeros(1, pcfg.joint_dim), torch.zeros(1, pcfg.gripper_dim)
-        encode, (step, _) = count_flops(self.policy.encode_step, images, None, joint, gripper)
-        window = step[:, None].expand(1, pcfg.window, -1, -1)
-        decide, _ = count_flops(self.policy.act, window, window.new_zeros(1, pcfg.window, 0))
-        plans = self.generations_per_task()
-        switches = plans - 1 if self.replan else vm.cfg.frames - 1
-        task = plans * generation + TASK_STEPS * (encode.macs + decide.macs) + switches * pcfg.window * encode.macs
-        return {"macs": task / TASK_STEPS, "flops": 2 * task / TASK_STEPS,
-                "paper_convention_macs": plans * generation / TASK_STEPS, "generation_macs": float(generation),
-                "generations_per_task": float(plans), "policy_step_macs": float(encode.macs + decide.macs),
-                "goal_switch_reencode_macs": float(pcfg.window * encode.macs), "goal_switches_per_task": float(switches),
-                "sampling_steps": float(vm.cfg.sampling_steps), "task_steps": float(TASK_STEPS)}
+        vm = self.video_model
+        return task_cost(vm.cfg, vm.image_hw, vm.text_dim, self.policy, self.replan, self.replan_every)
 
     # -- persistence ----------------------------------------------------------------------------
 

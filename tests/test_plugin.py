@@ -7,26 +7,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
-
 from atm_bench.data.episodes import Episode, FileHeader, write_task_file
 from atm_bench.data.splits import make_split
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "proprio_agent"
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(EXAMPLE)], check=True)
-    sys.path.insert(0, str(target))
-    yield target
-    sys.path.remove(str(target))
-
-
-def test_agents_list_shows_the_plugin(installed):
-    env = dict(os.environ, PYTHONPATH=str(installed))
+def test_agents_list_shows_the_plugin(plugin_site):
+    env = dict(os.environ, PYTHONPATH=str(plugin_site))
     out = subprocess.run([sys.executable, "-m", "atm_bench", "agents", "list"], env=env, capture_output=True,
                          text=True, check=True).stdout
     line = next(line for line in out.splitlines() if line.startswith("proprio-ridge"))
@@ -54,7 +39,7 @@ def _suite(root: Path) -> Path:
     return root
 
 
-def test_plugin_trains_on_the_split_and_acts(installed, tmp_path):
+def test_plugin_trains_on_the_split_and_acts(plugin_site, tmp_path):
     from atm_bench.agents.base import Budget, TaskInfo, TrainingData, get_agent
 
     data_dir = _suite(tmp_path / "data")

@@ -265,7 +265,8 @@ class Runner:
         with self._timed(f"eval/{name}/seed{seed}"):
             config = EvalConfig(agent=name, suite=self.suite, tasks=self.tasks, protocol=self.protocol.name,
                                 episodes=self._episodes(), seed=seed, preset=self.preset.name,
-                                n_envs=self.preset.eval.n_envs, image_size=128, horizon=self._horizon())
+                                n_envs=self.preset.eval.n_envs, image_size=128, horizon=self._horizon(),
+                                asynchronous=self.preset.eval.n_envs > 1)
             evaluate(agent, config, self.out, progress=self.progress)
 
     def _episodes(self) -> int:

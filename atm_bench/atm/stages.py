@@ -132,11 +132,22 @@ def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, view
         from atm_bench.atm.mixture import sample_weights
 
         weights = sample_weights(train_ds.index, train_ds.demos, data.source_weights)
-    return train_loop(model, step, _loader(train_ds, train_cfg.batch_size, True, train_cfg.num_workers, train_cfg.seed,
-                                           weights),
-                      _loader(val_ds, train_cfg.batch_size, False, 0, 0) if val_ds else None, train_cfg, out_dir,
-                      snapshot, on_epoch_end=draw if pictures else None, epochs=epochs, seconds=seconds,
-                      progress=progress, description="track transformer")
+    result = train_loop(model, step, _loader(train_ds, train_cfg.batch_size, True, train_cfg.num_workers,
+                                             train_cfg.seed, weights),
+                        _loader(val_ds, train_cfg.batch_size, False, 0, 0) if val_ds else None, train_cfg, out_dir,
+                        snapshot, on_epoch_end=draw if pictures else None, epochs=epochs, seconds=seconds,
+                        progress=progress, description="track transformer")
+    _write_track_metrics(out_dir, val_ds or train_ds, text, "validation" if val_ds else "training")
+    return result
+
+
+def _write_track_metrics(out_dir: Path, dataset, text: torch.Tensor, split: str) -> None:
+    """Pixel error of the best checkpoint's tracks against "points stay still" (metrics.json)."""
+    from atm_bench.atm.track_metrics import track_errors
+    from atm_bench.io import write_json_atomic
+
+    model, _ = load_track_model(out_dir)
+    write_json_atomic(out_dir / "metrics.json", {"split": split, **track_errors(model, dataset, text)})
 
 
 # -- stage 2 --------------------------------------------------------------------------------------

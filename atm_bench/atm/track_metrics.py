@@ -1,0 +1,45 @@
+"""How good are predicted tracks? Error in pixels against the ground truth, beside the
+"points stay still" baseline (every future position = the query position).
+
+The baseline matters: most points of a manipulation video do not move, so a small absolute
+error alone says little. Errors are L2 distances in pixels at the model's image size, over
+future steps (the query step excluded) of points visible in the ground truth; "moving" repeats
+the measure on points whose ground truth moves more than one pixel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+
+@torch.no_grad()
+def track_errors(model, dataset, text: torch.Tensor, batch_size: int = 64) -> dict[str, Any]:
+    from atm_bench.atm.track_transformer import to_model_images
+
+    model.eval()
+    h, w = model.cfg.image_hw
+    scale = torch.tensor([w, h], dtype=torch.float32)
+    sums = {"model": 0.0, "static": 0.0, "model_moving": 0.0, "static_moving": 0.0}
+    counts = {"all": 0, "moving": 0}
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        truth = batch["tracks"][:, :, 1:] * scale  # (B, N, L-1, 2) future steps, pixels
+        visible = batch["vis"][:, :, 1:]
+        pred = model.predict(to_model_images(batch["image"]), batch["queries"], text[batch["task"]])[:, :, 1:] * scale
+        static = (batch["queries"] * scale)[:, :, None].expand_as(truth)
+        moving = ((truth - static).norm(dim=-1).amax(dim=-1) > 1.0)[..., None] & visible  # (B, N, L-1)
+        err_model = (pred - truth).norm(dim=-1)
+        err_static = (static - truth).norm(dim=-1)
+        sums["model"] += float(err_model[visible].sum())
+        sums["static"] += float(err_static[visible].sum())
+        sums["model_moving"] += float(err_model[moving].sum())
+        sums["static_moving"] += float(err_static[moving].sum())
+        counts["all"] += int(visible.sum())
+        counts["moving"] += int(moving.sum())
+    out: dict[str, Any] = {"image_hw": [h, w], "visible_point_steps": counts["all"], "moving_point_steps": counts["moving"]}
+    for key, total in sums.items():
+        n = counts["moving" if key.endswith("moving") else "all"]
+        out[f"{key}_px"] = total / n if n else None
+    return out

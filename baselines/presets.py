@@ -127,19 +127,21 @@ def _paper() -> BaselinePreset:
 
 
 def _quick() -> BaselinePreset:
+    # Sized like the core quick preset for a 2-core CPU: each extra stage at most ~10 minutes
+    # (benchmarks/baselines_speed.py prints the per-step times and the bound).
     return BaselinePreset(
         name="quick",
         r3m=R3MConfig(resnet_width=16, hidden_dim=256,
-                      training=TrainConfig(epochs=6, batch_size=16, lr=3e-4, weight_decay=0.0, grad_clip=0.0,
-                                           max_steps_per_epoch=60)),
+                      training=TrainConfig(epochs=8, batch_size=16, lr=3e-4, weight_decay=0.0, grad_clip=0.0,
+                                           max_steps_per_epoch=60, shift_px=2)),
         idm=IDMConfig(frames_before=1, frames_after=2, temporal_kernel=3, stem_channels=32, image_patch=8, width=64,
                       depth=2, heads=4, mlp=128,
-                      training=TrainConfig(epochs=15, batch_size=32, lr=5e-4, grad_clip=100.0, max_steps_per_epoch=80,
+                      training=TrainConfig(epochs=10, batch_size=32, lr=5e-4, grad_clip=100.0, max_steps_per_epoch=50,
                                            shift_px=2)),
         unipi=UniPiConfig(video=VideoModelConfig(
             block_out_channels=(32, 64, 128), attention_levels=(False, False, True), layers_per_block=1,
             head_dim=32, norm_groups=8, sampling_steps=10,
-            training=TrainConfig(epochs=12, batch_size=8, lr=3e-4, grad_clip=1.0, max_steps_per_epoch=40, shift_px=2))),
+            training=TrainConfig(epochs=8, batch_size=8, lr=3e-4, grad_clip=1.0, max_steps_per_epoch=30, shift_px=2))),
     )
 
 

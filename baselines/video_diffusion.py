@@ -173,8 +173,10 @@ class SubgoalVideoDataset(Dataset):
 
 def train_video_model(cfg: VideoModelConfig, image_hw: tuple[int, int], videos, out_dir: str | Path,
                       text_encoder: str | None = None, offset: int | None = None, preset_name: str = "",
-                      epochs: int | None = None, seconds: float | None = None, progress: bool = True):
-    """Train on the split's action-free videos (validation: its held-out demos); best checkpoint to `out_dir`."""
+                      epochs: int | None = None, seconds: float | None = None, progress: bool = True,
+                      pictures: int = 4):
+    """Train on the split's action-free videos (validation: its held-out demos); best checkpoint to
+    `out_dir`, and `pictures/plans.png`: generated vs real sub-goals of `pictures` validation videos."""
     from atm_bench.atm.training import train_loop
     from atm_bench.atm.track_transformer import to_model_images
 
@@ -200,9 +202,32 @@ def train_video_model(cfg: VideoModelConfig, image_hw: tuple[int, int], videos, 
                 "image_hw": list(image_hw), "text_dim": int(text.shape[1]), "text_encoder": text_encoder,
                 "offset": offset, "instructions": list(videos.instructions), "train_videos": len(videos.train),
                 "val_videos": len(videos.val)}
-    return train_loop(model, step, loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
-                      loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
-                      snapshot, epochs=epochs, seconds=seconds, progress=progress, description="video diffusion")
+    result = train_loop(model, step, loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
+                        loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
+                        snapshot, epochs=epochs, seconds=seconds, progress=progress, description="video diffusion")
+    if pictures:
+        best, _ = load_video_model(out_dir)
+        write_plan_pictures(best, val_ds if len(val_ds) else train_ds, text, Path(out_dir) / "pictures" / "plans.png",
+                            pictures)
+    return result
+
+
+def write_plan_pictures(model: VideoDiffusion, ds: SubgoalVideoDataset, text: torch.Tensor, path: Path,
+                        count: int = 4) -> Path:
+    """Per sample two rows: the conditioning frame + the generated frames, then the real frames."""
+    from atm_bench.atm.plots import write_grid
+    from atm_bench.atm.track_transformer import to_model_images
+
+    tiles = []
+    generator = torch.Generator().manual_seed(0)
+    for i in range(min(count, len(ds))):
+        sample = ds[i]
+        real = sample["frames"].numpy()  # (1 + N, H, W, 3)
+        cond = to_model_images(sample["frames"][:1])
+        plan = model.sample(cond, text[sample["task"]][None], generator=generator)[0]
+        generated = ((plan.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        tiles += [real[0], *generated, real[0], *real[1:]]
+    return write_grid(path, [np.repeat(np.repeat(t, 2, 0), 2, 1) for t in tiles], columns=len(real))
 
 
 def config_from_dict(data: dict[str, Any]) -> VideoModelConfig:

@@ -1,0 +1,59 @@
+"""BC, the paper's first baseline, is `BCAgent` (atm_bench.atm.agent): checks that it is what the
+paper describes: ATM's policy network, tracks zeroed, the instruction entering both transformers,
+trained on the action-labelled demos only."""
+
+import dataclasses
+import json
+
+import torch
+
+from atm_bench.agents.base import Budget, TrainingData, get_agent
+
+from baselines_data import synthetic_split, use_cache
+
+
+def _policies():
+    from atm_bench.atm.policy import TrackGuidedPolicy
+    from atm_bench.presets import get_preset
+
+    cfg = dataclasses.replace(get_preset("smoke").policy, text_dim=6)
+    torch.manual_seed(0)
+    return TrackGuidedPolicy(cfg).eval(), TrackGuidedPolicy(dataclasses.replace(cfg, language=True)).eval()
+
+
+def test_bc_is_atms_network_plus_a_text_projection_per_transformer():
+    atm, bc = _policies()
+    atm_shapes = {k: v.shape for k, v in atm.state_dict().items()}
+    bc_shapes = {k: v.shape for k, v in bc.state_dict().items()}
+    assert {k: s for k, s in bc_shapes.items() if k in atm_shapes} == atm_shapes
+    assert sorted(k.split(".")[0] for k in set(bc_shapes) - set(atm_shapes)) == ["text_spatial", "text_spatial",
+                                                                                 "text_temporal", "text_temporal"]
+    assert not bc.uses_tracks
+
+
+def test_bc_zeroes_tracks_and_reads_the_instruction_in_both_transformers():
+    _, bc = _policies()
+    cfg = bc.cfg
+    images = torch.rand(2, 2, 3, *cfg.image_hw) * 2 - 1
+    joint, gripper, text = torch.randn(2, 7), torch.randn(2, 2), torch.randn(2, 6)
+    tracks = torch.rand(2, 2, cfg.num_points, cfg.track_len, 2)
+    with torch.no_grad():
+        step, late = bc.encode_step(images, tracks, joint, gripper, text)
+        step0, late0 = bc.encode_step(images, None, joint, gripper, text)
+        assert torch.equal(step, step0) and torch.equal(late, late0) and not late.any()  # tracks have no effect
+        other_step, _ = bc.encode_step(images, None, joint, gripper, -text)
+        assert not torch.allclose(step, other_step)  # spatial transformer sees the instruction
+        window = step[:, None].expand(2, cfg.window, -1, -1)
+        lates = late[:, None].expand(2, cfg.window, -1)
+        assert not torch.allclose(bc.act(window, lates, text), bc.act(window, lates, -text))  # and the temporal one
+
+
+def test_bc_agent_trains_on_labelled_demos_only(tmp_path):
+    use_cache(tmp_path)
+    torch.set_num_threads(1)
+    manifest, data_dir = synthetic_split(tmp_path, labelled=("demo_1",))
+    agent = get_agent("bc")("smoke", work_dir=tmp_path / "run", progress=False)
+    agent.fit(TrainingData(manifest=manifest, data_dir=data_dir), Budget(epochs=1))
+    config = json.loads((tmp_path / "run" / "policy" / "config.json").read_text())
+    assert config["train_demos"] == 1 and config["model"]["language"] is True and config["track_model"] is None
+    assert not (tmp_path / "run" / "track_model").exists() and agent.track_model is None

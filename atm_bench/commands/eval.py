@@ -63,7 +63,7 @@ def print_table(records, out) -> None:
     first = rows[0]
     table = Table(title=f"{first['agent']} on {first['suite']} ({first['protocol']} protocol)")
     for column in ("task", "name", "episodes", "success", "mean steps"):
-        table.add_column(column, justify="left" if column == "name" else "right")
+        table.add_column(column, justify="left" if column == "name" else "right", overflow="fold")
     for r in rows:
         table.add_row(str(r["task"]), r["task_name"], str(r["episodes"]),
                       f"{100 * r['success_rate']:.1f} % ({r['successes']})", f"{r['mean_steps']:.0f}")

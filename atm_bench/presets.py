@@ -164,10 +164,11 @@ def _quick() -> Preset:
         policy=PolicyConfig(image_hw=hw, stem_channels=32, image_patch=8, spatial_width=64, spatial_depth=2,
                             spatial_heads=4, spatial_head_dim=32, spatial_mlp=128, temporal_depth=2,
                             temporal_heads=4, temporal_head_dim=32, temporal_mlp=128, head_hidden=256),
-        # Sized for a 2-core CPU: ~32 k stage-1 samples and ~6.4 k policy windows (benchmarks/atm_speed.py).
-        track_training=TrainConfig(epochs=5, batch_size=64, lr=5e-4, warmup_epochs=1, grad_clip=10.0,
+        # Sized for a 2-core CPU: ~19 k stage-1 samples and ~4.8 k policy windows per agent and seed
+        # (benchmarks/atm_speed.py: ~15 samples/s and ~7 windows/s on an idle machine).
+        track_training=TrainConfig(epochs=3, batch_size=64, lr=5e-4, warmup_epochs=1, grad_clip=10.0,
                                    max_steps_per_epoch=100, shift_px=2),
-        policy_training=TrainConfig(epochs=8, batch_size=32, lr=5e-4, grad_clip=100.0,
+        policy_training=TrainConfig(epochs=6, batch_size=32, lr=5e-4, grad_clip=100.0,
                                     max_steps_per_epoch=25, shift_px=2),
         data=DataConfig(demos_per_task=20, labelled_demos=4, points_per_view=300),
         eval=EvalConfig(episodes_per_task=5, horizon=None, n_envs=2, seeds=(0,)),

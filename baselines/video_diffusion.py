@@ -76,12 +76,14 @@ class VideoDiffusion(nn.Module):
     def denoise(self, noisy: torch.Tensor, cond: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return self.unet(torch.cat([noisy, cond], dim=1), t, encoder_hidden_states=text[:, None]).sample
 
-    def loss(self, cond: torch.Tensor, target: torch.Tensor, text: torch.Tensor) -> dict[str, torch.Tensor]:
-        """cond (B, 3, H, W), target (B, N, 3, H, W), both in [-1, 1]; text (B, D)."""
+    def loss(self, cond: torch.Tensor, target: torch.Tensor, text: torch.Tensor, t: torch.Tensor | None = None,
+             noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """cond (B, 3, H, W), target (B, N, 3, H, W), both in [-1, 1]; text (B, D); random
+        timesteps and noise unless given."""
         b = cond.shape[0]
         x0 = target.flatten(1, 2)
-        noise = torch.randn_like(x0)
-        t = torch.randint(0, self.cfg.train_timesteps, (b,), device=x0.device)
+        noise = torch.randn_like(x0) if noise is None else noise
+        t = torch.randint(0, self.cfg.train_timesteps, (b,), device=x0.device) if t is None else t
         noisy = self.scheduler.add_noise(x0, noise, t)
         pred = self.denoise(noisy, cond, t, text)
         if self.cfg.prediction_type == "v_prediction":
@@ -97,6 +99,19 @@ class VideoDiffusion(nn.Module):
             clipped = snr.clamp(max=self.cfg.min_snr_gamma)
             weight = clipped / (snr + 1) if self.cfg.prediction_type == "v_prediction" else clipped / snr
         return {"loss": (weight * mse).mean(), "mse": mse.mean().detach()}
+
+    def validation_loss(self, cond: torch.Tensor, target: torch.Tensor, text: torch.Tensor,
+                        timesteps: int = 8) -> dict[str, torch.Tensor]:
+        """The loss at `timesteps` evenly spaced diffusion steps per sample with fixed noise, so
+        that validation losses of different epochs compare (a random t per sample is too noisy to
+        pick a best checkpoint by)."""
+        b, k = cond.shape[0], timesteps
+        t = torch.linspace(0, self.cfg.train_timesteps - 1, k).round().long().repeat(b).to(cond.device)
+        generator = torch.Generator().manual_seed(0)
+        shape = (b * k, target.shape[1] * target.shape[2], *target.shape[-2:])  # frames stacked on channels
+        noise = torch.randn(shape, generator=generator).to(cond.device, cond.dtype)
+        return self.loss(cond.repeat_interleave(k, 0), target.repeat_interleave(k, 0), text.repeat_interleave(k, 0),
+                         t, noise)
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, text: torch.Tensor, steps: int | None = None,
@@ -196,7 +211,8 @@ def train_video_model(cfg: VideoModelConfig, image_hw: tuple[int, int], videos, 
         if train:  # one shift and colour change per sample: the frames stay aligned
             images = augment(images, b, 1, train_cfg)
         images = images.view(b, -1, *images.shape[1:])
-        return model.loss(images[:, 0], images[:, 1:], text[batch["task"]])
+        loss = model.loss if train else model.validation_loss
+        return loss(images[:, 0], images[:, 1:], text[batch["task"]])
 
     snapshot = {"kind": "video_diffusion", "preset": preset_name, "video": dataclasses.asdict(cfg),
                 "image_hw": list(image_hw), "text_dim": int(text.shape[1]), "text_encoder": text_encoder,

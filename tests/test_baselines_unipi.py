@@ -232,3 +232,13 @@ def test_unipi_saves_and_reloads(trained):
 def test_unipi_agents_act_in_the_simulator(trained, tmp_path, name):
     records = act_in_simulator(trained[0][name], name, tmp_path, steps=10 if name == "unipi-replan" else 4)
     assert [(r["agent"], r["steps"]) for r in records] == [(name, 10 if name == "unipi-replan" else 4)]
+
+
+def test_diffusion_validation_loss_is_deterministic(smoke_video):
+    from atm_bench.baselines.video_diffusion import VideoDiffusion
+
+    model = VideoDiffusion(smoke_video, (32, 32), text_dim=6).eval()
+    cond, target, text = torch.zeros(2, 3, 32, 32), torch.rand(2, 7, 3, 32, 32) * 2 - 1, torch.randn(2, 6)
+    with torch.no_grad():
+        first = model.validation_loss(cond, target, text)["loss"]
+        assert torch.equal(first, model.validation_loss(cond, target, text)["loss"])

@@ -47,6 +47,10 @@ class FrameReader:
             frames = frames[:, ::-1]
         return _resize(np.ascontiguousarray(frames), self.image_hw)
 
+    def has(self, ref: DemoRef, key: str) -> bool:
+        """Whether the demo holds `key` (e.g. "actions": action-free videos may not)."""
+        return f"data/{ref.demo}/{key}" in self._files.get(ref.file)
+
     def array(self, ref: DemoRef, key: str) -> np.ndarray:
         """A whole per-step array of a demo (e.g. "actions", "obs/joint_states"), cut to the ref's length."""
         return self._files.get(ref.file)[f"data/{ref.demo}/{key}"][: ref.length]

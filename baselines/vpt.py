@@ -107,7 +107,7 @@ class IDMDataset(Dataset):
         ref = self.demos[d]
         steps = window_steps(t, ref.length, self.cfg.frames_before, self.cfg.frames_after)
         frames = np.stack([self.reader.frames(ref, view, steps) for view in self.views], axis=1)
-        action = self.reader._files.get(ref.file)[f"data/{ref.demo}/actions"][t]
+        action = self.reader.array(ref, "actions")[t]
         return {"frames": torch.from_numpy(frames), "action": torch.from_numpy(np.asarray(action, np.float32))}
 
 
@@ -198,10 +198,6 @@ def action_errors(pred: Sequence[np.ndarray], demos: Sequence[DemoRef], last_ste
             "mean_predictor_mse": float(((y - y.mean(axis=0)) ** 2).mean())}
 
 
-def has_actions(ref: DemoRef) -> bool:
-    return f"data/{ref.demo}/actions" in FrameReader((1, 1))._files.get(ref.file)
-
-
 def write_labels(path: Path, demos: Sequence[DemoRef], labels: Sequence[np.ndarray], idm_dir: str) -> None:
     """Pseudo-labels as HDF5: `<task file name>/<demo>/actions` (length, 7), written atomically."""
     import h5py
@@ -214,19 +210,30 @@ def write_labels(path: Path, demos: Sequence[DemoRef], labels: Sequence[np.ndarr
 
 
 class PseudoLabelledWindows(PolicyWindowDataset):
-    """BC windows of video demos whose actions are the IDM's pseudo-labels."""
+    """BC windows of video demos whose actions are the IDM's pseudo-labels (the files' own
+    actions, if any, are never read: a video demo may have none). The BC network also needs each
+    step's proprioception, so a video without joint and gripper states cannot be used."""
 
     def __init__(self, demos: Sequence[DemoRef], views: Sequence[str], image_hw: tuple[int, int], window: int,
                  labels: Sequence[np.ndarray]):
         super().__init__(demos, views, image_hw, window)
         self.labels = [np.asarray(a, np.float32) for a in labels]
+        self.reader = FrameReader(image_hw)
+        for ref in self.demos:
+            for key in ("obs/joint_states", "obs/gripper_states"):
+                if not self.reader.has(ref, key):
+                    raise UserError(f"{ref.file.name} {ref.demo}: no {key}; VPT's BC stage needs the proprioception "
+                                    "of every pseudo-labelled video")
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        sample = super().__getitem__(i)
         d, t = self.index[i]
+        ref = self.demos[d]
         steps = np.clip(np.arange(t - self.window + 1, t + 1), 0, None)
-        sample["actions"] = torch.from_numpy(self.labels[d][steps])
-        return sample
+        images = np.stack([self.reader.frames(ref, view, steps) for view in self.views], axis=1)
+        return {"images": torch.from_numpy(images),
+                "joint": torch.from_numpy(self.reader.array(ref, "obs/joint_states")[steps].astype(np.float32)),
+                "gripper": torch.from_numpy(self.reader.array(ref, "obs/gripper_states")[steps].astype(np.float32)),
+                "actions": torch.from_numpy(self.labels[d][steps]), "task": torch.tensor(ref.task)}
 
 
 class VPTAgent(BCAgent):
@@ -259,7 +266,8 @@ class VPTAgent(BCAgent):
         unlabelled = [ref for ref in videos.train if (ref.file, ref.demo) not in known]
         labels = pseudo_label(idm, unlabelled, views, hw)
         write_labels(self.work_dir / LABELS, unlabelled, labels, str(idm_dir))
-        checkable = [i for i, ref in enumerate(unlabelled) if has_actions(ref)]
+        reader = FrameReader(hw)
+        checkable = [i for i, ref in enumerate(unlabelled) if reader.has(ref, "actions")]
         self.report = {
             "idm_best_epoch": result.best_epoch, "idm_best_val_mse": result.best_val,
             "held_out": action_errors(pseudo_label(idm, labelled.val, views, hw), labelled.val),

@@ -134,3 +134,23 @@ def test_idm_config_is_validated():
         InverseDynamicsModel(dataclasses.replace(IDMConfig(), frames_after=0), (32, 32), 2)
     with pytest.raises(ValueError, match="odd"):
         InverseDynamicsModel(dataclasses.replace(IDMConfig(), temporal_kernel=4), (32, 32), 2)
+
+
+def test_pseudo_labelled_windows_match_policy_windows_but_for_the_actions(tmp_path):
+    from atm_bench.atm.datasets import PolicyWindowDataset
+    from atm_bench.atm.stages import stage_data
+    from atm_bench.baselines.vpt import PseudoLabelledWindows
+
+    manifest, data_dir = synthetic_split(tmp_path)
+    refs = stage_data(manifest, data_dir, "videos").train
+    labels = [np.full((r.length, 7), 0.5 + k, np.float32) for k, r in enumerate(refs)]
+    real = PolicyWindowDataset(refs, VIEWS, (32, 32), 3)
+    pseudo = PseudoLabelledWindows(refs, VIEWS, (32, 32), 3, labels)
+    assert len(real) == len(pseudo)
+    for i in (0, 13, len(real) - 1):
+        a, b = real[i], pseudo[i]
+        assert set(a) == set(b)
+        for key in ("images", "joint", "gripper", "task"):
+            assert torch.equal(a[key], b[key]), key
+        d = pseudo.index[i][0]
+        assert torch.equal(b["actions"], torch.full((3, 7), 0.5 + d))

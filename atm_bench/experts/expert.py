@@ -42,7 +42,7 @@ class ScriptedExpert:
         rng = np.random.default_rng(self.seed)
         self._ctx = Ctx(self.scene, rng, Style.sample(rng))
         self.subgoals = parse_goal(self.scene.task.parsed_problem["goal_state"])
-        self.plan = make_plan(self.subgoals, self._is_drawer, self._is_pushable)
+        self.plan = self._clear_drawer_paths(make_plan(self.subgoals, self._is_drawer, self._is_pushable))
         self.done = False
         self.failed = False
         self._gen = self._run()
@@ -68,20 +68,30 @@ class ScriptedExpert:
         size = sc.extent(obj).size
         return sc.is_site(target) and sc.site_parent(target) is None and size[2] < 0.03 and min(size[:2]) > 0.09
 
+    def _clear_drawer_paths(self, plan: list[Step]) -> list[Step]:
+        """Before opening a drawer, move aside what goes into it if the open drawer would cover it."""
+        out = []
+        for step in plan:
+            if step.skill == "open" and self._is_drawer(step.obj):
+                for s in plan:
+                    if s.skill == "pick_place" and s.target == step.obj and P.blocks_drawer(self.scene, s.obj, step.obj):
+                        out.append(Step("clear", s.obj, step.obj))
+            out.append(step)
+        return out
+
     def holds(self, goal: Subgoal) -> bool:
         return bool(self.scene.task._eval_predicate(goal.as_bddl()))
 
     def _step_goals(self, step: Step) -> list[Subgoal]:
         """The goal predicates a step is meant to satisfy."""
         skill_pred = {"open": "open", "close": "close", "turn_on": "turnon", "turn_off": "turnoff", "lift": "up"}
-        out = []
-        for g in self.subgoals:
-            if step.skill in skill_pred:
-                if g.predicate == skill_pred[step.skill] and g.args[0] == step.obj:
-                    out.append(g)
-            elif g.predicate in ("on", "in") and g.args == (step.obj, step.target):
-                out.append(g)
-        return out
+        if step.skill == "clear":
+            return []
+        if step.skill in skill_pred:
+            # also for implicit steps (a drawer opened only to put something in): without a
+            # check the skill would be retried on an already open drawer
+            return [Subgoal(skill_pred[step.skill], (step.obj,))]
+        return [g for g in self.subgoals if g.predicate in ("on", "in") and g.args == (step.obj, step.target)]
 
     # -- execution ---------------------------------------------------------------------------
 
@@ -89,6 +99,9 @@ class ScriptedExpert:
         ctx = self._ctx
         for step in self.plan:
             goals = self._step_goals(step)
+            if not goals:  # nothing to verify (moving an object aside): one go
+                yield from self._skill(step)
+                continue
             for _ in range(MAX_ATTEMPTS):
                 if goals and all(self.holds(g) for g in goals):
                     break
@@ -114,6 +127,8 @@ class ScriptedExpert:
         if step.skill in ("turn_on", "turn_off"):
             joint = self.scene.object(step.obj).joints[0]
             return (yield from P.turn_knob(ctx, joint, on=step.skill == "turn_on"))
+        if step.skill == "clear":
+            return (yield from P.clear_drawer_path(ctx, step.obj, step.target))
         if step.skill == "lift":
             return (yield from P.pick(ctx, step.obj))
         raise NotImplementedError(f"no primitive for skill {step.skill!r} yet")
@@ -125,7 +140,7 @@ def rollout(env, init_state: int, seed: int, max_steps: int | None = None):
     Returns (success, actions (T, 7), states (T, D)); states[t] is `env.get_state()` just before
     actions[t], as LIBERO datasets store them.
     """
-    env.reset(options={"init_state": int(init_state)})
+    env.reset(seed=int(seed), options={"init_state": int(init_state)})  # fixture placement too: reproducible
     expert = ScriptedExpert(env, seed)
     expert.reset()
     max_steps = env.horizon if max_steps is None else int(max_steps)

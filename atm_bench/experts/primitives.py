@@ -26,8 +26,8 @@ def _robot_geoms(sc: Scene) -> set[int]:
     return {g for g in range(m.ngeom) if m.body(int(m.geom_bodyid[g])).name.startswith(names)}
 
 
-def surface_z(sc: Scene, xy: np.ndarray, exclude: set[int], z_from: float = 1.6) -> float:
-    """Height of the first collision surface under `xy`, ignoring the geoms in `exclude`."""
+def surface_hit(sc: Scene, xy: np.ndarray, exclude: set[int], z_from: float = 1.6) -> tuple[float, int]:
+    """Height and geom id (-1: none) of the first collision surface under `xy`, ignoring `exclude`."""
     pnt = np.array([xy[0], xy[1], z_from], dtype=np.float64)
     vec = np.array([0.0, 0.0, -1.0])
     group = np.array([1, 0, 0, 0, 0, 0], dtype=np.uint8)
@@ -35,12 +35,17 @@ def surface_z(sc: Scene, xy: np.ndarray, exclude: set[int], z_from: float = 1.6)
     for _ in range(16):
         dist = mujoco.mj_ray(sc.model, sc.data, pnt, vec, group, 1, -1, geomid)
         if dist < 0:
-            return float(sc.table_z)
+            return float(sc.table_z), -1
         hit = pnt + vec * dist
         if int(geomid[0]) not in exclude:
-            return float(hit[2])
+            return float(hit[2]), int(geomid[0])
         pnt = hit + vec * 1e-4
-    return float(sc.table_z)
+    return float(sc.table_z), -1
+
+
+def surface_z(sc: Scene, xy: np.ndarray, exclude: set[int], z_from: float = 1.6) -> float:
+    """Height of the first collision surface under `xy`, ignoring the geoms in `exclude`."""
+    return surface_hit(sc, xy, exclude, z_from)[0]
 
 
 def path_clearance(sc: Scene, a: np.ndarray, b: np.ndarray, skip: set[str], margin: float = 0.07) -> float:
@@ -92,25 +97,56 @@ def grasp_pose(ctx: Ctx, obj: str) -> tuple[np.ndarray, float]:
     return _rim_grasp(ctx, obj, pts, top)
 
 
+def _obstacle_points(sc: Scene, obj: str, above: float) -> np.ndarray:
+    """Collision points of every other object and fixture higher than `above` (what fingers can hit)."""
+    chunks = []
+    for name in sc.object_names() + sc.fixture_names():
+        if name == obj:
+            continue
+        try:
+            pts = sc.extent(name).points
+        except ValueError:
+            continue
+        chunks.append(pts[pts[:, 2] > max(above, sc.table_z + 0.01)])
+    return np.concatenate(chunks) if chunks else np.zeros((0, 3))
+
+
+HAND_HALF_LENGTH, HAND_HALF_WIDTH, HAND_ABOVE_TIPS = 0.095, 0.025, 0.025  # Panda hand box around the grip site
+
+
+def _overhead_hits(sc: Scene, obj: str, point: np.ndarray, axis: np.ndarray, z: float) -> int:
+    """How many vertical rays over the hand's footprint (grasp at `point`, fingers along `axis`,
+    fingertips at height `z`) hit something, other than `obj` and the robot, above the hand."""
+    exclude = _robot_geoms(sc) | set(sc.object_geoms(sc.root_body(obj)))
+    side = np.array([-axis[1], axis[0]])
+    hits = 0
+    for a in np.linspace(-HAND_HALF_LENGTH, HAND_HALF_LENGTH, 5):
+        for b in (-HAND_HALF_WIDTH, HAND_HALF_WIDTH):
+            top = surface_z(sc, point + axis * a + side * b, exclude)
+            hits += top > z + (HAND_ABOVE_TIPS if abs(a) > 0.05 else -0.003)
+    return hits
+
+
 def _rim_grasp(ctx: Ctx, obj: str, pts: np.ndarray, top: float) -> tuple[np.ndarray, float]:
     sc = ctx.scene
     rim = pts[pts[:, 2] > top - 0.012]
     centre = 0.5 * (pts[:, :2].min(axis=0) + pts[:, :2].max(axis=0))
-    others = [sc.extent(n).points for n in sc.object_names() if n != obj]
-    obstacles = np.concatenate(others) if others else np.zeros((0, 3))
-    obstacles = obstacles[obstacles[:, 2] > sc.table_z + 0.01]
+    z = max(top - 0.02, float(pts[:, 2].min()) + 0.009)  # shallow dishes: stay off the table
+    obstacles = _obstacle_points(sc, obj, above=z - 0.005)
     best, best_score = None, -np.inf
     for ang in np.linspace(0, 2 * np.pi, 16, endpoint=False):
         d = np.array([np.cos(ang), np.sin(ang)])
         r = float(((rim[:, :2] - centre) @ d).max())
         point = centre + d * (r - 0.012)
-        clear = float(np.linalg.norm(obstacles[:, :2] - point, axis=1).min()) if len(obstacles) else 1.0
-        # prefer the side facing the robot (its base is at -x) and a free neighbourhood
-        score = min(clear, 0.07) + 0.02 * float(-d[0])
+        # the fingers straddle the rim wall: both must be clear (an open drawer can overhang a bowl)
+        fingers = np.stack([point, point + d * 0.045, point - d * 0.045])
+        clear = float(np.linalg.norm(obstacles[:, None, :2] - fingers[None], axis=2).min()) if len(obstacles) else 1.0
+        # prefer the side facing the robot (its base is at -x) and a free neighbourhood; never
+        # a side where something hangs over the hand (an open drawer above a bowl)
+        score = min(clear, 0.07) + 0.02 * float(-d[0]) - 0.1 * _overhead_hits(sc, obj, point, d, z)
         if score > best_score:
             best, best_score = (point, d), score
     point, d = best
-    z = max(top - 0.02, float(pts[:, 2].min()) + 0.009)  # shallow dishes: stay off the table
     return np.array([point[0], point[1], z]), yaw_for_axis(d)
 
 
@@ -168,14 +204,20 @@ def target_xy(sc: Scene, target: str) -> np.ndarray:
     return sc.site_pos(target)[:2] if sc.is_site(target) else sc.body_pos(target)[:2]
 
 
-def place(ctx: Ctx, obj: str, target: str, clearance: float = 0.012) -> Actions:
-    """Carry the held `obj` over `target`, lower it onto the support below, release."""
+def place(ctx: Ctx, obj: str, target: str, clearance: float = 0.012, at: np.ndarray | None = None) -> Actions:
+    """Carry the held `obj` over `target` (or to the xy point `at`), lower it onto the support below, release."""
     sc = ctx.scene
     hand = sc.eef_pos
     offset = sc.body_pos(obj)[:2] - hand[:2]
     below = hand[2] - sc.extent(obj).lo[2]
-    goal_xy = target_xy(sc, target) - offset + ctx.jitter(2)
     exclude = _robot_geoms(sc) | set(sc.object_geoms(sc.root_body(obj)))
+    if at is not None:
+        centre = np.asarray(at, dtype=np.float64)
+    elif _is_drawer_region(sc, target):
+        centre = _drawer_spot(sc, obj, target, exclude)
+    else:
+        centre = target_xy(sc, target)
+    goal_xy = centre - offset + ctx.jitter(2)
     support = surface_z(sc, goal_xy + offset, exclude)
     release_z = support + clearance + below
     yaw = _current_yaw(sc)
@@ -185,6 +227,104 @@ def place(ctx: Ctx, obj: str, target: str, clearance: float = 0.012) -> Actions:
                        tol=0.006, max_steps=50, speed=0.5, stall_steps=4)
     ctx.log.append(f"place {obj} on {target}: support={support:.3f} release_z={release_z:.3f} at={sc.eef_pos.round(3)}")
     yield from release(ctx)
+    return True
+
+
+def _is_drawer_region(sc: Scene, target: str) -> bool:
+    return sc.is_site(target) and bool(sc.task.object_sites_dict[target].joints) and \
+        sc.object(sc.site_parent(target)).object_properties.get("articulation") is not None
+
+
+def _drawer_spot(sc: Scene, obj: str, region: str, exclude: set[int]) -> np.ndarray:
+    """Where in an open drawer's region to put `obj` so nothing hangs over it (the cabinet's front).
+
+    Candidate centres slide along the drawer's pull axis through the region; a candidate is free
+    when vertical rays at its centre and around the object's footprint first hit the drawer
+    itself. The free candidate nearest the region's centre wins (else the one with most free rays).
+    """
+    joint, pull, _, _ = _drawer(sc, region)
+    drawer_geoms = set(sc.object_geoms(sc.joint_body(joint)))
+    centre = sc.site_pos(region)[:2]
+    half = float(abs(sc.site_half_size(region)[:2] @ np.abs(pull[:2])))
+    ext = sc.extent(obj)
+    radius = 0.45 * float(max(ext.size[:2]))
+    u = pull[:2] / (np.linalg.norm(pull[:2]) + 1e-9)
+    ring = [np.zeros(2)] + [radius * np.array([np.cos(a), np.sin(a)]) for a in np.linspace(0, 2 * np.pi, 8, endpoint=False)]
+    best, best_key = centre, None
+    for s in np.linspace(-0.9 * half, 0.9 * half, 13):
+        c = centre + u * s
+        free = sum(surface_hit(sc, c + r, exclude)[1] in drawer_geoms for r in ring)
+        key = (free == len(ring), free, -abs(s))
+        if best_key is None or key > best_key:
+            best, best_key = c, key
+    return best
+
+
+def drawer_sweep(sc: Scene, region: str, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """xy bounds of the space a drawer occupies between now and fully open (plus `margin`)."""
+    joint, pull, q_open, _ = _drawer(sc, region)
+    ext = sc.body_extent(sc.joint_body(joint))
+    travel = pull[:2] * abs(q_open - sc.joint_qpos(joint))
+    lo = np.minimum(ext.lo[:2], ext.lo[:2] + travel) - margin
+    hi = np.maximum(ext.hi[:2], ext.hi[:2] + travel) + margin
+    return lo, hi
+
+
+def _boxes_overlap(lo_a, hi_a, lo_b, hi_b) -> bool:
+    return bool(np.all(lo_a < hi_b) and np.all(lo_b < hi_a))
+
+
+HAND_MARGIN = 0.05  # room beside an object for the hand to grasp it
+
+
+def blocks_drawer(sc: Scene, obj: str, region: str) -> bool:
+    """Whether the open drawer would hang over (or hit) `obj`, leaving no room for the hand."""
+    ext = sc.extent(obj)
+    lo, hi = drawer_sweep(sc, region)
+    return _boxes_overlap(ext.lo[:2] - HAND_MARGIN, ext.hi[:2] + HAND_MARGIN, lo, hi)
+
+
+def _free_spot(sc: Scene, obj: str, region: str) -> np.ndarray | None:
+    """The nearest table spot (object centre) clear of the drawer's sweep and of other things."""
+    ext = sc.extent(obj)
+    pos = sc.body_pos(obj)[:2]
+    half_lo, half_hi = ext.lo[:2] - pos, ext.hi[:2] - pos
+    d_lo, d_hi = drawer_sweep(sc, region, HAND_MARGIN)
+    others = []
+    for name in sc.object_names() + sc.fixture_names():
+        if name == obj:
+            continue
+        try:
+            e = sc.extent(name)
+        except ValueError:
+            continue
+        others.append((e.lo[:2] - 0.02, e.hi[:2] + 0.02))
+    for dist in np.arange(0.06, 0.28, 0.02):
+        for ang in np.linspace(0, 2 * np.pi, 16, endpoint=False):
+            c = pos + dist * np.array([np.cos(ang), np.sin(ang)])
+            if not (-0.3 < c[0] < 0.2 and abs(c[1]) < 0.3):  # stay where the arm reaches comfortably
+                continue
+            lo, hi = c + half_lo, c + half_hi
+            if _boxes_overlap(lo, hi, d_lo, d_hi) or any(_boxes_overlap(lo, hi, a, b) for a, b in others):
+                continue
+            return c
+    return None
+
+
+def clear_drawer_path(ctx: Ctx, obj: str, region: str) -> Actions:
+    """Move `obj` out of the way of a drawer before opening it (it is put in the drawer later)."""
+    sc = ctx.scene
+    if not blocks_drawer(sc, obj, region):
+        return True
+    spot = _free_spot(sc, obj, region)
+    if spot is None:
+        ctx.log.append(f"clear {obj}: no free spot")
+        return False
+    held = yield from pick(ctx, obj)
+    if not held:
+        yield from release(ctx, steps=6, up=0.06)
+        return False
+    yield from place(ctx, obj, region, at=spot)
     return True
 
 
@@ -335,9 +475,14 @@ def open_drawer(ctx: Ctx, region: str, max_steps: int = 90) -> Actions:
     sc = ctx.scene
     joint, pull, q_open, _ = _drawer(sc, region)
     handle = _handle(sc, joint, pull) - pull * 0.008
-    rot = facing_rot(-pull[:2], down_rot(_current_yaw(sc)))
+    rot = facing_rot(-pull[:2], down_rot(0.0))
     pre = handle + pull * 0.09
-    yield from transit(ctx, pre + np.array([0.0, 0.0, 0.05]), _current_yaw(sc), skip=set())
+    # turn the hand horizontal in free space in front of the drawer, from the home orientation
+    # (turning it near the cabinet, or from a wound-up wrist, swings the arm into the cabinet)
+    staging = handle + pull * 0.16 + np.array([0.0, 0.0, 0.05])
+    ctx.grip = OPEN
+    yield from transit(ctx, staging, 0.0, skip=set())
+    yield from move_to(ctx, staging, rot, OPEN, tol=0.015, rot_tol=0.1, max_steps=50, speed=0.7)
     yield from move_to(ctx, pre, rot, OPEN, tol=0.01, rot_tol=0.1, max_steps=60, speed=0.7)
     yield from move_to(ctx, handle, rot, OPEN, tol=0.006, max_steps=40, speed=0.5, stall_steps=5)
     yield from hold(ctx, ctx.style.close_steps, CLOSE, rot)
@@ -349,6 +494,10 @@ def open_drawer(ctx: Ctx, region: str, max_steps: int = 90) -> Actions:
         yield from move_to(ctx, sc.eef_pos + pull * 0.02, rot, CLOSE, tol=0.0, max_steps=1, speed=0.5)
     yield from hold(ctx, 6, OPEN, rot)
     yield from move_to(ctx, sc.eef_pos + pull * 0.06 + np.array([0.0, 0.0, 0.04]), rot, OPEN, tol=0.015, max_steps=25)
+    # back to the top-down home orientation before anything else: later top-down moves that
+    # start from the horizontal hand can wind the wrist into its limits
+    yield from move_to(ctx, sc.eef_pos + np.array([0.0, 0.0, 0.04]), down_rot(0.0), OPEN, tol=0.02, rot_tol=0.1,
+                       max_steps=40)
     return True
 
 

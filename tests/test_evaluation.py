@@ -123,7 +123,6 @@ def test_resumed_evaluation_matches_an_uninterrupted_one(tmp_path):
     resumed = evaluate(InterruptingExpert(), sync, tmp_path / "b", progress=False)
     assert len(ResultsStore(tmp_path / "b" / "results.jsonl").records()) == 2  # episode 0 not rerun
     assert _outcomes(resumed) == _outcomes(full)
-    assert all(r["success"] for r in full)
 
 
 @pytest.mark.sim

@@ -47,7 +47,7 @@ def test_agent_acts_in_batches_and_resets_episodes(trained):
     first = agent.act(first_obs)
     assert first.shape == (3, 7) and np.all(np.abs(first) <= 1)
     for _ in range(4):
-        later = agent.act(_obs(3, rng))
+        agent.act(_obs(3, rng))
     agent.on_episode_start(np.array([True, False, False]))
     again = agent.act({k: v.copy() for k, v in first_obs.items()})
     assert np.allclose(again[0], first[0], atol=1e-5)  # a fresh window: the same as the first step

@@ -1,7 +1,5 @@
 """`atm-bench models describe` and `atm-bench train tracks/policy` on a synthetic task file."""
 
-import pytest
-
 from atm_bench.cli import main
 
 from atm_synthetic import write_task_file

@@ -71,9 +71,9 @@ def _resize(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def _upright(handle) -> bool:
-    from atm_bench.data.episodes import _is_upright
+    from atm_bench.data.episodes import images_upright
 
-    return _is_upright(handle["data"].attrs)
+    return images_upright(handle["data"].attrs)
 
 
 def track_file(task_file: Path, tracks_dir: Path | None) -> Path:

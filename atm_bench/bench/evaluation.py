@@ -19,7 +19,6 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -66,27 +65,13 @@ class _Running:
     frames: list[np.ndarray] | None = None
 
 
-def _wrapped_env(wrapper: Callable, env_kwargs: dict[str, Any], single_thread_gl: bool):
-    from atm_bench.envs.libero.vector import _make_env
-
-    return wrapper(_make_env(env_kwargs, single_thread_gl))
-
-
 def make_eval_vector_env(config: EvalConfig, task: int, n_envs: int, wrapper: Callable | None = None):
     """The task's vector env (autoreset disabled); `wrapper` wraps each worker's env."""
-    import gymnasium as gym
-
     from atm_bench.envs.libero.vector import make_vector_env
 
-    kwargs = dict(image_size=config.image_size, render_quality=config.render_quality, protocol=config.protocol)
-    if wrapper is None:
-        return make_vector_env(config.suite, task, n_envs, asynchronous=config.asynchronous, **kwargs)
-    kwargs.update(suite=config.suite, task=task)
-    fns = [partial(_wrapped_env, wrapper, kwargs, config.asynchronous) for _ in range(n_envs)]
-    mode = gym.vector.AutoresetMode.DISABLED
-    if config.asynchronous:
-        return gym.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=mode)
-    return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
+    return make_vector_env(config.suite, task, n_envs, asynchronous=config.asynchronous, wrapper=wrapper,
+                           image_size=config.image_size, render_quality=config.render_quality,
+                           protocol=config.protocol)
 
 
 class Evaluator:

@@ -4,7 +4,6 @@ episodes with tracks)."""
 
 from __future__ import annotations
 
-import argparse
 
 ROBOTS = ("ur5", "ur5e", "sim-ur5e")
 TELEOPS = ("gello", "keyboard", "scripted")

@@ -221,7 +221,6 @@ def images_upright(attrs) -> bool:
     return str(attrs.get("macros_image_convention", "opengl")) == "opencv"
 
 
-_is_upright = images_upright  # older name, still imported elsewhere
 
 
 class EpisodeFile:

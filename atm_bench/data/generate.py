@@ -105,7 +105,7 @@ def sample_init_state(env, seed: int) -> np.ndarray:
     identically, so the sampled objects sit where they were sampled relative to them.
     """
     seed_env(env, seed)
-    env._reset_task_env()
+    env.reset_scene()
     return env.get_state().copy()
 
 

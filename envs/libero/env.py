@@ -148,7 +148,7 @@ class LiberoEnv(gym.Env):
                 f"valid: 0..{len(self.init_states) - 1}"
             )
         self._init_index = int(index)
-        self._reset_task_env()
+        self.reset_scene()
         self.set_state(self.init_states[self._init_index])
         for _ in range(self.protocol.settle_steps):
             self._raw_obs = self._env.step(OPEN_GRIPPER_NOOP)[0]
@@ -157,8 +157,9 @@ class LiberoEnv(gym.Env):
         self._needs_reset = False
         return self._observation(), self._info()
 
-    def _reset_task_env(self) -> None:
-        """Make an episode a function of (seed, init state) alone.
+    def reset_scene(self) -> None:
+        """LIBERO's own reset of the scene (object and fixture placement), seeded; also used to
+        sample fresh initial states. Makes an episode a function of (seed, init state) alone.
 
         LIBERO's reset re-samples fixture placements (cabinet, stove: ~1 cm) from NumPy's
         global RNG, and those live in the model, not in the init state: draw them from this

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import os
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 
 
-def _make_env(env_kwargs: dict[str, Any], single_thread_gl: bool) -> gym.Env:
+def _make_env(env_kwargs: dict[str, Any], single_thread_gl: bool, wrapper: Callable[[gym.Env], gym.Env] | None) -> gym.Env:
     if single_thread_gl:
         os.environ.setdefault("LP_NUM_THREADS", "1")
     from atm_bench.envs.libero.env import LiberoEnv
 
-    return LiberoEnv(**env_kwargs)
+    env = LiberoEnv(**env_kwargs)
+    return wrapper(env) if wrapper is not None else env
 
 
 def make_vector_env(
@@ -29,6 +30,7 @@ def make_vector_env(
     n_envs: int,
     asynchronous: bool = True,
     autoreset_mode: gym.vector.AutoresetMode = gym.vector.AutoresetMode.DISABLED,
+    wrapper: Callable[[gym.Env], gym.Env] | None = None,
     **env_kwargs: Any,
 ) -> gym.vector.VectorEnv:
     """`n_envs` copies of one task. Asynchronous (one process each) by default; the
@@ -37,11 +39,12 @@ def make_vector_env(
     Autoreset is disabled by default: evaluation resets envs itself, giving each worker the
     init state the protocol assigns to its next episode:
     `venv.set_attr("next_init_state", [i0, i1, ...]); venv.reset(mask=...)`.
+    `wrapper` (picklable) wraps each worker's env inside the worker, e.g. a privileged expert.
     """
     if n_envs < 1:
         raise ValueError(f"n_envs must be >= 1, got {n_envs}")
     kwargs = dict(env_kwargs, suite=suite, task=task)
-    fns = [partial(_make_env, kwargs, asynchronous) for _ in range(n_envs)]
+    fns = [partial(_make_env, kwargs, asynchronous, wrapper) for _ in range(n_envs)]
     if asynchronous:
         return gym.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=autoreset_mode)
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=autoreset_mode)

@@ -250,14 +250,19 @@ def _drawer_spot(sc: Scene, obj: str, region: str, exclude: set[int]) -> np.ndar
     radius = 0.45 * float(max(ext.size[:2]))
     u = pull[:2] / (np.linalg.norm(pull[:2]) + 1e-9)
     ring = [np.zeros(2)] + [radius * np.array([np.cos(a), np.sin(a)]) for a in np.linspace(0, 2 * np.pi, 8, endpoint=False)]
-    best, best_key = centre, None
-    for s in np.linspace(-0.9 * half, 0.9 * half, 13):
+    floor_below = float(sc.site_pos(region)[2])  # the region box starts at the drawer's floor
+    best, best_key, all_free = centre, None, []
+    for s in np.linspace(-0.9 * half, 0.9 * half, 19):
         c = centre + u * s
-        free = sum(surface_hit(sc, c + r, exclude)[1] in drawer_geoms for r in ring)
-        key = (free == len(ring), free, -abs(s))
+        hits = [surface_hit(sc, c + r, exclude) for r in ring]
+        free = sum(g in drawer_geoms and z < floor_below for z, g in hits)  # the floor, not a wall
+        if free == len(ring):
+            all_free.append(c)
+        key = (free, -abs(s))
         if best_key is None or key > best_key:
             best, best_key = c, key
-    return best
+    # the middle of the free stretch keeps the object off the drawer's front and the cabinet's face
+    return all_free[len(all_free) // 2] if all_free else best
 
 
 def drawer_sweep(sc: Scene, region: str, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -281,7 +286,7 @@ def blocks_drawer(sc: Scene, obj: str, region: str) -> bool:
     """Whether the open drawer would hang over (or hit) `obj`, leaving no room for the hand."""
     ext = sc.extent(obj)
     lo, hi = drawer_sweep(sc, region)
-    return _boxes_overlap(ext.lo[:2] - HAND_MARGIN, ext.hi[:2] + HAND_MARGIN, lo, hi)
+    return _boxes_overlap(ext.lo[:2] - 0.6 * HAND_MARGIN, ext.hi[:2] + 0.6 * HAND_MARGIN, lo, hi)
 
 
 def _free_spot(sc: Scene, obj: str, region: str) -> np.ndarray | None:
@@ -440,15 +445,17 @@ def turn_knob(ctx: Ctx, joint: str, on: bool, max_steps: int = 160) -> Actions:
     return True
 
 
-def facing_rot(approach_xy: np.ndarray, current: np.ndarray | None = None) -> np.ndarray:
-    """Hand pointing horizontally along `approach_xy`, fingers opening vertically.
+def facing_rot(approach_xy: np.ndarray, current: np.ndarray | None = None, flat: bool = False) -> np.ndarray:
+    """Hand pointing horizontally along `approach_xy`, fingers opening vertically (or
+    horizontally when `flat`: the hand's long side level, for pushing low things).
 
     Of the two such orientations (rolled 180 degrees about the approach), the one nearer to
     `current`, so the wrist does not swing through a half turn.
     """
     z = np.array([approach_xy[0], approach_xy[1], 0.0])
     z /= np.linalg.norm(z)
-    options = [np.stack([x, np.cross(z, x), z], axis=1) for x in (np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.0, -1.0]))]
+    axis = np.cross(np.array([0.0, 0.0, 1.0]), z) if flat else np.array([0.0, 0.0, 1.0])
+    options = [np.stack([x, np.cross(z, x), z], axis=1) for x in (axis, -axis)]
     if current is None:
         return options[0]
     return min(options, key=lambda r: float(np.linalg.norm(rotation_error(r, current))))
@@ -501,20 +508,41 @@ def open_drawer(ctx: Ctx, region: str, max_steps: int = 90) -> Actions:
     return True
 
 
-def close_drawer(ctx: Ctx, region: str, max_steps: int = 90) -> Actions:
-    """Push the drawer shut with the closed hand against its handle."""
+def pitched_rot(approach_xy: np.ndarray, pitch: float) -> np.ndarray:
+    """Fingers pointing down and tilted by `pitch` (rad) toward `approach_xy`, finger axis level."""
+    a = np.array([approach_xy[0], approach_xy[1], 0.0])
+    a /= np.linalg.norm(a)
+    z = a * np.sin(pitch) + np.array([0.0, 0.0, -1.0]) * np.cos(pitch)
+    x = np.cross(np.array([0.0, 0.0, 1.0]), a)
+    x /= np.linalg.norm(x)
+    options = [np.stack([v, np.cross(z, v), z], axis=1) for v in (x, -x)]
+    return min(options, key=lambda r: float(np.linalg.norm(rotation_error(r, down_rot(0.0)))))
+
+
+def close_drawer(ctx: Ctx, region: str, max_steps: int = 90, pitch: float = 0.8) -> Actions:
+    """Push the drawer shut with the closed fingertips on its handle, the hand pitched forward.
+
+    A straight top-down hand cannot reach the handle of a low drawer: its wrist hits the
+    cabinet face above before the drawer is shut; a horizontal hand needs free space behind
+    it. Fingertips pointing down and forward keep the wrist back and up.
+    """
     sc = ctx.scene
     joint, pull, _, q_close = _drawer(sc, region)
     handle = _handle(sc, joint, pull)
-    yaw = yaw_for_axis(np.array([-pull[1], pull[0]]))
-    start = handle + pull * 0.04
+    rot = pitched_rot(-pull[:2], pitch)
     ctx.grip = CLOSE
-    yield from transit(ctx, start + np.array([0.0, 0.0, 0.06]), yaw, skip=set())
-    yield from move_to(ctx, start, down_rot(yaw), CLOSE, tol=0.008, max_steps=40, speed=0.6, stall_steps=5)
+    staging = handle + pull * 0.06 + np.array([0.0, 0.0, 0.06])
+    yield from transit(ctx, staging, 0.0, skip=set())
+    yield from move_to(ctx, staging, rot, CLOSE, tol=0.015, rot_tol=0.1, max_steps=40, speed=0.7)
+    yield from move_to(ctx, handle + pull * 0.02 + np.array([0.0, 0.0, 0.005]), rot, CLOSE, tol=0.008,
+                       max_steps=40, speed=0.6, stall_steps=5)
     for _ in range(max_steps):
-        if abs(sc.joint_qpos(joint) - q_close) < 0.003:
+        if abs(sc.joint_qpos(joint) - q_close) < 0.002:
             break
-        yield from move_to(ctx, sc.eef_pos - pull * 0.02, down_rot(yaw), CLOSE, tol=0.0, max_steps=1, speed=0.6)
-    yield from move_to(ctx, sc.eef_pos + pull * 0.05 + np.array([0.0, 0.0, 0.05]), down_rot(yaw), CLOSE, tol=0.015,
-                       max_steps=25)
+        handle = _handle(sc, joint, pull)
+        yield from move_to(ctx, handle - pull * 0.02 + np.array([0.0, 0.0, 0.005]), rot, CLOSE, tol=0.0,
+                           max_steps=1, speed=0.6)
+    yield from move_to(ctx, sc.eef_pos + pull * 0.05 + np.array([0.0, 0.0, 0.05]), rot, CLOSE, tol=0.015, max_steps=25)
+    yield from move_to(ctx, sc.eef_pos + np.array([0.0, 0.0, 0.03]), down_rot(0.0), OPEN, tol=0.02, rot_tol=0.1,
+                       max_steps=30)
     return True

@@ -98,9 +98,13 @@ def _fmt(mean: float, std: float | None) -> str:
 
 
 def per_seed_success(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[int, float]]:
-    """(agent, suite) -> seed -> success % over all that seed's episodes."""
+    """(agent, suite) -> seed -> success % over all that seed's episodes. Episodes recorded as
+    errors (an env crashed twice) are neither successes nor failures: they are left out here and
+    counted by `error_counts`."""
     groups: dict[tuple[str, str, int], list[bool]] = defaultdict(list)
     for r in records:
+        if r.get("status") == "error":
+            continue
         groups[(r["agent"], r["suite"], int(r["seed"]))].append(bool(r["success"]))
     out: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for (agent, suite, seed), successes in groups.items():
@@ -108,12 +112,22 @@ def per_seed_success(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str],
     return out
 
 
+def error_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for r in records:
+        if r.get("status") == "error":
+            counts[r["agent"]] += 1
+    return dict(counts)
+
+
 def comparison_rows(records: list[dict[str, Any]], with_paper: bool = True) -> tuple[list[str], list[list[str]]]:
-    """Rows: each agent measured here (mean ± std over seeds, n seeds), then the paper's."""
+    """Rows: each agent measured here (mean ± std over seeds, n seeds), then the paper's. An
+    "errors" column appears when some episodes could not be run (environment crashes)."""
     success = per_seed_success(records)
+    errors = error_counts(records)
     suites = [s for s in SUITE_ORDER if any(k[1] == s for k in success)]
-    agents = _agent_order({k[0] for k in success})
-    headers = ["method", "source", *(SUITE_TITLES[s] for s in suites), "average", "seeds"]
+    agents = _agent_order({k[0] for k in success} | set(errors))
+    headers = ["method", "source", *(SUITE_TITLES[s] for s in suites), "average", "seeds"] + (["errors"] if errors else [])
     rows = []
     for agent in agents:
         cells, means, seeds = [], [], set()
@@ -127,7 +141,8 @@ def comparison_rows(records: list[dict[str, Any]], with_paper: bool = True) -> t
             means.append(vals.mean())
             cells.append(_fmt(vals.mean(), vals.std()))
         average = f"{np.mean(means):.2f}" if len(means) == len(suites) else "-"
-        rows.append([_title(agent), "ours", *cells, average, "/".join(map(str, sorted(seeds)))])
+        rows.append([_title(agent), "ours", *cells, average, "/".join(map(str, sorted(seeds)))]
+                    + ([str(errors.get(agent, 0))] if errors else []))
     if with_paper:
         for agent in agents:
             published = PAPER_SUCCESS.get(agent)
@@ -137,7 +152,8 @@ def comparison_rows(records: list[dict[str, Any]], with_paper: bool = True) -> t
             for suite in suites:
                 value = published.get(suite)
                 cells.append(_fmt(*value) if value else "-")
-            rows.append([_title(agent), "paper", *cells, "-", "3" if agent != "unipi-replan" else "1"])
+            rows.append([_title(agent), "paper", *cells, "-", "3" if agent != "unipi-replan" else "1"]
+                        + (["-"] if errors else []))
     return headers, rows
 
 

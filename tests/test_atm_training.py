@@ -115,3 +115,21 @@ def test_bc_variant_trains_without_a_track_model(tmp_path, cache):
     assert result.epochs_run == 2
     policy, cfg = load_policy(tmp_path / "bc")
     assert cfg["model"]["language"] and not policy.uses_tracks
+
+
+def test_out_of_memory_names_the_batch_size_to_lower(tmp_path):
+    import torch
+
+    from atm_bench.atm.training import train_loop
+    from atm_bench.errors import UserError
+    from atm_bench.presets import TrainConfig
+
+    model = torch.nn.Linear(2, 1)
+
+    def step(batch, train):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 TB")
+
+    cfg = TrainConfig(epochs=1, batch_size=512, lr=1e-3)
+    with pytest.raises(UserError, match=r"out of memory training the policy at batch size 512 \(preset 'paper'\)"):
+        train_loop(model, step, [torch.zeros(1)], None, cfg, tmp_path, {"preset": "paper"}, progress=False,
+                   description="policy")

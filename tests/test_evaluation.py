@@ -147,3 +147,97 @@ def test_evaluation_writes_videos_and_respects_the_horizon(tmp_path):
     assert video.shape == (7, 128, 256, 3)  # the reset frame + 6 steps, both views side by side
     assert "video" not in records[1]
     assert list((tmp_path / "configs").glob("eval_still_*.json"))
+
+
+# -- faults ---------------------------------------------------------------------------------------
+
+
+class _Crashing:
+    """Picklable env wrapper factory: the env raises inside `step` while its episode's init state
+    is in `bad` and fewer than `times` crashes of that episode happened (counted in a file, so the
+    count survives the restart of the env)."""
+
+    def __init__(self, counter, bad, times):
+        self.counter, self.bad, self.times = str(counter), set(bad), times
+
+    def __call__(self, env):
+        import gymnasium as gym
+
+        outer = self
+
+        class Crash(gym.Wrapper):
+            def reset(self, **kw):
+                self.index = self.env.next_init_state
+                self.steps = 0
+                return self.env.reset(**kw)
+
+            def step(self, action):
+                self.steps += 1
+                if self.index in outer.bad and self.steps == 3:
+                    import os
+
+                    count = int(open(outer.counter).read()) if os.path.exists(outer.counter) else 0
+                    if count < outer.times:
+                        open(outer.counter, "w").write(str(count + 1))
+                        raise RuntimeError("simulated MuJoCo instability")
+                return self.env.step(action)
+
+        return Crash(env)
+
+
+class _StillAgent(Agent):
+    name = "still"
+    wrapper = None
+
+    def fit(self, data, budget): ...
+    def reset(self, task): ...
+    def act(self, obs): return np.zeros((len(obs["joint_states"]), 7))
+    def flops_per_step(self, obs): return {}
+    def save(self, directory): ...
+    def load(self, directory): ...
+    def env_wrapper(self): return self.wrapper
+
+
+def _fault_config():
+    from atm_bench.bench.evaluation import EvalConfig
+
+    return EvalConfig(agent="still", suite="libero_goal", tasks=(0,), episodes=3, n_envs=1, horizon=5, videos=0,
+                      asynchronous=False, render_quality="none")
+
+
+@pytest.mark.sim
+def test_a_crashed_env_is_restarted_and_its_episode_retried_once_then_recorded_as_error(tmp_path, capsys):
+    from atm_bench.bench.evaluation import evaluate
+    from atm_bench.tables import comparison_rows
+
+    agent = _StillAgent()
+    agent.wrapper = _Crashing(tmp_path / "once", bad={1}, times=1)  # crashes once: the retry succeeds
+    records = evaluate(agent, _fault_config(), tmp_path / "a", progress=False)
+    assert sorted((r["init_state"], r["steps"], r.get("status")) for r in records) == \
+        [(0, 5, None), (1, 5, None), (2, 5, None)]
+    assert "environment crashed on task 0" in capsys.readouterr().err
+
+    agent.wrapper = _Crashing(tmp_path / "always", bad={1}, times=10)  # crashes every time
+    records = evaluate(agent, _fault_config(), tmp_path / "b", progress=False)
+    errors = [r for r in records if r.get("status") == "error"]
+    assert [(r["init_state"], r["success"]) for r in errors] == [(1, False)]
+    assert "simulated MuJoCo instability" in errors[0]["error"] and len(records) == 3
+    headers, rows = comparison_rows(records, with_paper=False)
+    assert headers[-1] == "errors" and rows[0][-1] == "1" and rows[0][2] == "0.00 ± 0.00"
+
+
+@pytest.mark.sim
+def test_a_nan_action_names_the_agent_and_the_step(tmp_path):
+    from atm_bench.bench.evaluation import evaluate
+
+    class NaNAgent(_StillAgent):
+        calls = 0
+
+        def act(self, obs):
+            NaNAgent.calls += 1
+            out = np.zeros((len(obs["joint_states"]), 7))
+            out[0, 2] = np.nan if NaNAgent.calls == 4 else 0.0
+            return out
+
+    with pytest.raises(UserError, match=r"agent 'still' returned a non-finite action .* at step 3 of task 0, init state 0"):
+        evaluate(NaNAgent(), _fault_config(), tmp_path, progress=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -17,6 +18,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
+from atm_bench.errors import UserError
 from atm_bench.io import atomic_path, write_json_atomic
 from atm_bench.presets import TrainConfig
 
@@ -80,6 +82,22 @@ def _batches(loader: Iterable, limit: int | None) -> Iterable:
         yield batch
 
 
+@contextmanager
+def _oom_hint(description: str, cfg: TrainConfig, snapshot: dict[str, Any]):
+    """Out of memory in a training step becomes one line that says which batch size to lower."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        text = str(exc)
+        if isinstance(exc, RuntimeError) and not isinstance(exc, torch.OutOfMemoryError) \
+                and "out of memory" not in text and "can't allocate memory" not in text:
+            raise
+        preset = snapshot.get("preset", "?")
+        raise UserError(f"out of memory training the {description} at batch size {cfg.batch_size} (preset "
+                        f"{preset!r}): lower that TrainConfig.batch_size in atm_bench/presets.py, or use a "
+                        f"smaller preset") from None
+
+
 def train_loop(model: nn.Module, step_fn: StepFn, train_loader, val_loader, cfg: TrainConfig, out_dir: str | Path,
                snapshot: dict[str, Any], on_epoch_end: Callable[[int, nn.Module], None] | None = None,
                epochs: int | None = None, seconds: float | None = None, progress: bool = True,
@@ -109,9 +127,10 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_loader, val_loader, cfg:
             model.train()
             train_rows = []
             for batch in _batches(train_loader, per_epoch):
-                out = step_fn(batch, True)
-                opt.zero_grad(set_to_none=True)
-                out["loss"].backward()
+                with _oom_hint(description, cfg, snapshot):
+                    out = step_fn(batch, True)
+                    opt.zero_grad(set_to_none=True)
+                    out["loss"].backward()
                 if cfg.grad_clip:
                     nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()

@@ -140,8 +140,6 @@ class Evaluator:
         return max(1, min(wanted, pending))
 
     def _run_task(self, task: int, indices: list[int], advance: Callable[[], None]) -> None:
-        from atm_bench.agents.base import TaskInfo
-
         from atm_bench.envs.libero.suites import load_init_states
 
         spec = self.specs[task]
@@ -151,13 +149,27 @@ class Evaluator:
                             f"use --episodes <= {available}")
         n = self._n_envs(len(indices))
         queue = deque(indices)
+        crashes: dict[int, int] = {}
+        while queue:
+            try:
+                self._run_envs(task, spec, n, queue, advance)
+            except (UserError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # an env (worker) crashed: restart the envs, retry its episodes once
+                self._after_crash(task, spec.name, queue, crashes, exc, advance)
+
+    def _run_envs(self, task: int, spec, n: int, queue: deque, advance: Callable[[], None]) -> None:
+        from atm_bench.agents.base import TaskInfo
+
+        self._slots: list[_Running | None] = [None] * n
         venv = make_eval_vector_env(self.config, task, n, self.agent.env_wrapper())
         try:
             self.agent.reset(TaskInfo(self.suite, task, spec.name, spec.instruction))
-            slots: list[_Running | None] = [None] * n
+            slots = self._slots
             obs = self._start(venv, task, slots, queue, np.ones(n, dtype=bool), None)
             while any(s is not None and s.index >= 0 for s in slots):
                 actions = np.asarray(self.agent.act_vector(venv, obs), dtype=np.float64).reshape(n, 7)
+                self._check_actions(actions, task, slots)
                 step_obs, _, terminated, truncated, info = venv.step(actions)
                 obs = {k: np.array(v, copy=True) for k, v in step_obs.items()}
                 ended = np.zeros(n, dtype=bool)
@@ -174,7 +186,36 @@ class Evaluator:
                 if ended.any():
                     obs = self._start(venv, task, slots, queue, ended, obs)
         finally:
-            venv.close()
+            try:
+                venv.close()
+            except Exception:  # a crashed worker may not close cleanly; it is gone either way
+                pass
+
+    def _check_actions(self, actions: np.ndarray, task: int, slots) -> None:
+        bad = ~np.isfinite(actions).all(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            run = slots[i]
+            raise UserError(f"agent {self.config.agent!r} returned a non-finite action {actions[i].tolist()} at step "
+                            f"{run.steps} of task {task}, init state {run.index} (seed {self.config.seed})")
+
+    def _after_crash(self, task: int, task_name: str, queue: deque, crashes: dict[int, int], exc: Exception,
+                     advance: Callable[[], None]) -> None:
+        """Episodes in flight when an env crashed go back to the front of the queue once; a second
+        crash records them as errors (not failures: tables leave them out and count them)."""
+        import sys
+
+        message = f"{type(exc).__name__}: {exc}".strip()[:500]
+        in_flight = [run for run in self._slots if run is not None and run.index >= 0]
+        print(f"atm-bench: warning: an environment crashed on task {task} ({message}); restarting it", file=sys.stderr)
+        for run in reversed(in_flight):
+            crashes[run.index] = crashes.get(run.index, 0) + 1
+            if crashes[run.index] >= 2:
+                run.frames = None
+                self._finish(task, task_name, run, error=message)
+                advance()
+            else:
+                queue.appendleft(run.index)
 
     def _start(self, venv, task: int, slots, queue: deque, mask: np.ndarray, obs):
         """Reset the workers in `mask`, each with the next pending episode (or a throw-away one)."""
@@ -202,7 +243,7 @@ class Evaluator:
         self.agent.on_episode_start(np.asarray(mask, dtype=bool))
         return obs
 
-    def _finish(self, task: int, task_name: str, run: _Running) -> None:
+    def _finish(self, task: int, task_name: str, run: _Running, error: str | None = None) -> None:
         from atm_bench.bench.video import video_name, write_mp4
 
         record = {
@@ -216,6 +257,8 @@ class Evaluator:
             "render_quality": self.config.render_quality,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+        if error is not None:
+            record.update(status="error", error=error)
         if run.frames:
             name = video_name(self.suite, task, run.index, self.config.seed)
             write_mp4(self.video_dir / self.config.agent / name, run.frames)

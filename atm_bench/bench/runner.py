@@ -46,6 +46,7 @@ class RunConfig:
     device: str = "cpu"
     episodes: int | None = None  # None: the preset's
     tracker: str = "sim"
+    r3m_weights: Path | None = None  # a user's local R3M checkpoint for the r3m agent
 
 
 def _hash(obj: Any) -> str:
@@ -232,8 +233,8 @@ class Runner:
         params = inspect.signature(cls).parameters
         kwargs: dict[str, Any] = {}
         for key, value in (("preset", self.preset.name), ("work_dir", work_dir), ("progress", self.progress),
-                           ("track_model_dir", track_model_dir), ("device", self.config.device)):
-            if key in params and (key != "track_model_dir" or value is not None):
+                           ("track_model_dir", track_model_dir), ("r3m_weights", self.config.r3m_weights)):
+            if key in params and value is not None:
                 kwargs[key] = value
         return cls(**kwargs)
 

@@ -94,7 +94,26 @@ def grasp_pose(ctx: Ctx, obj: str) -> tuple[np.ndarray, float]:
         z = top - min(0.03, 0.5 * height) if height < 0.12 else top - 0.045
         z = max(z, bottom + 0.012)
         return np.array([centre[0], centre[1], z]), yaw_for_axis(minor)
+    knob = _top_knob(pts, centre, w_minor)
+    if knob is not None:
+        return knob
     return _rim_grasp(ctx, obj, pts, top)
+
+
+def _top_knob(pts: np.ndarray, centre: np.ndarray, width: float) -> tuple[np.ndarray, float] | None:
+    """A small knob on top of a wide closed object (a moka pot's lid): grasped there, the object
+    hangs straight below the hand instead of swinging from a side handle."""
+    top = float(pts[:, 2].max())
+    knob = pts[pts[:, 2] > top - 0.015]
+    below = pts[(pts[:, 2] > top - 0.04) & (pts[:, 2] <= top - 0.015)]
+    if len(knob) < 3 or len(below) == 0:
+        return None
+    k_centre, k_minor, _, k_w_minor, k_w_major = _footprint_axes(knob)
+    _, _, _, b_w, _ = _footprint_axes(below) if len(below) >= 3 else (None, None, None, 0.0, None)
+    if k_w_major > 0.04 or b_w < 2.0 * k_w_major or np.linalg.norm(k_centre - centre) > 0.25 * width:
+        return None
+    z = top - 0.012
+    return np.array([k_centre[0], k_centre[1], z]), yaw_for_axis(k_minor)
 
 
 def _obstacle_points(sc: Scene, obj: str, above: float) -> np.ndarray:
@@ -215,6 +234,8 @@ def place(ctx: Ctx, obj: str, target: str, clearance: float = 0.012, at: np.ndar
         centre = np.asarray(at, dtype=np.float64)
     elif _is_drawer_region(sc, target):
         centre = _drawer_spot(sc, obj, target, exclude)
+    elif sc.is_site(target):
+        centre = _region_spot(sc, obj, target)
     else:
         centre = target_xy(sc, target)
     goal_xy = centre - offset + ctx.jitter(2)
@@ -228,6 +249,37 @@ def place(ctx: Ctx, obj: str, target: str, clearance: float = 0.012, at: np.ndar
     ctx.log.append(f"place {obj} on {target}: support={support:.3f} release_z={release_z:.3f} at={sc.eef_pos.round(3)}")
     yield from release(ctx)
     return True
+
+
+def _region_spot(sc: Scene, obj: str, region: str) -> np.ndarray:
+    """Where in a region to put `obj`: its centre, unless something already stands there (the
+    first of two moka pots on a stove); then the free spot nearest the centre whose origin
+    is still inside the region."""
+    centre = sc.site_pos(region)[:2]
+    half = sc.site_half_size(region)[:2]
+    ext = sc.extent(obj)
+    rel = ext.points[:, :2] - sc.body_pos(obj)[:2]
+    rel = rel[:: max(1, len(rel) // 150)]
+    parent = sc.site_parent(region)
+    others = [sc.extent(n).points for n in sc.object_names() if n not in (obj, parent)]
+    if not others:
+        return centre
+    pts = np.concatenate(others)
+    movable = {g for n in sc.object_names() if n != parent for g in sc.object_geoms(sc.root_body(n))}
+    floor = surface_z(sc, centre, _robot_geoms(sc) | movable)  # the region's own surface
+    pts = pts[pts[:, 2] > floor + 0.01][:, :2]
+    pts = pts[np.linalg.norm(pts - centre, axis=1) < 0.3]
+    if len(pts) == 0:
+        return centre
+    steps = np.linspace(-0.85, 0.85, 9)
+    grid = sorted(
+        (centre + half * np.array([a, b]) for a in steps for b in steps), key=lambda c: float(np.linalg.norm(c - centre))
+    )
+    for c in grid:
+        gap = np.linalg.norm((c + rel)[:, None, :] - pts[None], axis=2).min()
+        if gap > 0.012:
+            return c
+    return centre
 
 
 def _is_drawer_region(sc: Scene, target: str) -> bool:

@@ -56,7 +56,7 @@ def test_yaw_for_axis_inverts_finger_axis(yaw):
 @pytest.mark.sim
 @pytest.mark.parametrize(
     "suite, task",
-    [("libero_spatial", 0), ("libero_object", 3), ("libero_goal", 7)],
+    [("libero_spatial", 0), ("libero_object", 3), ("libero_goal", 7), ("libero_10", 9)],
 )
 def test_expert_solves_task_in_simulator(suite, task):
     from atm_bench.envs.libero.env import LiberoEnv
@@ -64,9 +64,9 @@ def test_expert_solves_task_in_simulator(suite, task):
 
     env = LiberoEnv(suite, task, render_quality="none")
     try:
-        ok, actions, states = rollout(env, init_state=0, seed=0, max_steps=300)
+        ok, actions, states = rollout(env, init_state=0, seed=0, max_steps=450)
         assert ok, f"expert failed {suite} task {task} from init state 0"
-        assert actions.shape[1] == 7 and len(actions) == len(states) <= 300
+        assert actions.shape[1] == 7 and len(actions) == len(states) <= 450
         assert np.all(np.abs(actions) <= 1.0)
         # states[t] is the state before actions[t]: replaying state 0 restores the init layout
         env.set_state(states[0])
@@ -89,3 +89,8 @@ def test_expert_varies_with_seed():
         assert not np.allclose(acts_a[:n], acts_b[:n])
     finally:
         env.close()
+
+
+def test_plan_for_microwave_task_closes_door_after_putting_in():
+    goals = parse_goal([["in", "mug_1", "microwave_1_heating_region"], ["close", "microwave_1"]])
+    assert [s.skill for s in make_plan(goals)] == ["pick_place", "close"]

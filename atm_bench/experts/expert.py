@@ -117,11 +117,15 @@ class ScriptedExpert:
 
     def _skill(self, step: Step) -> Generator[np.ndarray, None, bool]:
         ctx = self._ctx
+        if step.skill == "pick_place" and P.is_enclosed(self.scene, step.target):
+            return (yield from P.insert(ctx, step.obj, step.target))
         if step.skill == "pick_place":
             return (yield from P.pick_place(ctx, step.obj, step.target))
         if step.skill in ("open", "close") and self._is_drawer(step.obj):
             fn = P.open_drawer if step.skill == "open" else P.close_drawer
             return (yield from fn(ctx, step.obj))
+        if step.skill == "close" and not self.scene.is_site(step.obj) and self.scene.object(step.obj).joints:
+            return (yield from P.close_door(ctx, step.obj))
         if step.skill == "push":
             return (yield from P.push(ctx, step.obj, step.target))
         if step.skill in ("turn_on", "turn_off"):

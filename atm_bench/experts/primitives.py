@@ -598,3 +598,167 @@ def close_drawer(ctx: Ctx, region: str, max_steps: int = 90, pitch: float = 0.8)
     yield from move_to(ctx, sc.eef_pos + np.array([0.0, 0.0, 0.03]), down_rot(0.0), OPEN, tol=0.02, rot_tol=0.1,
                        max_steps=30)
     return True
+
+
+def close_door(ctx: Ctx, obj: str, max_steps: int = 200) -> Actions:
+    """Swing a hinged door (the microwave's) shut by pushing near its free edge along the arc.
+
+    The closed hand, fingers down at the door's mid-height, starts just outside the open door
+    and follows the edge as it turns, as for a stove knob but with a tall panel.
+    """
+    sc = ctx.scene
+    art = sc.object(obj).object_properties["articulation"]
+    joint = sc.object(obj).joints[0]
+    close_r, open_r = art["default_close_ranges"], art["default_open_ranges"]
+    sign = 1.0 if np.mean(close_r) > np.mean(open_r) else -1.0  # direction of closing in qpos
+    want = min(close_r) if sign > 0 else max(close_r)
+    anchor = sc.joint_anchor(joint)
+    turn = sign * float(np.sign(sc.joint_axis(joint)[2]))  # +1: closing turns counter-clockwise seen from above
+    pts = sc.body_extent(sc.joint_body(joint)).points
+    z = float(0.5 * (pts[:, 2].min() + pts[:, 2].max()))
+    radial = pts[:, :2] - anchor[:2]
+    far = radial[np.argmax(np.linalg.norm(radial, axis=1))]
+    r = 0.8 * float(np.linalg.norm(far))
+    q0 = sc.joint_qpos(joint)
+    phi0 = float(np.arctan2(far[1], far[0])) - turn * sign * q0
+
+    def edge(q: float, ahead: float) -> tuple[np.ndarray, np.ndarray]:
+        phi = phi0 + turn * sign * q
+        tangent = turn * np.array([-np.sin(phi), np.cos(phi)])
+        return anchor[:2] + r * np.array([np.cos(phi), np.sin(phi)]) + tangent * ahead, tangent
+
+    start, tangent = edge(q0, -0.05)
+    yaw = yaw_for_axis(tangent) + np.pi / 2  # fingers along the panel: the hand's broad side pushes
+    ctx.grip = CLOSE
+    yield from transit(ctx, np.array([start[0], start[1], z + 0.08]), yaw, skip=set())
+    yield from move_to(ctx, np.array([start[0], start[1], z]), down_rot(yaw), CLOSE, tol=0.01, max_steps=40,
+                       speed=0.6, stall_steps=5)
+    for _ in range(max_steps):
+        q = sc.joint_qpos(joint)
+        if (sign > 0 and q > want) or (sign < 0 and q < want):
+            break
+        point, tangent = edge(q, 0.03)
+        yield from move_to(ctx, np.array([point[0], point[1], z]), down_rot(yaw_for_axis(tangent) + np.pi / 2), CLOSE,
+                           tol=0.0, max_steps=1, speed=0.6)
+    yield from move_to(ctx, sc.eef_pos + np.array([0.0, 0.0, 0.1]), sc.eef_rot, CLOSE, tol=0.015, max_steps=25)
+    return True
+
+
+# -- into enclosures (a microwave) -----------------------------------------------------------
+
+
+def _movable_geoms(sc: Scene) -> set[int]:
+    return {g for n in sc.object_names() for g in sc.object_geoms(sc.root_body(n))}
+
+
+def is_enclosed(sc: Scene, region: str) -> bool:
+    """A region under a roof of its own parent (a microwave's inside): a top-down hand cannot enter."""
+    if not sc.is_site(region) or sc.task.object_sites_dict[region].joints or sc.site_parent(region) is None:
+        return False
+    parent = sc.object(sc.site_parent(region))
+    if parent is None or sc.site_parent(region) not in sc.task.fixtures_dict and sc.site_parent(region) not in sc.task.objects_dict:
+        return False
+    top, geom = surface_hit(sc, sc.site_pos(region)[:2], _robot_geoms(sc) | _movable_geoms(sc))
+    roof = set(sc.object_geoms(parent.root_body))
+    return geom in roof and top > sc.site_pos(region)[2] + 0.03
+
+
+def _opening(sc: Scene, region: str) -> np.ndarray:
+    """Horizontal unit vector from the region's centre out through the enclosure's open side
+    (the mean of the directions in which a ray meets none of its fixed walls)."""
+    parent = sc.object(sc.site_parent(region))
+    joint_bodies = {sc.model.body(int(sc.model.jnt_bodyid[sc.model.joint(j).id])).id for j in parent.joints}
+    walls = {g for g in sc.object_geoms(parent.root_body) if int(sc.model.geom_bodyid[g]) not in joint_bodies}
+    centre = sc.site_pos(region)
+    geomid = np.zeros(1, dtype=np.int32)
+    free = []
+    for ang in np.linspace(0, 2 * np.pi, 32, endpoint=False):
+        d = np.array([np.cos(ang), np.sin(ang), 0.0])
+        pnt, blocked = centre.copy(), False
+        for _ in range(16):  # the first wall along d, looking through everything else
+            hit = mujoco.mj_ray(sc.model, sc.data, pnt, d, None, 1, -1, geomid)
+            if hit < 0:
+                break
+            if int(geomid[0]) in walls:
+                blocked = True
+                break
+            pnt = pnt + d * (hit + 1e-4)
+        if not blocked:
+            free.append(d[:2])
+    if not free:
+        raise ValueError(f"{region} has no open side")
+    mean = np.mean(free, axis=0)
+    return mean / np.linalg.norm(mean)
+
+
+def _side_handle(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """A side handle (a mug's): the narrow end of the footprint's long axis. Returns the grasp
+    point on its outer bar (x, y, mid-height) and the horizontal direction from it into the body."""
+    centre, minor, major, _, _ = _footprint_axes(pts)
+    pM = (pts[:, :2] - centre) @ major
+    pm = (pts[:, :2] - centre) @ minor
+    for sgn in (1.0, -1.0):
+        end = sgn * pM
+        outer = pts[end > end.max() - 0.012]
+        if np.ptp(pm[end > end.max() - 0.012]) < 0.03 and end.max() > 0.035:
+            point = np.array([*outer[:, :2].mean(axis=0), 0.5 * (outer[:, 2].min() + outer[:, 2].max())])
+            inward = -sgn * major
+            return point, inward / np.linalg.norm(inward)
+    return None
+
+
+def insert(ctx: Ctx, obj: str, region: str) -> Actions:
+    """Put `obj` inside an enclosure (a microwave) through its open side.
+
+    The object is held top-down by its side handle, which is turned to face the opening, so
+    only the object enters: the hand stays outside, above the handle.
+    """
+    sc = ctx.scene
+    found = _side_handle(sc.extent(obj).points)
+    if found is None:
+        ctx.log.append(f"insert {obj}: no handle")
+        return False
+    point, inward = found
+    out = _opening(sc, region)
+    z0 = sc.body_pos(obj)[2]
+    pts = sc.extent(obj).points
+    bar = pts[np.linalg.norm(pts[:, :2] - point[:2], axis=1) < 0.012]
+    grasp = np.array([point[0], point[1], float(bar[:, 2].max()) - 0.03])
+    # fingers across the handle, deep on its outer bar (long pads resist the body's swing); the
+    # hand's long side stays level with the opening, which it must not enter
+    yaw = yaw_for_axis(np.array([-inward[1], inward[0]]))
+    ctx.grip = OPEN
+    yield from transit(ctx, grasp + np.array([0.0, 0.0, ctx.style.hover]), yaw, skip={obj})
+    yield from move_to(ctx, grasp, down_rot(yaw), OPEN, tol=0.006, max_steps=60, speed=0.6, stall_steps=6)
+    yield from hold(ctx, ctx.style.close_steps, CLOSE, down_rot(yaw))
+    floor = sc.site_pos(region)[2] - sc.site_half_size(region)[2]
+    below = sc.eef_pos[2] - sc.extent(obj).lo[2]
+    carry_z = max(floor, sc.table_z) + 0.035 + below
+    yield from move_to(ctx, np.array([*sc.eef_pos[:2], carry_z + 0.05]), down_rot(yaw), CLOSE, tol=0.01,
+                       max_steps=40, speed=0.6)
+    if sc.body_pos(obj)[2] < z0 + 0.02:
+        ctx.log.append(f"insert {obj}: not lifted")
+        yield from release(ctx, steps=6, up=0.06)
+        return False
+    # turn the handle from `-inward` to `out` (the body goes in first), carry to the opening
+    turn = float(np.arctan2(out[1], out[0]) - np.arctan2(-inward[1], -inward[0]))
+    turn = (turn + np.pi) % (2 * np.pi) - np.pi
+    carry_yaw = _current_yaw(sc) + turn
+    reach = float(np.linalg.norm(sc.body_pos(obj)[:2] - sc.eef_pos[:2]))
+    centre = sc.site_pos(region)[:2]
+    goal = centre + out * (reach - 0.02)
+    radius = 0.5 * float(max(sc.extent(obj).size[:2]))
+    outside = goal + out * (0.1 + radius + reach)  # the whole object in front of the opening
+    yield from move_to(ctx, np.array([*outside, carry_z + 0.05]), down_rot(carry_yaw), CLOSE, tol=0.015, rot_tol=0.1,
+                       max_steps=120, speed=0.7)
+    yield from move_to(ctx, np.array([*outside, carry_z]), down_rot(carry_yaw), CLOSE, tol=0.01, max_steps=30,
+                       speed=0.5)
+    yield from move_to(ctx, np.array([*goal, carry_z]), down_rot(carry_yaw), CLOSE, tol=0.008, max_steps=80, speed=0.4)
+    yield from move_to(ctx, np.array([*goal, carry_z - 0.03]), down_rot(carry_yaw), CLOSE, tol=0.006, max_steps=20,
+                       speed=0.3, stall_steps=4)
+    ctx.log.append(f"insert {obj} into {region}: at={sc.eef_pos.round(3)} obj={sc.body_pos(obj).round(3)}")
+    yield from hold(ctx, 8, OPEN, down_rot(carry_yaw))
+    yield from move_to(ctx, sc.eef_pos + np.array([0.0, 0.0, 0.03]), down_rot(carry_yaw), OPEN, tol=0.01, max_steps=15)
+    yield from move_to(ctx, np.array([*outside, sc.eef_pos[2]]), down_rot(carry_yaw), OPEN, tol=0.02, max_steps=60,
+                       speed=0.7)
+    return True

@@ -1,7 +1,7 @@
 """`atm-bench run`: the whole pipeline for one suite, resumable stage by stage.
 
 Stages: data (generate demos with the scripted expert, or use the files already there) ->
-matched split -> point tracks -> stage-1 track model (shared by every agent that uses tracks
+point tracks (written into the task files) -> matched split -> stage-1 track model (shared by every agent that uses tracks
 and every seed) -> per agent and seed: training, FLOPs, closed-loop evaluation -> tables.
 
 Every stage is cached by a hash of its inputs and configuration (`stages.json` in the run
@@ -143,9 +143,11 @@ class Runner:
     def run(self) -> Path:
         self._write_config(manifest_hash=None)
         self.generate_data()
+        # Tracks are written into the task files, so they come before the split: the manifest
+        # records the files' hashes, and annotating later would change them (and every key).
+        self.annotate_tracks()
         manifest = self.make_split()
         self._write_config(manifest_hash=manifest.manifest_sha256)
-        self.annotate_tracks()
         track_model_dir = self.train_track_model(manifest) if any(self._uses_tracks(a) for a in self.agents) else None
         for agent in self.agents:
             for seed in self.seeds:

@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export OMP_WAIT_POLICY=PASSIVE MUJOCO_GL=${MUJOCO_GL:-egl}
 if [ $# -eq 0 ]; then
-  set -- envs render --suite libero-goal --task 0 --out out/libero-goal-task0.png
+  set -- run --suite libero-goal
 fi
 exec .venv/bin/atm-bench "$@"

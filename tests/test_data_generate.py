@@ -102,10 +102,13 @@ def test_attempts_bound_and_config_mismatch(tmp_path, fake_sim):
 
 @pytest.mark.sim
 def test_generate_one_real_demo(tmp_path):
-    """The scripted expert on libero_goal task 1 (bowl on stove): one demo, rendered by replay."""
+    """The scripted expert on libero_goal task 1 (bowl on stove): one demo, rendered by replay,
+    with exact tracks annotated from the depth rendered alongside the frames."""
     from atm_bench.envs.libero.suites import load_init_states
+    from atm_bench.tracking.annotate import AnnotateConfig, Annotator
+    from atm_bench.tracking.storage import read_tracks
 
-    config = GenerateConfig(suite="libero_goal", tasks=(1,), demos=1, max_attempts=2)
+    config = GenerateConfig(suite="libero_goal", tasks=(1,), demos=1, max_attempts=2, tracks="sim", track_points=100)
     report = generate(config, tmp_path, progress=False)[0]
     assert report.demos == 1
     with EpisodeFile(report.path) as f:
@@ -126,4 +129,12 @@ def test_generate_one_real_demo(tmp_path):
     # a sampled init state, not one of the 50 fixed evaluation states
     fixed = load_init_states("libero_goal", 1)
     assert np.abs(fixed - episode.attrs["init_state"]).max(axis=1).min() > 1e-6
+    # tracks came with the demo: every frame, >= 100 points per view, some of them moving
+    for view in ("agentview", "eye_in_hand"):
+        tracks = read_tracks(report.path, "demo_0", view)
+        assert tracks.tracks.shape[0] == n and tracks.tracks.shape[1] >= 100 and tracks.vis.any()
+        assert np.ptp(tracks.tracks, axis=0).max() > 0.05
+    annotator = Annotator(AnnotateConfig(tracker="sim"), "libero_goal")
+    assert annotator.pending(report.path) == ([], 1)  # nothing left for `tracks annotate`
+    annotator.close()
     np.testing.assert_allclose(episode.states[0][1:10], episode.attrs["init_state"][1:10], atol=0.05)

@@ -168,8 +168,10 @@ class Runner:
     def generate_data(self) -> None:
         from atm_bench.data.generate import GenerateConfig, generate
 
+        sim_tracks = self.config.tracker == "sim" and any(self._uses_tracks(a) for a in self.agents)
         gen = GenerateConfig(suite=self.suite, tasks=self.tasks, demos=self.preset.data.demos_per_task,
-                             image_size=self.preset.image_size)
+                             image_size=self.preset.image_size, tracks="sim" if sim_tracks else None,
+                             track_points=self.preset.data.points_per_view)
         key = _hash(asdict(gen))
         if self._done("data", key):
             return

@@ -62,6 +62,9 @@ def register(sub) -> None:
     gen.add_argument("--image-size", type=int, default=128)
     gen.add_argument("--render-quality", default="fast", choices=["fast", "reference"])
     gen.add_argument("--workers", type=int, default=1, help="tasks generated in parallel processes (default 1)")
+    gen.add_argument("--tracks", default=None, choices=["sim"],
+                     help="also annotate exact point tracks while rendering (cheap: reuses the rendered depth)")
+    gen.add_argument("--track-points", type=int, default=1000, help="random track points per view and demo (default 1000)")
     gen.set_defaults(handler=_generate)
 
     info = data_sub.add_parser("info", help="print tasks, demo counts, lengths and keys of dataset files")
@@ -98,7 +101,7 @@ def _generate(args) -> int:
     config = GenerateConfig(
         suite=suite, tasks=parse_tasks(args.tasks, suite), demos=args.demos, seed=args.seed,
         image_size=args.image_size, render_quality=args.render_quality, init_states=args.init_states,
-        max_attempts=args.max_attempts, max_steps=args.max_steps,
+        max_attempts=args.max_attempts, max_steps=args.max_steps, tracks=args.tracks, track_points=args.track_points,
     )
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     start = time.perf_counter()

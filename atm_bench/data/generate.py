@@ -31,6 +31,7 @@ import numpy as np
 from atm_bench.data.episodes import Episode, EpisodeFile, FileHeader, merge_task_files, observations_to_obs, write_task_file
 from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
+from atm_bench.tracking.storage import write_demo_tracks
 
 INIT_STATE_SOURCES = ("sampled", "fixed")
 
@@ -47,6 +48,10 @@ class GenerateConfig:
     max_attempts: int | None = None  # per task; None = 3 x demos
     max_steps: int | None = None  # per attempt; None = the ATM protocol's horizon (600)
     compression: str | None = "lzf"
+    # "sim": annotate exact point tracks while rendering, from the depth rendered with the frames
+    # (far cheaper than `atm-bench tracks annotate` later, which must render depth again).
+    tracks: str | None = None
+    track_points: int = 1000
 
     @property
     def attempts_bound(self) -> int:
@@ -69,7 +74,7 @@ class TaskReport:
     seconds: float = 0.0
     skipped: bool = False
     steps: list[int] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=lambda: {"setup": 0.0, "rollout": 0.0, "render": 0.0,
+    timings: dict[str, float] = field(default_factory=lambda: {"setup": 0.0, "rollout": 0.0, "render": 0.0, "tracks": 0.0,
                                                                 "write": 0.0})
 
 
@@ -186,7 +191,8 @@ class TaskGenerator:
             size = self.config.image_size
             self._physics = LiberoEnv(self.suite, self.spec.index, image_size=size, render_quality="none")
             self._render = LiberoEnv(self.suite, self.spec.index, image_size=size,
-                                     render_quality=self.config.render_quality)
+                                     render_quality=self.config.render_quality,
+                                     camera_depths=self.config.tracks == "sim")
             self.timings["setup"] += time.perf_counter() - start
         return self._physics, self._render
 
@@ -232,7 +238,23 @@ class TaskGenerator:
         dones = np.zeros(len(actions), dtype=np.uint8)
         dones[-1] = 1
         return Episode(actions=actions, states=states, obs=observations_to_obs(observations),
-                       rewards=dones.copy(), dones=dones, attrs=attrs)
+                       rewards=dones.copy(), dones=dones, attrs=attrs), observations
+
+    def _tracks(self, observations: list[dict[str, np.ndarray]], states: np.ndarray, attrs: dict[str, Any]):
+        """Exact tracks of one demo, from the depth rendered with its frames (no second render)."""
+        from atm_bench.tracking.annotate import AnnotateConfig, annotate_replay, demo_rng
+        from atm_bench.tracking.sampling import SamplingConfig
+        from atm_bench.tracking.sim import SimReplay
+
+        _, render = self._envs()
+        views = ("agentview", "eye_in_hand")
+        depths = {v: np.stack([o[f"{v}_depth"] for o in observations]) for v in views}
+        replay = SimReplay(render.renderer, render.sim.model._model, states, views=views, depths=depths,
+                           body_poses=(attrs["body_pos"], attrs["body_quat"]))
+        config = AnnotateConfig(tracker="sim", sampling=SamplingConfig(num_points=self.config.track_points),
+                                seed=self.config.seed)
+        rng = demo_rng(self.config.seed, self.path.name, f"attempt_{attrs['attempt']}")
+        return annotate_replay(replay, config.sampling, rng), config.attrs()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -260,9 +282,13 @@ class TaskGenerator:
                 entry = {"attempt": attempt, "success": bool(success), "steps": int(len(actions))}
                 if success:
                     part = f"part_{attempt:05d}.hdf5"
-                    episode = self._render_episode(actions, states, attrs)
+                    episode, observations = self._render_episode(actions, states, attrs)
                     clock = _lap(report.timings, "render", clock)
+                    tracks = self._tracks(observations, states, attrs) if self.config.tracks == "sim" else None
+                    clock = _lap(report.timings, "tracks", clock)
                     write_task_file(self.parts / part, header, [episode], self.config.compression)
+                    if tracks is not None:
+                        write_demo_tracks(self.parts / part, "demo_0", *tracks)
                     clock = _lap(report.timings, "write", clock)
                     entry["part"] = part
                     done += 1

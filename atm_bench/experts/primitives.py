@@ -723,6 +723,9 @@ def insert(ctx: Ctx, obj: str, region: str) -> Actions:
     z0 = sc.body_pos(obj)[2]
     pts = sc.extent(obj).points
     bar = pts[np.linalg.norm(pts[:, :2] - point[:2], axis=1) < 0.012]
+    if len(bar) == 0:
+        ctx.log.append(f"insert {obj}: no handle bar to hold")
+        return False
     grasp = np.array([point[0], point[1], float(bar[:, 2].max()) - 0.03])
     # fingers across the handle, deep on its outer bar (long pads resist the body's swing); the
     # hand's long side stays level with the opening, which it must not enter

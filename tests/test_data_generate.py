@@ -39,7 +39,7 @@ class FakeSim:
                "eye_in_hand_rgb": rng.integers(0, 255, (n, 8, 10, 3), dtype=np.uint8),
                "joint_states": rng.normal(size=(n, 7)), "gripper_states": rng.normal(size=(n, 2))}
         dones = np.eye(1, n, n - 1)[0]
-        return Episode(actions, states, obs, rewards=dones, dones=dones, attrs=attrs)
+        return Episode(actions, states, obs, rewards=dones, dones=dones, attrs=attrs), []  # (episode, env observations)
 
 
 @pytest.fixture

@@ -224,7 +224,9 @@ class TaskGenerator:
                      body_pos=np.array(physics.sim.model.body_pos), body_quat=np.array(physics.sim.model.body_quat))
         return success, actions, states, attrs
 
-    def _render_episode(self, actions: np.ndarray, states: np.ndarray, attrs: dict[str, Any]) -> Episode:
+    def _render_episode(self, actions: np.ndarray, states: np.ndarray,
+                        attrs: dict[str, Any]) -> tuple[Episode, list[dict[str, np.ndarray]]]:
+        """The demo's episode, rendered by replaying its states, and the env observations it came from."""
         physics, render = self._envs()
         seed_env(render, attrs["seed"])  # the same fixture placement as the rollout's
         render.reset(options={"init_state": 0})

@@ -188,3 +188,4 @@ def test_sim_tracks_follow_the_gripper(libero_file):
         assert (b1 == bodies[arm][keep]).mean() > 0.8
     finally:
         env.close()
+

@@ -179,3 +179,19 @@ def test_annotate_videos_cli_resumable(tmp_path, capsys):
     (tmp_path / "instructions.json").write_text(json.dumps({"b.mp4": "x"}))
     assert main(args) == 2
     assert "no instruction for a.mp4" in capsys.readouterr().err
+
+
+def test_projection_is_bounded_near_the_camera_plane():
+    """A point just in front of (or behind) the camera plane projects to ~1e4 image widths;
+    stored coordinates stay within TRACK_MARGIN of the frame, where the point is invisible.
+    (Unbounded, such wrist-camera points dominated the track transformer's loss.)"""
+    from atm_bench.tracking.sim import TRACK_MARGIN, project
+
+    cam_pos, cam_mat = np.zeros(3), np.eye(3)  # MuJoCo camera: looks along -z, y up
+    points = np.array([[0.0, 0.0, -1.0],      # straight ahead: the image centre
+                       [0.3, 0.1, -1e-5],     # almost in the camera plane, off axis
+                       [0.2, -0.2, 0.5]])     # behind the camera
+    xy, depth = project(points, cam_pos, cam_mat, fovy=45.0, height=96, width=128)
+    assert np.allclose(xy[0], [0.5, 0.5])
+    assert np.all(np.abs(xy) <= 1.0 + TRACK_MARGIN) and depth[2] < 0
+    assert xy[1, 0] == 1.0 + TRACK_MARGIN  # far right, pinned to the margin

@@ -316,17 +316,10 @@ class R3MPolicy(TrackGuidedPolicy):
 
 
 def load_r3m_policy(directory: str | Path) -> tuple[R3MPolicy, dict[str, Any]]:
-    from atm_bench.atm.training import load_checkpoint
+    from atm_bench.atm.training import load_model, model_config
 
-    state, config = load_checkpoint(directory)
-    if config.get("kind") != "r3m_policy":
-        raise UserError(f"{directory}: not an R3M policy checkpoint (kind {config.get('kind')!r})")
-    model_cfg = dict(config["model"])
-    model_cfg["image_hw"] = tuple(model_cfg["image_hw"])
-    model_cfg["views"] = tuple(model_cfg["views"])
-    policy = R3MPolicy(PolicyConfig(**model_cfg), int(config["resnet_width"]))
-    policy.load_state_dict(state)
-    return policy.eval(), config
+    return load_model(directory, "r3m_policy", "R3M policy",
+                      lambda config: R3MPolicy(PolicyConfig(**model_config(config)), int(config["resnet_width"])))
 
 
 # -- the agent -------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import torch
 from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData
 from atm_bench.atm.datasets import DemoRef, PolicyWindowDataset
 from atm_bench.atm.policy import TrackGuidedPolicy
-from atm_bench.baselines.common import (TASK_STEPS, FrameReader, augment, copy_checkpoint, instruction_table, loader,
+from atm_bench.baselines.common import (TASK_STEPS, FrameReader, augment, copy_checkpoint, loader,
                                         stage_epochs, window_images)
 from atm_bench.baselines.presets import BaselinePreset, UniPiConfig, get_baseline_preset, replan_config
 from atm_bench.errors import UserError
@@ -132,17 +132,10 @@ def train_goal_policy(preset: Preset, cfg: UniPiConfig, labelled, out_dir: str |
 
 
 def load_goal_policy(directory: str | Path) -> tuple[TrackGuidedPolicy, dict[str, Any]]:
-    from atm_bench.atm.training import load_checkpoint
+    from atm_bench.atm.training import load_model, model_config
 
-    state, config = load_checkpoint(directory)
-    if config.get("kind") != "unipi_policy":
-        raise UserError(f"{directory}: not a UniPi policy checkpoint (kind {config.get('kind')!r})")
-    model_cfg = dict(config["model"])
-    model_cfg["image_hw"] = tuple(model_cfg["image_hw"])
-    model_cfg["views"] = tuple(model_cfg["views"])
-    policy = TrackGuidedPolicy(PolicyConfig(**model_cfg))
-    policy.load_state_dict(state)
-    return policy.eval(), config
+    return load_model(directory, "unipi_policy", "UniPi policy",
+                      lambda config: TrackGuidedPolicy(PolicyConfig(**model_config(config))))
 
 
 def task_cost(video_cfg, image_hw: tuple[int, int], text_dim: int, policy: TrackGuidedPolicy, replan: bool,

@@ -257,11 +257,8 @@ def config_from_dict(data: dict[str, Any]) -> VideoModelConfig:
 
 
 def load_video_model(directory: str | Path) -> tuple[VideoDiffusion, dict[str, Any]]:
-    from atm_bench.atm.training import load_checkpoint
+    from atm_bench.atm.training import load_model
 
-    state, config = load_checkpoint(directory)
-    if config.get("kind") != "video_diffusion":
-        raise UserError(f"{directory}: not a video-diffusion checkpoint (kind {config.get('kind')!r})")
-    model = VideoDiffusion(config_from_dict(config["video"]), tuple(config["image_hw"]), int(config["text_dim"]))
-    model.load_state_dict(state)
-    return model.eval(), config
+    return load_model(directory, "video_diffusion", "video-diffusion",
+                      lambda config: VideoDiffusion(config_from_dict(config["video"]), tuple(config["image_hw"]),
+                                                    int(config["text_dim"])))

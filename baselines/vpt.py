@@ -149,15 +149,12 @@ def train_idm(cfg: IDMConfig, preset: Preset, labelled, out_dir: str | Path, epo
 
 
 def load_idm(directory: str | Path) -> tuple[InverseDynamicsModel, dict[str, Any]]:
-    from atm_bench.atm.training import load_checkpoint
+    from atm_bench.atm.training import load_model
 
-    state, config = load_checkpoint(directory)
-    if config.get("kind") != "vpt_idm":
-        raise UserError(f"{directory}: not a VPT inverse-dynamics checkpoint (kind {config.get('kind')!r})")
-    model = InverseDynamicsModel(IDMConfig(**{k: v for k, v in config["idm"].items() if k != "training"}),
-                                 tuple(config["image_hw"]), len(config["views"]))
-    model.load_state_dict(state)
-    return model.eval(), config
+    return load_model(directory, "vpt_idm", "VPT inverse-dynamics",
+                      lambda config: InverseDynamicsModel(
+                          IDMConfig(**{k: v for k, v in config["idm"].items() if k != "training"}),
+                          tuple(config["image_hw"]), len(config["views"])))
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ from atm_bench.atm.augment import color_jitter, random_shift
 from atm_bench.atm.datasets import DemoRef, PolicyWindowDataset, TrackFrameDataset, demo_refs
 from atm_bench.atm.policy import TrackGuidedPolicy, policy_query_points
 from atm_bench.atm.track_transformer import TrackTransformer, to_model_images
-from atm_bench.atm.training import TrainResult, load_checkpoint, train_loop
+from atm_bench.atm.training import TrainResult, load_model, model_config, train_loop
 from atm_bench.errors import UserError
 from atm_bench.presets import PolicyConfig, Preset, TrackTransformerConfig
 
@@ -74,14 +74,8 @@ def _loader(ds, batch: int, shuffle: bool, workers: int, seed: int, weights=None
 
 def load_track_model(directory: str | Path) -> tuple[TrackTransformer, dict[str, Any]]:
     """The best stage-1 checkpoint in `directory`, in eval mode, with its saved config."""
-    state, config = load_checkpoint(directory)
-    if config.get("kind") != "track_transformer":
-        raise UserError(f"{directory}: not a track-transformer checkpoint (kind {config.get('kind')!r})")
-    model_cfg = dict(config["model"])
-    model_cfg["image_hw"] = tuple(model_cfg["image_hw"])
-    model = TrackTransformer(TrackTransformerConfig(**model_cfg))
-    model.load_state_dict(state)
-    return model.eval(), config
+    return load_model(directory, "track_transformer", "track-transformer",
+                      lambda config: TrackTransformer(TrackTransformerConfig(**model_config(config))))
 
 
 def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, views: Sequence[str] | None = None,
@@ -245,12 +239,4 @@ def _track_table(refs: list[DemoRef], cfg: PolicyConfig, track_model: TrackTrans
 
 
 def load_policy(directory: str | Path) -> tuple[TrackGuidedPolicy, dict[str, Any]]:
-    state, config = load_checkpoint(directory)
-    if config.get("kind") != "policy":
-        raise UserError(f"{directory}: not a policy checkpoint (kind {config.get('kind')!r})")
-    model_cfg = dict(config["model"])
-    model_cfg["image_hw"] = tuple(model_cfg["image_hw"])
-    model_cfg["views"] = tuple(model_cfg["views"])
-    policy = TrackGuidedPolicy(PolicyConfig(**model_cfg))
-    policy.load_state_dict(state)
-    return policy.eval(), config
+    return load_model(directory, "policy", "policy", lambda config: TrackGuidedPolicy(PolicyConfig(**model_config(config))))

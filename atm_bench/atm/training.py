@@ -45,12 +45,28 @@ def save_checkpoint(model: nn.Module, directory: str | Path, config: dict[str, A
 def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from safetensors.torch import load_file
 
-    from atm_bench.errors import UserError
-
     directory = Path(directory)
     if not (directory / WEIGHTS).is_file() or not (directory / CONFIG).is_file():
         raise UserError(f"{directory}: no checkpoint here ({WEIGHTS} + {CONFIG}); train one with `atm-bench train`")
     return load_file(str(directory / WEIGHTS)), json.loads((directory / CONFIG).read_text())
+
+
+def load_model(directory: str | Path, kind: str, label: str,
+               build: Callable[[dict[str, Any]], nn.Module]) -> tuple[nn.Module, dict[str, Any]]:
+    """The best checkpoint in `directory`, rebuilt from its saved config by `build(config)`, in
+    eval mode; a checkpoint of another kind is refused with a clear error."""
+    state, config = load_checkpoint(directory)
+    if config.get("kind") != kind:
+        raise UserError(f"{directory}: not a {label} checkpoint (kind {config.get('kind')!r})")
+    model = build(config)
+    model.load_state_dict(state)
+    return model.eval(), config
+
+
+def model_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's `model` config with the fields that are tuples in the config dataclasses
+    (`image_hw`, `views`) turned back from JSON lists."""
+    return {k: tuple(v) if k in ("image_hw", "views") else v for k, v in config["model"].items()}
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:

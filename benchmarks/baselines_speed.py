@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
+import os
+import sys
 
 import torch
 
-
-def _timed(fn, iters: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    return (time.perf_counter() - start) / iters
+sys.path.insert(0, os.path.dirname(__file__))
+from atm_speed import _timed  # noqa: E402  (one timing helper for the speed scripts)
 
 
 def _train_step(model: torch.nn.Module, loss_fn):

@@ -49,3 +49,20 @@ def act_in_simulator(agent, name: str, out_dir: Path, steps: int = 4) -> list[di
     config = EvalConfig(agent=name, suite="libero_goal", tasks=(0,), episodes=1, n_envs=1, horizon=steps, videos=0,
                         asynchronous=False, preset="smoke")
     return evaluate(agent, config, out_dir, progress=False)
+
+
+def train_smoke_agents(root: Path, names: tuple[str, ...]):
+    """Train each named agent for one epoch at the smoke preset on one synthetic split under
+    `root` (its own cache); returns ({name: agent}, manifest, data_dir)."""
+    import torch
+
+    from atm_bench.agents.base import Budget, TrainingData, get_agent
+
+    use_cache(root)
+    torch.set_num_threads(1)
+    manifest, data_dir = synthetic_split(root)
+    agents = {}
+    for name in names:
+        agents[name] = get_agent(name)("smoke", work_dir=root / name, progress=False)
+        agents[name].fit(TrainingData(manifest=manifest, data_dir=data_dir), Budget(epochs=1))
+    return agents, manifest, data_dir

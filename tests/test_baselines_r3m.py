@@ -8,7 +8,7 @@ import torch
 from atm_bench.agents.base import Budget, TrainingData, get_agent
 from atm_bench.errors import UserError
 
-from baselines_data import TASK, act_in_simulator, random_obs, synthetic_split, use_cache
+from baselines_data import TASK, act_in_simulator, random_obs, train_smoke_agents
 
 
 def test_resnet18_is_torchvisions_without_fc():
@@ -112,19 +112,15 @@ def test_r3m_policy_starts_from_the_r3m_weights():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("r3m")
-    use_cache(tmp)
-    torch.set_num_threads(1)
-    manifest, data_dir = synthetic_split(tmp)
-    agent = get_agent("r3m")("smoke", work_dir=tmp / "run", progress=False)
-    agent.fit(TrainingData(manifest=manifest, data_dir=data_dir), Budget(epochs=1))
-    return agent, tmp, manifest, data_dir
+    agents, manifest, data_dir = train_smoke_agents(tmp, ("r3m",))
+    return agents["r3m"], tmp, manifest, data_dir
 
 
 def test_r3m_agent_fits_acts_counts_and_reloads(trained):
     from atm_bench.baselines.r3m import R3MAgent
 
     agent, tmp, _, _ = trained
-    assert (tmp / "run" / "r3m_encoder" / "model.safetensors").is_file()
+    assert (tmp / "r3m" / "r3m_encoder" / "model.safetensors").is_file()
     assert agent.describe()["r3m_init"]["source"] == "random"
     agent.reset(TASK)
     obs = random_obs(3, np.random.default_rng(0))

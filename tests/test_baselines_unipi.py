@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from atm_bench.agents.base import Budget, TrainingData, get_agent
 
-from baselines_data import TASK, act_in_simulator, random_obs, synthetic_split, use_cache
+from baselines_data import TASK, act_in_simulator, random_obs, synthetic_split, train_smoke_agents
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +109,7 @@ def test_goal_windows_sample_subgoals_as_the_paper(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("unipi")
-    use_cache(tmp)
-    torch.set_num_threads(1)
-    manifest, data_dir = synthetic_split(tmp)
-    agents = {}
-    for name in ("unipi", "unipi-replan"):
-        agent = get_agent(name)("smoke", work_dir=tmp / name, progress=False)
-        agent.fit(TrainingData(manifest=manifest, data_dir=data_dir), Budget(epochs=1))
-        agents[name] = agent
+    agents, manifest, data_dir = train_smoke_agents(tmp, ("unipi", "unipi-replan"))
     return agents, tmp
 
 

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from atm_bench.agents.base import Budget, TrainingData, get_agent
 
-from baselines_data import TASK, act_in_simulator, random_obs, synthetic_split, use_cache
+from baselines_data import TASK, act_in_simulator, random_obs, synthetic_split, train_smoke_agents, use_cache
 
 VIEWS = ("agentview", "eye_in_hand")
 
@@ -66,12 +65,8 @@ def test_idm_learns_held_out_actions_and_reports_errors(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vpt")
-    use_cache(tmp)
-    torch.set_num_threads(1)
-    manifest, data_dir = synthetic_split(tmp)
-    agent = get_agent("vpt")("smoke", work_dir=tmp / "run", progress=False)
-    agent.fit(TrainingData(manifest=manifest, data_dir=data_dir), Budget(epochs=1))
-    return agent, tmp
+    agents, manifest, data_dir = train_smoke_agents(tmp, ("vpt",))
+    return agents["vpt"], tmp
 
 
 def test_vpt_pseudo_labels_every_video_and_compares_with_true_actions(trained):
@@ -81,7 +76,7 @@ def test_vpt_pseudo_labels_every_video_and_compares_with_true_actions(trained):
     report = agent.report
     assert report["labelled_demos"] == 2 and report["pseudo_labelled_videos"] == 2  # demos 2, 3
     assert report["held_out"]["steps"] == 11 and 0 <= report["held_out"]["gripper_sign_accuracy"] <= 1
-    with h5py.File(tmp / "run" / "pseudo_labels.hdf5") as f, h5py.File(tmp / "data" / "libero_goal" / "a_demo.hdf5") as d:
+    with h5py.File(tmp / "vpt" / "pseudo_labels.hdf5") as f, h5py.File(tmp / "data" / "libero_goal" / "a_demo.hdf5") as d:
         names = sorted(f["a_demo.hdf5"])
         assert names == ["demo_2", "demo_3"]
         pred = np.concatenate([f[f"a_demo.hdf5/{n}/actions"][:11] for n in names])
@@ -94,7 +89,7 @@ def test_vpt_policy_trains_on_real_and_pseudo_labels(trained):
     import json
 
     agent, tmp = trained
-    config = json.loads((tmp / "run" / "policy" / "config.json").read_text())
+    config = json.loads((tmp / "vpt" / "policy" / "config.json").read_text())
     assert config["train_demos"] == 2 and config["pseudo_labelled_demos"] == 2
     assert config["model"]["language"] is True  # the BC network
 

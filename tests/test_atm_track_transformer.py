@@ -68,3 +68,14 @@ def test_loss_weights_and_visibility():
 def test_bad_image_size_is_rejected():
     with pytest.raises(ValueError, match="divisible"):
         TrackTransformer(_cfg(image_hw=(30, 32)))
+
+
+@pytest.mark.parametrize("offsets", [True, False])
+def test_untrained_offset_model_predicts_still_points(offsets):
+    """With `predict_offsets` the zero-initialised head makes an untrained model the still-points baseline."""
+    cfg = _cfg(predict_offsets=offsets)
+    model = TrackTransformer(cfg).eval()
+    queries = torch.rand(2, 6, 2)
+    tracks = model.predict(torch.rand(2, 3, 32, 32) * 2 - 1, queries, torch.randn(2, cfg.text_dim))
+    still = queries[:, :, None, :].expand_as(tracks)
+    assert torch.equal(tracks, still) is offsets

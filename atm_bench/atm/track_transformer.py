@@ -2,7 +2,11 @@
 
 Sequence [track tokens | image tokens | text token]. Tracks enter as the query position repeated
 over all future steps (the future is masked), cut into temporal patches by a Conv1d; there is no
-per-point identity, so predictions are equivariant to permuting the query points. Images are
+per-point identity, so predictions are equivariant to permuting the query points. With
+`predict_offsets` the track head outputs each point's displacement from its query and starts at
+zero, so an untrained model already predicts "points stay still" and training can only learn motion
+on top of it (the paper's head outputs absolute positions; a small CPU budget never learns even the
+identity that way: see README, stage-1 track error). Images are
 patchified with fixed 2-D sin-cos positions; in training a fraction of image tokens is replaced by
 a learned mask token in place (MAE style) and a pixel head reconstructs every patch.
 
@@ -70,6 +74,9 @@ class TrackTransformer(nn.Module):
         self.track_head = nn.Linear(d, cfg.track_patch * 2)
         self.pixel_head = nn.Linear(d, cfg.patch_size * cfg.patch_size * 3)
         self.apply(trunc_normal_init)
+        if cfg.predict_offsets:
+            nn.init.zeros_(self.track_head.weight)
+            nn.init.zeros_(self.track_head.bias)
 
     def forward(self, images: torch.Tensor, queries: torch.Tensor, text: torch.Tensor,
                 mask_ratio: float | None = None) -> TrackPrediction:
@@ -94,6 +101,8 @@ class TrackTransformer(nn.Module):
         x = self.encoder(torch.cat([track_tok, img_tok, text_tok], dim=1))
         n_track = track_tok.shape[1]
         tracks = self.track_head(x[:, :n_track]).reshape(b, n, cfg.track_len, 2)
+        if cfg.predict_offsets:
+            tracks = tracks + queries[:, :, None, :]
         pixels = self.pixel_head(x[:, n_track:n_track + img_tok.shape[1]])
         return TrackPrediction(tracks=tracks, pixels=pixels, image_mask=image_mask)
 

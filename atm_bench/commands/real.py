@@ -28,6 +28,8 @@ def register(sub) -> None:
     rec.add_argument("--image-size", type=int, default=128, help="stored images are SIZE x SIZE (default 128)")
     rec.add_argument("--max-steps", type=int, default=600, help="steps per episode at most (default 600)")
     rec.add_argument("--seed", type=int, default=0, help="seed of the simulated scene's randomisation")
+    rec.add_argument("--successful-only", action="store_true",
+                     help="discard episodes whose task check never passed (simulation: scripted demos)")
     rec.set_defaults(handler=_record)
 
     real = sub.add_parser("real", help="real-robot set-up helpers: list cameras, calibrate a GELLO leader")
@@ -155,6 +157,8 @@ def _record(args) -> int:
         raise UserError("--episodes must be >= 1, --image-size >= 8 and --control-hz > 0")
     safety = (SafetyConfig.from_json(args.safety, control_hz=args.control_hz) if args.safety
               else SafetyConfig(control_hz=args.control_hz))
+    if args.successful_only and args.robot != "sim-ur5e":
+        raise UserError("--successful-only needs a task check, which only the simulated robot has (--robot sim-ur5e)")
     arm, cameras, leader = _make_setup(args)
     env = RealRobotEnv(arm, cameras, args.task, image_size=(args.image_size, args.image_size), safety=safety,
                        max_steps=args.max_steps)
@@ -170,7 +174,8 @@ def _record(args) -> int:
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
             job = bar.add_task(f"record {args.robot}", total=args.episodes, completed=existing_parts(out))
-            summary = record(env, leader, args.task, out, RecordConfig(args.episodes, args.seed),
+            config = RecordConfig(args.episodes, args.seed, successful_only=args.successful_only)
+            summary = record(env, leader, args.task, out, config,
                              on_episode=lambda kept, _info: bar.update(job, completed=kept), before_episode=prompt)
     finally:
         env.close()

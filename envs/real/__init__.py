@@ -7,7 +7,7 @@ backend (`SimUR5eArm` + `SimCameraRig`, robosuite's UR5e model in MuJoCo) runs t
 path without hardware, for tests and dry runs.
 """
 
-from atm_bench.envs.real.arm import Arm, SimUR5eArm, URArm
+from atm_bench.envs.real.arm import Arm, SimArm, SimPandaArm, SimUR5eArm, URArm
 from atm_bench.envs.real.safety import SafetyConfig, SafetyViolation
 
-__all__ = ["Arm", "SimUR5eArm", "URArm", "SafetyConfig", "SafetyViolation"]
+__all__ = ["Arm", "SimArm", "SimPandaArm", "SimUR5eArm", "URArm", "SafetyConfig", "SafetyViolation"]

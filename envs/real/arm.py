@@ -1,5 +1,6 @@
 """Arms under joint-position control with a gripper: the interface, a UR arm through ur-rtde,
-and the simulated UR5e (robosuite's model in MuJoCo) that stands in for it in tests.
+and the simulated arms (robosuite's models in MuJoCo): the UR5e that stands in for the real arm
+in tests, and the Franka Panda whose videos serve the cross-embodiment experiment.
 
 Units: joints in radians (6 for UR arms); the gripper command is a float in [0, 1] (0 open,
 1 closed). `command` sets one servo target and returns at once; the control loop (env or
@@ -210,14 +211,14 @@ class SimConfig:
     object_jitter: float = 0.06  # m, uniform +- around each object's nominal place
 
 
-class SimUR5eArm(Arm):
-    """robosuite's UR5e with a Robotiq 85 gripper on a table with a tomato, a pan and a cube
+class SimArm(Arm):
+    """An arm of `sim_scene.ROBOTS` on the table with a tomato, a pan and a cube
     (`sim_scene.build_scene`), simulated in MuJoCo. The same interface as `URArm`: joint-position
     targets (interpolated over each tick and tracked by a gravity-compensated PD servo) and a
     gripper command. `physics_data` / `physics_model` feed the simulated cameras."""
 
-    name = "sim-ur5e"
     simulated = True
+    robot = "UR5e"
 
     def __init__(self, config: SimConfig = SimConfig()) -> None:
         super().__init__()
@@ -229,7 +230,8 @@ class SimUR5eArm(Arm):
         from atm_bench.envs.real.sim_scene import build_scene
 
         self.config = config
-        self.scene = build_scene()
+        self.scene = build_scene(self.robot)
+        self.dof = len(self.scene.arm_joints)
         self.physics_model = self.scene.model
         self.physics_data = mujoco.MjData(self.physics_model)
         self._scratch = mujoco.MjData(self.physics_model)
@@ -262,6 +264,11 @@ class SimUR5eArm(Arm):
         d = self.physics_data
         return np.concatenate([[d.time], d.qpos, d.qvel])
 
+    def body_poses(self) -> tuple[np.ndarray, np.ndarray]:
+        """The model's body placements (the pan is moved in the model at reset): with the states,
+        what a replay needs to put the scene back (exact tracks)."""
+        return self.physics_model.body_pos.copy(), self.physics_model.body_quat.copy()
+
     def object_positions(self) -> dict[str, np.ndarray]:
         """Object centres in the robot's base frame (for scripted demos and success checks)."""
         out = {}
@@ -282,7 +289,8 @@ class SimUR5eArm(Arm):
         kp = self.config.kp
         kd = 2.0 * self.config.damping_ratio * np.sqrt(kp)
         dofs, lo, hi = self.scene.arm_dofs, self.scene.arm_ctrl_lo, self.scene.arm_ctrl_hi
-        d.ctrl[self.scene.gripper_actuators] = self.gripper_target * self.scene.gripper_ctrl_hi
+        scene = self.scene
+        d.ctrl[scene.gripper_actuators] = scene.gripper_open + self.gripper_target * (scene.gripper_closed - scene.gripper_open)
         for i in range(steps):
             goal = self._previous_target + (self._target - self._previous_target) * (i + 1) / steps
             mj.mj_fullM(m, self._full_mass, d.qM)
@@ -309,12 +317,39 @@ class SimUR5eArm(Arm):
         self.gripper_target = 0.0
         self.tick(0.2)  # let objects settle on the table under the holding servo
 
+    def _touching(self, geoms_a, geoms_b) -> bool:
+        d = self.physics_data
+        for c in d.contact[:d.ncon]:
+            if (c.geom1 in geoms_a and c.geom2 in geoms_b) or (c.geom2 in geoms_a and c.geom1 in geoms_b):
+                return True
+        return False
+
     def is_success(self) -> bool:
-        """The tomato rests inside the pan (centre within the pan's radius, low above its floor)."""
+        """The tomato rests in the pan: its centre within the pan's radius, touching the pan and
+        not the gripper (a tomato still carried over the pan does not count)."""
         pos = self.object_positions()
         tomato, pan = pos["tomato"], pos["pan"]
-        inside = np.linalg.norm(tomato[:2] - pan[:2]) < self.scene.pan_radius
-        return bool(inside and tomato[2] - pan[2] < 0.06)
+        if np.linalg.norm(tomato[:2] - pan[:2]) >= self.scene.pan_radius:
+            return False
+        m = self.physics_model
+        tomato_geoms = set(np.flatnonzero(m.geom_bodyid == self.scene.object_bodies["tomato"]).tolist())
+        pan_geoms = set(np.flatnonzero(m.geom_bodyid == self.scene.object_bodies["pan"]).tolist())
+        return self._touching(tomato_geoms, pan_geoms) and not self._touching(tomato_geoms, self.scene.gripper_geoms)
+
+
+class SimUR5eArm(SimArm):
+    """robosuite's UR5e with a Robotiq 85 gripper: the stand-in for the real UR arm."""
+
+    name = "sim-ur5e"
+    robot = "UR5e"
+
+
+class SimPandaArm(SimArm):
+    """robosuite's Franka Panda (7 joints) with its gripper, in the same scene: the other
+    embodiment whose videos feed the track transformer in the cross-embodiment experiment."""
+
+    name = "sim-panda"
+    robot = "Panda"
 
 
 def _site_pose(data, site: int) -> np.ndarray:

@@ -90,9 +90,14 @@ def run_episode(env, leader, seed: int | None = None, align_tolerance: float = 0
 
 @dataclass(frozen=True)
 class RecordConfig:
+    """`successful_only`: discard episodes whose task check never passed (scripted demos in
+    simulation, where the check exists; a failed demo would teach the failure)."""
+
     episodes: int = 10
     seed: int = 0
     compression: str | None = "lzf"
+    successful_only: bool = False
+    max_attempts: int | None = None  # give up after this many episodes (None: 10 x episodes)
 
 
 def file_header(env, instruction: str, leader_name: str) -> FileHeader:
@@ -134,17 +139,23 @@ def record(env, leader, instruction: str, out: str | Path, config: RecordConfig 
     kept = existing_parts(out)
     summary = {"kept": kept, "resumed_from": kept, "discarded": 0, "successes": 0, "steps": 0}
     attempt = 0
+    max_attempts = config.max_attempts or 10 * config.episodes
     while kept < config.episodes:
+        if attempt >= max_attempts:
+            raise UserError(f"{out}: only {kept} of {config.episodes} episodes kept after {attempt} attempts "
+                            f"({summary['discarded']} discarded{', failed ones included' if config.successful_only else ''})")
         seed = config.seed * 100_003 + kept * 1_009 + attempt
         if before_episode is not None:
             before_episode(kept)
         recorder, info = run_episode(env, leader, seed=seed)
         attempt += 1
-        if recorder is None or len(recorder) < 2:
+        if recorder is None or len(recorder) < 2 or (config.successful_only and not info["success"]):
             summary["discarded"] += 1
             continue
         attrs = {"seed": seed, "teleop": leader.name, "success": info["success"],
                  "safety": json.dumps(info["safety"]), "control_hz": env.control_hz}
+        if hasattr(env.arm, "body_poses"):  # simulation: where the fixtures stood, for exact tracks later
+            attrs["body_pos"], attrs["body_quat"] = env.arm.body_poses()
         episode = recorder.episode(attrs, info["success"])
         write_task_file(_part(out, kept), header, [episode], config.compression)
         kept += 1

@@ -349,9 +349,16 @@ def _down_pose(position: np.ndarray) -> np.ndarray:
 
 
 def pick_place_script(arm, pick: str = "tomato", place: str = "pan", hover: float = 0.12,
-                      grasp_depth: float = 0.01, drop_height: float = 0.05) -> list[Waypoint]:
+                      grasp_depth: float = -0.012, settle: int = 5, close: int = 10, lift_hold: int = 3,
+                      drop_height: float = 0.05) -> list[Waypoint]:
     """Waypoints of a top-down pick of object `pick` and a drop over `place`, solved by IK in the
-    simulated arm's current scene (objects' positions come from the simulator)."""
+    simulated arm's current scene (objects' positions come from the simulator).
+
+    Measured on the simulated UR5e (40 scenes, tomato resting in the pan afterwards): the tool
+    point 1 cm above the tomato's centre, closing at once, succeeded 50 %: the Robotiq's fingers
+    close unevenly and push a shallowly held tomato away. Closing 1.2 cm below the centre, after
+    `settle` ticks at the grasp pose (the servo lags), with `close` ticks to close and `lift_hold`
+    before moving on: 40/40."""
     from atm_bench.envs.real.kinematics import solve_ik
 
     if not hasattr(arm, "object_positions"):
@@ -361,9 +368,10 @@ def pick_place_script(arm, pick: str = "tomato", place: str = "pan", hover: floa
     if pick not in objects or place not in objects:
         raise UserError(f"objects in the scene: {sorted(objects)}")
     a, b = objects[pick], objects[place]
-    points = [(a + [0, 0, hover], 0.0, 0), (a + [0, 0, grasp_depth], 0.0, 0), (a + [0, 0, grasp_depth], 1.0, 8),
-              (a + [0, 0, hover + 0.03], 1.0, 0), (b + [0, 0, hover + 0.03], 1.0, 0), (b + [0, 0, drop_height], 1.0, 0),
-              (b + [0, 0, drop_height], 0.0, 6), (b + [0, 0, hover + 0.03], 0.0, 0)]
+    grasp = a + [0, 0, grasp_depth]
+    points = [(a + [0, 0, hover], 0.0, 0), (grasp, 0.0, settle), (grasp, 1.0, close),
+              (a + [0, 0, hover + 0.03], 1.0, lift_hold), (b + [0, 0, hover + 0.03], 1.0, 0),
+              (b + [0, 0, drop_height], 1.0, 0), (b + [0, 0, drop_height], 0.0, 6), (b + [0, 0, hover + 0.03], 0.0, 0)]
     seed = arm.read_joints()
     waypoints = []
     for position, gripper, hold in points:

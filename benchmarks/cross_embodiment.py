@@ -110,7 +110,7 @@ def record_demos(env, rig, args, out: Path, sampling) -> dict[str, Any]:
 def panda_videos(args, out: Path, image_size: int, sampling) -> dict[str, Any]:
     from atm_bench.envs.real.arm import SimPandaArm
     from atm_bench.envs.real.cameras import SimCameraRig
-    from atm_bench.envs.real.sim_data import VideoConfig, write_scripted_videos
+    from atm_bench.envs.real.sim_data import ScriptedVideoConfig, write_scripted_videos
     from atm_bench.envs.real.teleop import SimPickPlaceLeader
 
     arm = SimPandaArm()
@@ -118,7 +118,7 @@ def panda_videos(args, out: Path, image_size: int, sampling) -> dict[str, Any]:
     path = out / "panda" / "videos_demo.hdf5"
     try:
         summary = write_scripted_videos(rig, SimPickPlaceLeader(), INSTRUCTION, path,
-                                        VideoConfig(args.videos, args.seed, image_size, sampling=sampling))
+                                        ScriptedVideoConfig(args.videos, args.seed, image_size, sampling=sampling))
     finally:
         rig.close()
     return {**summary, "file": str(path)}

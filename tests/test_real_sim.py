@@ -167,3 +167,33 @@ def test_record_cli_with_scripted_leader_writes_libero_layout(tmp_path, capsys):
     capsys.readouterr()
     assert main(["record", "--robot", "ur5", "--task", "x", "--out", str(out), "--teleop", "scripted"]) == 2
     assert "--host" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("robot", ["UR5e", "Panda"])
+def test_scripted_pick_and_place_succeeds_and_success_needs_the_tomato_released(robot):
+    """The scripted leader puts the tomato into the pan with both simulated arms (seeds 0-2), and
+    the task check stays False while the tomato is still held over the pan."""
+    from atm_bench.envs.real.arm import SimPandaArm, SimUR5eArm
+    from atm_bench.envs.real.sim_scene import HOME_TOOL_POSITION
+    from atm_bench.envs.real.teleop import SimPickPlaceLeader
+
+    arm = {"UR5e": SimUR5eArm, "Panda": SimPandaArm}[robot]()
+    assert arm.dof == (6 if robot == "UR5e" else 7)
+    np.testing.assert_allclose(arm.tool_pose(arm.home)[:3, 3], HOME_TOOL_POSITION, atol=2e-3)
+    leader = SimPickPlaceLeader()
+    for seed in range(3):
+        arm.reset(seed)
+        leader.start(arm)
+        held_over_pan, success = 0, False
+        while True:
+            cmd = leader.read()
+            arm.command(cmd.joints, cmd.gripper)
+            arm.tick(0.1)
+            pos = arm.object_positions()
+            if cmd.gripper == 1.0 and pos["tomato"][2] > 0.04 and np.linalg.norm(pos["tomato"][:2] - pos["pan"][:2]) < 0.05:
+                held_over_pan += 1
+                assert not arm.is_success()
+            success = arm.is_success()
+            if success or cmd.done:
+                break
+        assert success and held_over_pan > 0, (robot, seed)

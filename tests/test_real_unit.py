@@ -338,3 +338,43 @@ def test_mixture_weights_give_each_source_its_share():
     index = [(0, 0, t) for t in range(10)] + [(1, 0, t) for t in range(90)]
     w = sample_weights(index, demos, {"robot": 3.0, "human": 1.0})
     assert w[:10].sum() == pytest.approx(0.75) and w[10:].sum() == pytest.approx(0.25)
+
+
+def test_joint_step_actions_invert_the_wrapper():
+    """Recorded absolute targets -> normalised steps, and the env wrapper's way back (previous
+    target + step x max_joint_step) gives the recorded targets again; the gripper passes through."""
+    import gymnasium as gym
+
+    from atm_bench.envs.real.joint_actions import JointStepActions, step_actions
+
+    class TargetEnv(gym.Env):
+        """Applies the targets as given (a stand-in for RealRobotEnv's filter within its limits)."""
+
+        def __init__(self):
+            self.arm, self.safety_config = FakeArm(), SafetyConfig(max_joint_step=0.05)
+            self.action_space = gym.spaces.Box(-10, 10, (7,), np.float64)
+
+        def reset(self, *, seed=None, options=None):
+            self.arm.q = self.arm.home.copy()
+            return {}, {}
+
+        def step(self, action):
+            self.arm.q = np.asarray(action[:6], dtype=np.float64)
+            return {}, 0.0, False, False, {"applied_action": np.asarray(action, dtype=np.float64)}
+
+    rng = np.random.default_rng(0)
+    home = FakeArm().home
+    joints = home + np.cumsum(rng.uniform(-0.05, 0.05, (20, 6)), axis=0)
+    targets = np.concatenate([joints, rng.choice([-1.0, 1.0], (20, 1))], axis=1)
+    steps = step_actions(targets, home, 0.05)
+    assert steps.shape == (20, 7) and np.abs(steps).max() <= 1.0
+    env = JointStepActions(TargetEnv())
+    assert env.action_space.shape == (7,) and env.max_joint_step == 0.05
+    env.reset()
+    applied = [env.step(a)[4]["applied_action"] for a in steps]
+    np.testing.assert_allclose(np.stack(applied), targets, atol=1e-12)
+    with pytest.raises(ValueError, match="7 values"):
+        env.step(np.zeros(6))
+    far = targets.copy()
+    far[3, 0] += 1.0  # a jump beyond one step is clipped to a full step
+    assert step_actions(far, home, 0.05)[3, 0] == 1.0

@@ -60,20 +60,23 @@ class EpisodeRecorder:
 def run_episode(env, leader, seed: int | None = None, align_tolerance: float = 0.02,
                 max_align_ticks: int = 600) -> tuple[EpisodeRecorder | None, dict]:
     """One teleoperated episode. Before recording, the follower is brought to the leader's pose
-    (through the safety filter's step limit; not recorded), as GELLO does. Returns the recorder
-    (None when the operator discarded the episode) and a summary."""
+    (through the safety filter's step limit; not recorded), as GELLO does. A live leader is
+    re-read while the follower catches up; a scripted one is held at its first command (were it
+    read every tick it would run ahead along its plan and the approach would go unrecorded).
+    Returns the recorder (None when the operator discarded the episode) and a summary."""
     env.reset(seed=seed)
     leader.start(env.arm)
     recorder = EpisodeRecorder(env.views)
+    cmd = leader.read()
     for _ in range(max_align_ticks):  # catch up with the leader without recording
-        cmd = leader.read()
         if np.max(np.abs(cmd.joints - env.arm.read_joints())) < align_tolerance:
             break
         env.step(np.append(cmd.joints, 2.0 * cmd.gripper - 1.0))
+        if leader.interactive:
+            cmd = leader.read()
     start = time.perf_counter()
     success, discard = False, False
     while True:
-        cmd = leader.read()
         snapshot = env.snapshot
         _, _, terminated, truncated, info = env.step(np.append(cmd.joints, 2.0 * cmd.gripper - 1.0))
         recorder.add(snapshot, info["applied_action"])
@@ -83,6 +86,7 @@ def run_episode(env, leader, seed: int | None = None, align_tolerance: float = 0
             break
         if cmd.done or terminated or truncated:
             break
+        cmd = leader.read()
     summary = {"steps": len(recorder), "success": bool(success), "seconds": time.perf_counter() - start,
                "safety": info["safety"]}
     return (None if discard else recorder), summary

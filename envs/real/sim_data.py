@@ -81,7 +81,7 @@ def scripted_states(arm, leader, seed: int, control_hz: float = 10.0, max_steps:
 
 
 @dataclass(frozen=True)
-class VideoConfig:
+class ScriptedVideoConfig:
     """Scripted videos: how many to keep, the scene seed, image size, control rate, point sampling."""
 
     videos: int = 20
@@ -93,7 +93,7 @@ class VideoConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
 
-def write_scripted_videos(rig, leader, instruction: str, out: str | Path, cfg: VideoConfig = VideoConfig(),
+def write_scripted_videos(rig, leader, instruction: str, out: str | Path, cfg: ScriptedVideoConfig = ScriptedVideoConfig(),
                           on_video: Callable[[int], None] | None = None) -> dict:
     """Write `cfg.videos` successful scripted episodes of the rig's arm as action-free demos with
     exact tracks of both cameras into `out` (resumable: each finished video is a part file under
@@ -126,7 +126,7 @@ def write_scripted_videos(rig, leader, instruction: str, out: str | Path, cfg: V
     return summary
 
 
-def _write_video(part: Path, header: FileHeader, rig, states: np.ndarray, seed: int, cfg: VideoConfig) -> None:
+def _write_video(part: Path, header: FileHeader, rig, states: np.ndarray, seed: int, cfg: ScriptedVideoConfig) -> None:
     """Render one episode's states (frames, depth, tracks in one pass) into a one-demo file."""
     from atm_bench.data.episodes import ENV_IMAGE_KEYS
 

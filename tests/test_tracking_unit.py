@@ -150,7 +150,10 @@ def test_drawing_hides_invisible_parts():
     assert img[48:60].sum() == 0  # the invisible one leaves no mark (y = 0.8)
 
 
-def test_annotate_videos_cli_resumable(tmp_path, capsys):
+def test_import_videos_into_a_directory_one_file_per_instruction(tmp_path, capsys):
+    """`data import-videos --out DIR`: a non-square video resized and cut into clips, flow-tracked,
+    in a file named after its instruction; a rerun re-tracks nothing; a video without an
+    instruction is a user error that names it."""
     import json
 
     import imageio.v3 as iio
@@ -164,19 +167,24 @@ def test_annotate_videos_cli_resumable(tmp_path, capsys):
     iio.imwrite(videos / "a.mp4", _shifting_video(T=14, H=64, W=96, dx=1.0, dy=0.5), fps=10, codec="libx264",
                 macro_block_size=1)
     (tmp_path / "instructions.json").write_text(json.dumps({"a.mp4": "Open the drawer"}))
-    args = ["tracks", "annotate-videos", str(videos), "--instructions", str(tmp_path / "instructions.json"),
-            "--points", "40", "--grid", "2", "--size", "32", "--clip-frames", "10", "--out-dir", str(tmp_path / "out")]
+    args = ["data", "import-videos", str(videos), "--instruction-file", str(tmp_path / "instructions.json"),
+            "--points", "40", "--grid", "2", "--size", "32", "--clip-frames", "10", "--out", str(tmp_path / "out")]
     assert main(args) == 0
-    assert "annotated 2 clips (0 already done)" in capsys.readouterr().out
-    assert main(args) == 0
-    assert "annotated 0 clips (2 already done)" in capsys.readouterr().out
     path = tmp_path / "out" / "open_the_drawer_demo.hdf5"
+    assert f"wrote {path}: 2 action-free demos with flow tracks" in capsys.readouterr().out
     with EpisodeFile(path) as ef:
         assert ef.instruction == "Open the drawer" and ef.demo_names == ["demo_0", "demo_1"]
         assert ef.frames("demo_0", "agentview_rgb").shape == (10, 32, 32, 3)
     vt = read_tracks(path, "demo_1", "agentview")
     assert vt.tracks.shape == (4, 48, 2)
+    parts = sorted((tmp_path / "out").glob("*.parts/*.hdf5"))
+    stamps = [p.stat().st_mtime_ns for p in parts]
+    assert len(parts) == 2
+    assert main(args) == 0
+    assert [p.stat().st_mtime_ns for p in parts] == stamps  # finished clips are neither rewritten nor re-tracked
+    np.testing.assert_array_equal(read_tracks(path, "demo_1", "agentview").tracks, vt.tracks)
     (tmp_path / "instructions.json").write_text(json.dumps({"b.mp4": "x"}))
+    capsys.readouterr()
     assert main(args) == 2
     assert "no instruction for a.mp4" in capsys.readouterr().err
 

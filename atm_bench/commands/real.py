@@ -1,6 +1,6 @@
 """`atm-bench record` (teleoperated demos on a real or simulated UR arm), `atm-bench real ...`
-(camera serials, GELLO calibration) and `atm-bench data import-videos` (videos -> action-free
-episodes with tracks)."""
+(camera serials, GELLO calibration, tracking recorded demos) and `atm-bench data import-videos`
+(a folder of human or other-robot videos -> action-free episodes with tracks, `data/videos.py`)."""
 
 from __future__ import annotations
 
@@ -68,6 +68,7 @@ def register_data_commands(data_sub) -> None:
     imp.add_argument("--tracker", default="flow", help="flow (default), cotracker, or none (import only)")
     imp.add_argument("--points", type=int, default=1000, help="random points per clip (default 1000)")
     imp.add_argument("--grid", type=int, default=7, help="double grid of 2 x GRID^2 points (default 7)")
+    imp.add_argument("--seed", type=int, default=0, help="seed of the point sampling (default 0)")
     imp.add_argument("--size", type=int, default=128, help="frames are resized to SIZE x SIZE (default 128)")
     imp.add_argument("--clip-frames", type=int, default=300, help="clips of at most this many frames, one demo each")
     imp.add_argument("--cotracker-checkpoint", default=None, help="local CoTracker checkpoint file")
@@ -249,6 +250,8 @@ def _import_videos(args) -> int:
 
     if args.size < 8 or args.clip_frames < 2:
         raise UserError("--size must be >= 8 and --clip-frames >= 2")
+    if args.points < 0 or args.grid < 0 or args.points + args.grid == 0:
+        raise UserError("--points and --grid must be >= 0 and not both 0")
     annotate = None
     if args.tracker != "none":
         from atm_bench.tracking.annotate import AnnotateConfig
@@ -256,7 +259,7 @@ def _import_videos(args) -> int:
 
         if args.tracker == "sim":
             raise UserError("videos have no simulator state; use --tracker flow or cotracker (or none)")
-        annotate = AnnotateConfig(tracker=args.tracker, views=("agentview",),
+        annotate = AnnotateConfig(tracker=args.tracker, views=("agentview",), seed=args.seed,
                                   sampling=SamplingConfig(num_points=args.points, grid_size=args.grid),
                                   cotracker_checkpoint=args.cotracker_checkpoint, cotracker_code=args.cotracker_code)
     from rich.progress import Progress

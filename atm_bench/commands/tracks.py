@@ -1,4 +1,5 @@
-"""`atm-bench tracks`: annotate demos or videos with point tracks, and draw them."""
+"""`atm-bench tracks`: annotate demos with point tracks, and draw them. (Folders of plain videos
+become tracked episodes with `atm-bench data import-videos`, `atm_bench/data/videos.py`.)"""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def register(sub) -> None:
     from atm_bench.commands.data import add_data_dir_arg
     from atm_bench.commands.envs import add_suite_arg
 
-    tracks = sub.add_parser("tracks", help="point tracks: annotate demos or videos, draw them")
+    tracks = sub.add_parser("tracks", help="point tracks: annotate demos, draw them (videos: data import-videos)")
     tsub = tracks.add_subparsers(dest="tracks_command", metavar="ACTION")
     tsub.required = True
 
@@ -35,17 +36,6 @@ def register(sub) -> None:
     ann.add_argument("--render-quality", default="fast", help="sim tracker's renderer: fast (default) or reference")
     _add_tracker_args(ann, "sim")
     ann.set_defaults(handler=_annotate)
-
-    vid = tsub.add_parser("annotate-videos", help="track points in a folder of videos (e.g. human videos); "
-                                                  "one LIBERO-layout file per instruction")
-    vid.add_argument("dir", help="folder of .mp4 videos")
-    vid.add_argument("--instructions", required=True, help='JSON file {"video.mp4": "instruction", ...}')
-    vid.add_argument("--out-dir", default=None, help="where the files go (default DIR/tracks)")
-    vid.add_argument("--size", type=int, default=128, help="frames are resized to SIZE x SIZE (default 128)")
-    vid.add_argument("--clip-frames", type=int, default=300, help="videos are cut into clips of at most this many "
-                                                                   "frames, one demo each (bounds memory)")
-    _add_tracker_args(vid, "flow")
-    vid.set_defaults(handler=_annotate_videos)
 
     show = tsub.add_parser("show", help="draw a demo's tracks as fading trails: an MP4, or one PNG with --frame")
     show.add_argument("file", help="a task file (*_demo.hdf5) with tracks")
@@ -114,25 +104,6 @@ def _annotate(args) -> int:
     print(f"annotated {total.demos_done} demos ({total.demos_skipped} already done) with {args.tracker}: "
           f"{total.point_frames:,} point-frames in {total.track_seconds:.1f} s tracking ({rate:,.0f} point-frames/s), "
           f"{total.seconds:.1f} s in all")
-    return 0
-
-
-def _annotate_videos(args) -> int:
-    from pathlib import Path
-
-    from atm_bench.errors import UserError
-    from atm_bench.tracking.annotate import VideoConfig, annotate_videos
-
-    if args.size < 8 or args.clip_frames < 2:
-        raise UserError("--size must be >= 8 and --clip-frames >= 2")
-    cfg = _config(args, ["agentview"])
-    out = Path(args.out_dir) if args.out_dir else Path(args.dir) / "tracks"
-    with _progress() as bar:
-        job = bar.add_task("clips", total=None)
-        stats = annotate_videos(args.dir, args.instructions, out, cfg, VideoConfig(args.size, args.clip_frames),
-                                on_clip=lambda _v, _c: bar.advance(job))
-    print(f"annotated {stats.demos_done} clips ({stats.demos_skipped} already done) into {out}: "
-          f"{stats.point_frames:,} point-frames in {stats.track_seconds:.1f} s")
     return 0
 
 

@@ -4,7 +4,8 @@ A 6-DoF arm under joint-position control with a gripper, two RGB cameras, demos 
 with a GELLO-style leader arm. Every hardware package is an optional extra
 (`pip install 'atm-bench[real]'`) imported only when that device is opened; the simulated
 backend (`SimUR5eArm` + `SimCameraRig`, robosuite's UR5e model in MuJoCo) runs the same code
-path without hardware, for tests and dry runs.
+path without hardware, for tests and dry runs; `SimPandaArm` puts a Franka Panda in the same
+scene, whose scripted videos serve the cross-embodiment experiment (`sim_data.py`).
 """
 
 from atm_bench.envs.real.arm import Arm, SimArm, SimPandaArm, SimUR5eArm, URArm

@@ -1,6 +1,7 @@
 """Measure the scripted experts' success rate per LIBERO task over its fixed init states.
 
     python benchmarks/expert_success.py --suite libero-goal [--tasks 0,3] [--episodes 50] [--procs 2]
+    python benchmarks/expert_success.py --report     # the README's table, from the stored results
 
 Each episode: reset to init state i, run the expert (physics only, seed i) for up to the `atm`
 protocol horizon (600 steps); success is LIBERO's own goal check. Results are written to
@@ -48,19 +49,56 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def report(results: Path) -> str:
+    """One Markdown table over every stored suite: per task successes/episodes, then the number of
+    tasks at >= 60 % (the issue's bar), so the README quotes stored measurements, not hand edits."""
+    from atm_bench.envs.libero.suites import SUITES, list_tasks
+
+    suites = [s for s in SUITES if (results / f"{s}.json").exists()]
+    stored = {s: load(results / f"{s}.json")["tasks"] for s in suites}
+    lines = ["| suite | tasks measured | episodes per task | tasks >= 60 % | overall |", "|---|---|---|---|---|"]
+    for s in suites:
+        tasks = stored[s]
+        eps = sorted({v["episodes"] for v in tasks.values()})
+        good = sum(v["success_rate"] >= 0.6 for v in tasks.values())
+        wins, total = sum(v["successes"] for v in tasks.values()), sum(v["episodes"] for v in tasks.values())
+        lines.append(f"| {s} | {len(tasks)} | {'/'.join(map(str, eps))} | {good}/{len(tasks)} | "
+                     f"{100 * wins / total:.1f} % ({wins}/{total}) |")
+    lines += ["", "| suite | " + " | ".join(str(t) for t in range(10)) + " |", "|---|" + "---|" * 10]
+    for s in suites:  # the 10-task suites as a grid; libero_90 (90 tasks, sampled) as a list below
+        if len(list_tasks(s)) == 10:
+            cells = [_cell(stored[s].get(str(t))) for t in range(10)]
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    for s in suites:
+        if len(list_tasks(s)) != 10:
+            listed = ", ".join(f"{t}: {_cell(v)}" for t, v in sorted(stored[s].items(), key=lambda kv: int(kv[0])))
+            lines += ["", f"{s} (task: successes/episodes): {listed}"]
+    return "\n".join(lines)
+
+
+def _cell(task: dict | None) -> str:
+    return "-" if task is None else f"{task['successes']}/{task['episodes']}"
+
+
 def main(argv: list[str] | None = None) -> int:
     from atm_bench.envs.libero.suites import canonical_suite, list_tasks
     from atm_bench.errors import UserError
     from atm_bench.io import write_json_atomic
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", required=True)
+    ap.add_argument("--suite", help="the suite to measure (required unless --report)")
     ap.add_argument("--tasks", default=None, help="comma-separated task indices (default: all)")
     ap.add_argument("--episodes", type=int, default=50, help="init states 0..N-1 per task (max 50)")
     ap.add_argument("--procs", type=int, default=2, help="worker processes (at most 2 on this machine)")
     ap.add_argument("--max-steps", type=int, default=600)
     ap.add_argument("--force", action="store_true", help="re-measure tasks already in the results file")
+    ap.add_argument("--report", action="store_true", help="print the Markdown table of every stored suite and exit")
     args = ap.parse_args(argv)
+    if args.report:
+        print(report(RESULTS))
+        return 0
+    if args.suite is None:
+        ap.error("--suite is required (or --report)")
     try:
         suite = canonical_suite(args.suite)
         n_tasks = len(list_tasks(suite))

@@ -1,8 +1,9 @@
 """The comparison, compute and ablation tables, regenerated from stored results only.
 
 Inputs are run directories written by `atm-bench run` (or `atm-bench eval`): episode records
-(`*.jsonl`), `flops.json` (agent -> counted cost per env step) and `config.json` (preset,
-protocol, labelled demos, ablation flags). Outputs are Markdown, CSV and LaTeX (tabulate) and
+(`*.jsonl`), `flops.json` (agent -> counted cost per env step), `config.json` (preset,
+protocol, labelled demos, ablation flags) and `throughput.json` (evaluation env steps/s, vector
+loop vs a serial loop, as measured in the run). Outputs are Markdown, CSV and LaTeX (tabulate) and
 a grouped bar plot like the paper's Fig. 4b. Output is a pure function of the inputs (sorted,
 no timestamps, fixed plot metadata), so regenerating gives byte-identical files.
 
@@ -57,6 +58,7 @@ class Run:
     records: list[dict[str, Any]]
     flops: dict[str, dict[str, float]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    throughput: dict[str, Any] = field(default_factory=dict)
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:
@@ -71,7 +73,7 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
             raise UserError(f"{path}: no episode records (*.jsonl) found; run `atm-bench run` or `atm-bench eval` first")
         flops = _read_json(path / "flops.json")
         config = _read_json(path / "config.json")
-        runs.append(Run(path, records, flops, config))
+        runs.append(Run(path, records, flops, config, _read_json(path / "throughput.json")))
     return runs
 
 
@@ -178,6 +180,26 @@ def compute_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def throughput_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
+    """Evaluation throughput as each run measured it: per agent and seed the vector loop's env
+    steps/s (all envs together), the same agent's serial loop (one env) and their ratio."""
+    headers = ["method", "seed", "envs", "episodes", "env steps", "vector steps/s", "serial steps/s",
+               "speed-up", "preset"]
+    rows = []
+    for run in runs:
+        agents = run.throughput.get("agents", {})
+        for agent in _agent_order(agents):
+            entry = agents[agent]
+            serial = entry.get("serial", {}).get("steps_per_second")
+            for seed in sorted(entry.get("seeds", {}), key=int):
+                v = entry["seeds"][seed]
+                rate = v["steps_per_second"]
+                rows.append([_title(agent), seed, str(v["n_envs"]), str(v["episodes"]), str(v["env_steps"]),
+                             f"{rate:.1f}", f"{serial:.1f}" if serial else "-",
+                             f"{rate / serial:.2f}x" if serial else "-", str(run.config.get("preset", "?"))])
+    return (headers, rows) if rows else None
+
+
 def ablation_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
     """Runs of one agent that differ in labelled demos or ablation flags, side by side."""
     variants: dict[tuple[str, str, str], list[float]] = defaultdict(list)
@@ -196,7 +218,8 @@ def ablation_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
     return headers, rows
 
 
-def render(headers: list[str], rows: list[list[str]], fmt: str) -> str:
+def render(headers: list[str], rows: list[list[str]], fmt: str, floatfmt: str = "g") -> str:
+    """A table as Markdown, LaTeX or CSV; `floatfmt` formats numeric cells (tabulate parses them)."""
     from tabulate import tabulate
 
     if fmt == "csv":
@@ -205,7 +228,7 @@ def render(headers: list[str], rows: list[list[str]], fmt: str) -> str:
         writer.writerow(headers)
         writer.writerows(rows)
         return buffer.getvalue()
-    table = tabulate(rows, headers=headers, tablefmt={"md": "github", "tex": "latex_booktabs"}[fmt])
+    table = tabulate(rows, headers=headers, tablefmt={"md": "github", "tex": "latex_booktabs"}[fmt], floatfmt=floatfmt)
     return table + "\n"
 
 
@@ -253,13 +276,16 @@ def write_tables(run_paths: Iterable[str | Path], out_dir: str | Path) -> list[P
     tables = {"success": comparison_rows(records)}
     if any(run.flops for run in runs):
         tables["compute"] = compute_rows(runs)
+    throughput = throughput_rows(runs)
+    if throughput:
+        tables["throughput"] = throughput
     ablation = ablation_rows(runs)
     if ablation:
         tables["ablation"] = ablation
     for name, (headers, rows) in tables.items():
         for fmt in ("md", "csv", "tex"):
             path = out / f"{name}.{fmt}"
-            write_text_atomic(path, render(headers, rows, fmt))
+            write_text_atomic(path, render(headers, rows, fmt, floatfmt=".1f" if name == "throughput" else "g"))
             written.append(path)
     plot = out / "success.png"
     bar_plot(records, plot)

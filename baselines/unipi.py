@@ -16,6 +16,8 @@ Goal/Long; Replan: uniform in [1, H]), clipped to the demo's last frame; done = 
 the next frame (or the demo has ended). Every step of a window is encoded with the same goal; when
 an env's goal changes, its cached window is re-encoded with the new goal, so acting matches
 training (this re-encoding is counted in the FLOPs).
+
+Rollout videos show each env's current sub-goal frame beside the two camera views (`video_overlay`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import torch
 
-from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData
+from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData, VideoOverlay
 from atm_bench.atm.datasets import DemoRef, PolicyWindowDataset
 from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.baselines.common import (TASK_STEPS, FrameReader, augment, copy_checkpoint, loader,
@@ -326,6 +328,15 @@ class UniPiAgent(Agent):
                 self._reencode(advance)
         self._since_plan += 1
         return out[:, :-1].numpy().astype(np.float64)
+
+    def video_overlay(self, i: int) -> VideoOverlay | None:
+        """Env i's current sub-goal frame (the goal camera's view the policy follows now), shown
+        right of the camera views in rollout videos."""
+        if self._plan is None or self._goal_index is None or i >= len(self._goal_index):
+            return VideoOverlay()
+        goal = self._plan[i, int(self._goal_index[i])]  # (3, H, W) in [-1, 1]
+        image = goal.permute(1, 2, 0).add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        return VideoOverlay(panels=(image,))
 
     def _goals(self, rows: np.ndarray | slice = slice(None)) -> torch.Tensor:
         index = np.arange(len(self._goal_index))[rows]

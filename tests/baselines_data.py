@@ -42,12 +42,13 @@ def use_cache(root: Path) -> None:
     os.environ["ATM_BENCH_CACHE"] = str(root / "cache")
 
 
-def act_in_simulator(agent, name: str, out_dir: Path, steps: int = 4) -> list[dict]:
-    """A few control steps of `agent` on libero_goal task 0 (one env, in this process)."""
+def act_in_simulator(agent, name: str, out_dir: Path, steps: int = 4, videos: int = 0) -> list[dict]:
+    """A few control steps of `agent` on libero_goal task 0 (one env, in this process); with
+    `videos=1` the episode's rollout video is written under `out_dir` (its record names it)."""
     from atm_bench.bench.evaluation import EvalConfig, evaluate
 
-    config = EvalConfig(agent=name, suite="libero_goal", tasks=(0,), episodes=1, n_envs=1, horizon=steps, videos=0,
-                        asynchronous=False, preset="smoke")
+    config = EvalConfig(agent=name, suite="libero_goal", tasks=(0,), episodes=1, n_envs=1, horizon=steps,
+                        videos=videos, asynchronous=False, preset="smoke")
     return evaluate(agent, config, out_dir, progress=False)
 
 

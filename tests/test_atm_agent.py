@@ -72,3 +72,62 @@ def test_agent_flops_and_save_load(trained):
     other.reset(TaskInfo(suite="libero_goal", task=0, name="a", instruction="move the square"))
     agent.reset(TaskInfo(suite="libero_goal", task=0, name="a", instruction="move the square"))
     assert np.allclose(agent.act(obs), other.act(obs), atol=1e-6)
+
+
+def test_video_overlay_is_the_last_predicted_tracks_per_view(trained):
+    from atm_bench.atm.agent import BCAgent
+
+    agent, tmp = trained
+    rng = np.random.default_rng(2)
+    agent.reset(TaskInfo(suite="libero_goal", task=0, name="a", instruction="move the square"))
+    assert agent.video_overlay(0).tracks == {}  # nothing predicted yet
+    obs = _obs(3, rng)
+    agent.act(obs)
+    expected = agent.predict_tracks(agent._images(obs)).numpy()
+    overlay = agent.video_overlay(1)
+    assert set(overlay.tracks) == {"agentview", "eye_in_hand"} and overlay.panels == ()
+    for k, view in enumerate(agent.policy.cfg.views):
+        assert overlay.tracks[view].shape == (32, agent.policy.cfg.track_len, 2)
+        assert np.allclose(overlay.tracks[view], expected[1, k])
+    assert BCAgent("smoke", progress=False).video_overlay(0) is None  # no track model: the plain video
+
+
+@pytest.mark.sim
+def test_rollout_video_shows_the_predicted_tracks(trained, tmp_path):
+    """Each frame of ATM's video is the observation it acted on with the tracks it predicted from
+    it drawn on both views: the pixels at the tracks change, the rest stays the camera image."""
+    from scipy.ndimage import binary_dilation
+
+    from atm_bench.bench.evaluation import EvalConfig, evaluate
+    from atm_bench.bench.video import TRACK_SCALE, VIEWS, compose_frame, read_mp4
+
+    agent, _ = trained
+    seen = []
+    act = agent.act
+
+    def watched(obs):
+        actions = act(obs)
+        seen.append((tuple(np.array(obs[v][0]) for v in VIEWS), agent.video_overlay(0)))
+        return actions
+
+    agent.act = watched
+    try:
+        config = EvalConfig(agent="atm", suite="libero_goal", tasks=(0,), episodes=1, n_envs=1, horizon=4, videos=1,
+                            asynchronous=False, preset="smoke")
+        records = evaluate(agent, config, tmp_path, progress=False)
+    finally:
+        del agent.act
+    video = read_mp4(tmp_path / records[0]["video"]).astype(int)
+    assert video.shape == (5, 256, 512, 3) and len(seen) == 4  # 4 observations acted on + the last one
+    for frame, (views, overlay) in zip(video, seen):
+        assert set(overlay.tracks) == set(VIEWS)
+        drawn = compose_frame(views, overlay, scale=TRACK_SCALE)
+        plain = compose_frame(views, None, scale=TRACK_SCALE).astype(int)
+        tracks = np.abs(drawn.astype(int) - plain).max(axis=-1) > 30
+        assert tracks[:, :256].any() and tracks[:, 256:].any()  # both views carry tracks
+        for v, view in enumerate(VIEWS):  # every point's dot (where it is now) is drawn
+            x, y = np.clip(overlay.tracks[view][:, 0], 0, 0.999).T * 256
+            assert tracks[y.astype(int), v * 256 + x.astype(int)].all()
+        diff = np.abs(frame - plain).max(axis=-1)
+        assert diff[tracks].mean() > 30  # the video shows them
+        assert diff[~binary_dilation(tracks, iterations=3)].mean() < 4  # elsewhere: the camera image

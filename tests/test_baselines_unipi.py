@@ -219,11 +219,52 @@ def test_unipi_saves_and_reloads(trained):
         UniPiReplanAgent("smoke", progress=False).load(tmp / "saved")
 
 
+def test_video_overlay_is_the_current_subgoal(trained):
+    agent = trained[0]["unipi"]
+    agent.reset(TASK)
+    assert agent.video_overlay(0).panels == ()  # no plan yet
+    agent.act(random_obs(2, np.random.default_rng(4)))
+    agent._goal_index[1] = 3
+    overlay = agent.video_overlay(1)
+    assert overlay.tracks == {} and len(overlay.panels) == 1
+    goal = overlay.panels[0]
+    assert goal.dtype == np.uint8 and goal.shape == (32, 32, 3)  # the models' size; videos resize it
+    expected = ((agent._plan[1, 3].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255)
+    assert np.array_equal(goal, expected.astype(np.uint8))
+
+
 @pytest.mark.sim
 @pytest.mark.parametrize("name", ["unipi", "unipi-replan"])
 def test_unipi_agents_act_in_the_simulator(trained, tmp_path, name):
-    records = act_in_simulator(trained[0][name], name, tmp_path, steps=10 if name == "unipi-replan" else 4)
-    assert [(r["agent"], r["steps"]) for r in records] == [(name, 10 if name == "unipi-replan" else 4)]
+    """In closed loop, with the rollout video: the two views and, one view wider, the sub-goal
+    the policy followed at each step (Replan: a new one from step 8)."""
+    import cv2
+
+    from atm_bench.bench.video import read_mp4
+
+    agent, steps = trained[0][name], 10 if name == "unipi-replan" else 4
+    goals = []
+    act = agent.act
+
+    def watched(obs):
+        actions = act(obs)
+        goals.append(agent.video_overlay(0).panels[0])
+        return actions
+
+    agent.act = watched
+    try:
+        records = act_in_simulator(agent, name, tmp_path, steps=steps, videos=1)
+    finally:
+        del agent.act
+    assert [(r["agent"], r["steps"]) for r in records] == [(name, steps)]
+    video = read_mp4(tmp_path / records[0]["video"]).astype(int)
+    assert video.shape == (steps + 1, 128, 3 * 128, 3)  # agentview, eye-in-hand, sub-goal
+    for frame, goal in zip(video, goals):
+        shown = cv2.resize(goal, (128, 128), interpolation=cv2.INTER_NEAREST).astype(int)
+        assert np.abs(frame[:, 256:] - shown).mean() < 10
+        assert np.abs(frame[:, 256:] - shown).mean() < 0.5 * np.abs(frame[:, :128] - shown).mean()
+    if name == "unipi-replan":
+        assert not np.array_equal(goals[7], goals[8])  # regenerated every H = 8 steps
 
 
 def test_diffusion_validation_loss_is_deterministic(smoke_video):

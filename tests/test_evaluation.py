@@ -53,6 +53,35 @@ def test_video_round_trip(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["x.mp4"]
 
 
+def test_video_frames_draw_tracks_and_panels_at_one_size():
+    """Tracks change the pixels along them (views at twice their size) and nowhere far from
+    them; panels add a view's width; every frame of a video gets the video's layout."""
+    from atm_bench.agents.base import VideoOverlay
+    from atm_bench.bench.video import TRACK_SCALE, compose_frame, compose_video
+
+    rng = np.random.default_rng(0)
+    views = (rng.integers(0, 60, (128, 128, 3), dtype=np.uint8), rng.integers(0, 60, (128, 128, 3), dtype=np.uint8))
+    track = np.stack([np.linspace(0.2, 0.8, 8), np.full(8, 0.5)], axis=-1)[None]  # one point, left to right
+    plain = compose_frame(views, None)
+    assert plain.shape == (128, 256, 3) and np.array_equal(plain, np.concatenate(views, axis=1))
+    drawn = compose_frame(views, VideoOverlay(tracks={"agentview": track}), scale=TRACK_SCALE)
+    up = np.concatenate([np.repeat(np.repeat(v, 2, axis=0), 2, axis=1) for v in views], axis=1)
+    assert drawn.shape == up.shape == (256, 512, 3)
+    changed = np.abs(drawn.astype(int) - up).max(axis=-1) > 30
+    ys, xs = np.nonzero(changed)
+    assert changed[128, 51:205].mean() > 0.9  # along the path (y = 0.5, x from 0.2 to 0.8 of 256 px)
+    assert abs(ys - 128).max() <= 4 and xs.min() >= 51 - 4 and xs.max() <= 205 + 4  # and nowhere else
+    assert not changed[:, 256:].any()  # the wrist view has no tracks
+
+    goal = np.full((32, 32, 3), 200, np.uint8)
+    frames = list(compose_video([(views, VideoOverlay(panels=(goal,))), (views, VideoOverlay()), (views, None)]))
+    assert [f.shape for f in frames] == [(128, 384, 3)] * 3  # one view wider, on every frame
+    assert (frames[0][:, 256:] == 200).all() and (frames[1][:, 256:] == 0).all()
+    mixed = list(compose_video([(views, VideoOverlay(tracks={"agentview": track})), (views, None)]))
+    assert [f.shape for f in mixed] == [(256, 512, 3)] * 2
+    assert np.array_equal(mixed[1], up)
+
+
 def test_registry(tmp_path):
     assert get_agent("expert").name == "expert"
     with pytest.raises(UserError, match="unknown agent"):
@@ -141,12 +170,34 @@ def test_evaluation_writes_videos_and_respects_the_horizon(tmp_path):
 
     config = EvalConfig(agent="still", suite="libero_goal", tasks=(0,), episodes=2, n_envs=1, horizon=6, videos=1,
                         asynchronous=False)
-    records = evaluate(Still(), config, tmp_path, progress=False)
+    records = evaluate(Still(), config, tmp_path / "plain", progress=False)
     assert [(r["init_state"], r["steps"], r["success"]) for r in records] == [(0, 6, False), (1, 6, False)]
-    video = read_mp4(tmp_path / records[0]["video"])
+    video = read_mp4(tmp_path / "plain" / records[0]["video"])
     assert video.shape == (7, 128, 256, 3)  # the reset frame + 6 steps, both views side by side
     assert "video" not in records[1]
-    assert list((tmp_path / "configs").glob("eval_still_*.json"))
+    assert list((tmp_path / "plain" / "configs").glob("eval_still_*.json"))
+
+    # The same episodes with the agent's overlay: a track across the agentview (at twice the size).
+    from atm_bench.agents.base import VideoOverlay
+
+    track = np.stack([np.linspace(0.1, 0.9, 8), np.full(8, 0.3)], axis=-1)[None]
+
+    class Showing(Still):
+        calls = []
+
+        def video_overlay(self, i):
+            Showing.calls.append(i)
+            return VideoOverlay(tracks={"agentview": track})
+
+    records = evaluate(Showing(), config, tmp_path / "overlay", progress=False)
+    drawn = read_mp4(tmp_path / "overlay" / records[0]["video"]).astype(int)
+    assert drawn.shape == (7, 256, 512, 3) and len(Showing.calls) == 7  # only the recorded episode asks
+    up = np.repeat(np.repeat(video, 2, axis=1), 2, axis=2).astype(int)
+    diff = np.abs(drawn - up).max(axis=-1)  # (T, H, W)
+    near = np.zeros(diff.shape[1:], bool)
+    near[77 - 6:77 + 7, 26 - 6:230 + 7] = True  # y = 0.3 of 256 px, x from 0.1 to 0.9
+    assert diff[:, 77, 40:216].mean() > 40  # the track's pixels changed in every frame
+    assert diff[:, ~near].mean() < 4  # elsewhere only the codec's noise
 
 
 # -- faults ---------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import pytest
 from atm_bench.bench.results import ResultsStore
 from atm_bench.cli import main
 from atm_bench.errors import UserError
-from atm_bench.tables import comparison_rows, compute_rows, load_runs, per_seed_success, write_tables
+from atm_bench.tables import (comparison_rows, compute_rows, load_runs, per_seed_success, throughput_rows,
+                              write_tables)
 
 
 def _records(agent, suite, seed, successes):
@@ -32,6 +33,14 @@ def run_dir(tmp_path):
     (run / "flops.json").write_text(json.dumps({"atm": {"macs": 5e9, "flops": 1e10, "paper_convention_macs": 2.6e9},
                                                 "bc": {"macs": 1e9, "flops": 2e9, "paper_convention_macs": 0.0}}))
     (run / "config.json").write_text(json.dumps({"preset": "smoke", "labelled": 10}))
+    (run / "throughput.json").write_text(json.dumps({"serial_steps": 100, "agents": {
+        "atm": {"serial": {"env_steps": 100, "seconds": 4.0, "steps_per_second": 25.0},
+                "seeds": {"1": {"n_envs": 4, "episodes": 4, "env_steps": 400, "seconds": 5.0, "wall_seconds": 6.0,
+                                "steps_per_second": 80.0},
+                          "0": {"n_envs": 4, "episodes": 4, "env_steps": 400, "seconds": 4.0, "wall_seconds": 5.0,
+                                "steps_per_second": 100.0}}},
+        "bc": {"seeds": {"0": {"n_envs": 2, "episodes": 4, "env_steps": 300, "seconds": 3.0, "wall_seconds": 3.5,
+                               "steps_per_second": 100.0}}}}}))
     return run
 
 
@@ -56,11 +65,21 @@ def test_compute_uses_the_paper_convention_and_full_cost(run_dir):
     assert bc[1] == f"{1e9 * 600 / 1e12:.3f}"  # no track model: its own MACs
 
 
+def test_throughput_rows_compare_the_vector_loop_with_the_serial_one(run_dir):
+    headers, rows = throughput_rows(load_runs([run_dir]))
+    assert headers[:2] == ["method", "seed"] and headers[5:8] == ["vector steps/s", "serial steps/s", "speed-up"]
+    assert rows == [["BC", "0", "2", "4", "300", "100.0", "-", "-", "smoke"],  # no serial loop measured
+                    ["ATM", "0", "4", "4", "400", "100.0", "25.0", "4.00x", "smoke"],
+                    ["ATM", "1", "4", "4", "400", "80.0", "25.0", "3.20x", "smoke"]]
+    (run_dir / "throughput.json").unlink()
+    assert throughput_rows(load_runs([run_dir])) is None
+
+
 def test_regeneration_is_byte_identical(run_dir, tmp_path):
     first = {p.name: p.read_bytes() for p in write_tables([run_dir], tmp_path / "a")}
     second = {p.name: p.read_bytes() for p in write_tables([run_dir], tmp_path / "b")}
     assert first == second
-    assert {"success.md", "success.csv", "success.tex", "compute.md", "success.png"} <= set(first)
+    assert {"success.md", "success.csv", "success.tex", "compute.md", "throughput.md", "success.png"} <= set(first)
     assert b"77.83" in first["success.md"] and first["success.png"][:8] == b"\x89PNG\r\n\x1a\n"
 
 

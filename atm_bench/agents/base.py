@@ -14,6 +14,11 @@ Agents that need the simulator itself (the scripted expert) set `privileged = Tr
 `act_vector(vector_env, obs)`; the evaluation loop calls `act_vector` for every agent, whose
 default is `act(obs)`.
 
+Rollout videos show what an agent thinks when it overrides `video_overlay(i)`: after each `act`,
+the evaluation loop asks it for env i's `VideoOverlay` (predicted tracks drawn on the camera
+views, extra panels such as a sub-goal frame beside them) while that env's episode is recorded.
+The default, None, keeps the plain side-by-side video.
+
 Registry: built-in agents call `register_agent(name, cls)`; third-party agents are found via
 the entry-point group `atm_bench.agents`, or named directly as `module:Class`.
 """
@@ -24,7 +29,7 @@ import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
@@ -76,6 +81,21 @@ class TrainingData:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class VideoOverlay:
+    """What one env's rollout video shows of an agent's thinking at one step.
+
+    `tracks`: camera view name -> predicted tracks (P, L, 2), normalised (x, y) in [0, 1] of the
+    upright image, step 0 = now; drawn on that view (views are then shown at twice their size).
+    `panels`: extra images (H, W, 3) uint8 shown right of the camera views, each resized to a
+    view's size (e.g. UniPi's current sub-goal frame). A video's frames keep one size: a frame
+    with fewer panels than the video's most gets black ones.
+    """
+
+    tracks: Mapping[str, np.ndarray] = field(default_factory=dict)
+    panels: tuple[np.ndarray, ...] = ()
+
+
 class Agent(ABC):
     """Base class of every agent. See the module docstring for the call order."""
 
@@ -100,6 +120,13 @@ class Agent(ABC):
     def act_vector(self, vector_env, obs: dict[str, np.ndarray]) -> np.ndarray:
         """What the evaluation loop calls: `act(obs)`, unless the agent acts through the env."""
         return self.act(obs)
+
+    def video_overlay(self, i: int) -> VideoOverlay | None:
+        """What env i's rollout video shows beside its camera views, as of the last `act` (see
+        `VideoOverlay`); None (the default) = the plain side-by-side video. Called only for envs
+        whose episode is recorded, after `act`, and once more for an episode's last frame; it
+        must not change what the agent does."""
+        return None
 
     def env_wrapper(self) -> Callable[[Any], Any] | None:
         """A picklable callable env -> wrapped env applied in each worker (privileged agents)."""

@@ -5,6 +5,7 @@ grid on each view's current frame; the policy encodes the step once (`encode_ste
 in a per-env window of the last W steps (the first step repeated at an episode's start, as in
 training), then the temporal transformer and head give the action of the last position.
 `BCAgent` is the same network with tracks zeroed and the instruction as a token (the BC baseline).
+Rollout videos draw the tracks of the last step on each view (`video_overlay`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData
+from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData, VideoOverlay
 from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
 from atm_bench.presets import Preset, get_preset
@@ -47,6 +48,7 @@ class ATMAgent(Agent):
         self._steps: torch.Tensor | None = None  # (N, W, 3, Dt) cached step tokens
         self._late: torch.Tensor | None = None  # (N, W, late_dim)
         self._fresh: np.ndarray | None = None  # (N,) True where an episode just began
+        self._last_tracks: np.ndarray | None = None  # (N, V, P, L, 2) predicted by the last `act` (videos)
 
     # -- training -------------------------------------------------------------------------------
 
@@ -93,6 +95,7 @@ class ATMAgent(Agent):
             self._policy_text = torch.from_numpy(embed_instructions([task.instruction],
                                                                     self._policy_config.get("text_encoder")))
         self._steps = self._late = self._fresh = None
+        self._last_tracks = None
 
     def on_episode_start(self, mask: np.ndarray) -> None:
         if self._fresh is not None:
@@ -131,6 +134,7 @@ class ATMAgent(Agent):
         images = self._images(obs)
         n = images.shape[0]
         tracks = self.predict_tracks(images)
+        self._last_tracks = None if tracks is None else tracks.numpy()
         text = None if self._policy_text is None else self._policy_text.expand(n, -1)
         joint = torch.as_tensor(np.asarray(obs["joint_states"]), dtype=torch.float32)
         gripper = torch.as_tensor(np.asarray(obs["gripper_states"]), dtype=torch.float32)
@@ -154,6 +158,17 @@ class ATMAgent(Agent):
             self._late[fresh] = late[fresh][:, None]
             self._fresh[:] = False
 
+    def video_overlay(self, i: int) -> VideoOverlay | None:
+        """Env i's tracks predicted by the last `act`, one (P, L, 2) array per camera view (drawn
+        on that view in rollout videos); None for BC (no track model)."""
+        if self.track_model is None:
+            return None
+        tracks = self._last_tracks
+        if tracks is None or i >= len(tracks):
+            return VideoOverlay()
+        return VideoOverlay(tracks={view: np.array(tracks[i, k], copy=True)
+                                    for k, view in enumerate(self.policy.cfg.views)})
+
     # -- compute --------------------------------------------------------------------------------
 
     def flops_per_step(self, obs: dict[str, np.ndarray]) -> dict[str, float]:
@@ -163,7 +178,7 @@ class ATMAgent(Agent):
 
         self._require_models()
         one = {k: np.asarray(v)[:1] for k, v in obs.items()}
-        saved = (self._steps, self._late, self._fresh)
+        saved = (self._steps, self._late, self._fresh, self._last_tracks)
         self._steps = self._late = self._fresh = None
         try:
             full, _ = count_flops(self.act, one)
@@ -176,7 +191,7 @@ class ATMAgent(Agent):
                 counted, _ = count_flops(self.track_model.predict, image, queries, self._track_text)
                 track = counted.macs
         finally:
-            self._steps, self._late, self._fresh = saved
+            self._steps, self._late, self._fresh, self._last_tracks = saved
         return {"macs": float(full.macs), "flops": float(full.flops), "paper_convention_macs": float(track),
                 "track_model_macs_per_view": float(track), "policy_macs": float(full.macs - len(self.policy.cfg.views) * track)}
 

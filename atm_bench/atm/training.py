@@ -187,10 +187,10 @@ def evaluate(model: nn.Module, step_fn: StepFn, loader, limit: int | None = None
 
 
 def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    """A bar per training loop: a row of the run's display inside `atm-bench run`, else its own."""
+    from atm_bench.progress import bars
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), disable=not enabled, transient=False)
+    return bars(enabled, transient=False)
 
 
 def _save_resume(out_dir: Path, snapshot, model, opt, sched, state) -> None:

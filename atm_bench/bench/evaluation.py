@@ -10,6 +10,13 @@ Workers run with autoreset disabled and are reset here, each with its own init s
 (`set_attr("next_init_state", ...)` then a masked reset). When the queue is empty, idle workers
 keep stepping a throw-away episode (a vector env steps all workers together); its outcome is
 never recorded.
+
+The first `videos` episodes of each task are saved as MP4: every frame is the observation the
+agent acted on (then the episode's last one) with what the agent made of it, its
+`Agent.video_overlay(i)` (ATM's predicted tracks drawn on the views, UniPi's sub-goal beside
+them; see `bench.video`). `Evaluator.stats` is the throughput of a run (env steps/s of all envs
+together) and `serial_throughput` the same agent's in a plain one-env loop, for comparison.
+Progress goes to `atm_bench.progress` (the run's display inside `atm-bench run`).
 """
 
 from __future__ import annotations
@@ -53,6 +60,27 @@ def episode_seed(seed: int, task: int, init_state: int) -> int:
     return int(np.random.SeedSequence([seed, task, init_state]).generate_state(1)[0])
 
 
+@dataclass(frozen=True)
+class EvalStats:
+    """Throughput of one `Evaluator.run`: the recorded episodes' env steps (all envs together)
+    over the time spent stepping them (`seconds`: env resets, agent and env steps, recording
+    frames; env start-up, the agent's per-task `reset` and video encoding excluded), and
+    `wall_seconds` of the whole call."""
+
+    episodes: int
+    env_steps: int
+    seconds: float
+    wall_seconds: float
+    n_envs: int
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.env_steps / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "steps_per_second": round(self.steps_per_second, 3)}
+
+
 @dataclass
 class _Running:
     """The episode a worker is running now."""
@@ -62,7 +90,7 @@ class _Running:
     started: float
     steps: int = 0
     success: bool = False
-    frames: list[np.ndarray] | None = None
+    frames: list[tuple[tuple[np.ndarray, ...], Any]] | None = None  # (views, agent's overlay) per step
 
 
 def make_eval_vector_env(config: EvalConfig, task: int, n_envs: int, wrapper: Callable | None = None):
@@ -99,6 +127,9 @@ class Evaluator:
         self.store = ResultsStore(self.out_dir / "results.jsonl")
         self.video_dir = self.out_dir / "videos"
         self.progress = progress
+        self.stats: EvalStats | None = None
+        self.loop_seconds, self.video_seconds, self.max_envs = 0.0, 0.0, 0
+        self._finished: list[dict[str, Any]] = []  # records this `run` appended
 
     # -- records ------------------------------------------------------------------------
 
@@ -121,19 +152,47 @@ class Evaluator:
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> list[dict[str, Any]]:
-        """Evaluate every pending episode; return all of this config's records."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        """Evaluate every pending episode; return all of this config's records. `self.stats`
+        then holds this call's throughput (None when nothing was pending)."""
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from atm_bench import progress
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         todo = {t: self.pending(t) for t in self.config.tasks}
         total = sum(len(v) for v in todo.values())
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-        with Progress(*columns, disable=not self.progress or total == 0) as bar:
-            job = bar.add_task(f"eval {self.config.agent} on {self.suite}", total=total)
+        self.stats = None
+        self.loop_seconds, self.video_seconds, self.max_envs, self._finished = 0.0, 0.0, 0, []
+        started = time.perf_counter()
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn()]
+        with progress.bars(self.progress and total > 0, columns) as bar:
+            job = bar.add_task(f"eval {self.config.agent} seed {self.config.seed} on {self.suite}", total=total,
+                               log=False)  # one line per task instead (below)
+
+            def advance() -> None:
+                bar.advance(job)
+                progress.episode_finished()
+
             for task, indices in todo.items():
-                if indices:
-                    self._run_task(task, indices, lambda: bar.advance(job))
+                if not indices:
+                    continue
+                progress.status(task=f"{task} {self.specs[task].name}")
+                task_started, before = time.perf_counter(), len(self._finished)
+                self._run_task(task, indices, advance)
+                progress.line(self._task_line(task, self._finished[before:], time.perf_counter() - task_started))
+        if self._finished:
+            self.stats = EvalStats(episodes=len(self._finished), env_steps=sum(r["steps"] for r in self._finished),
+                                   seconds=round(self.loop_seconds - self.video_seconds, 3),
+                                   wall_seconds=round(time.perf_counter() - started, 3), n_envs=self.max_envs)
         return self.records()
+
+    def _task_line(self, task: int, records: list[dict[str, Any]], seconds: float) -> str:
+        successes = sum(bool(r["success"]) for r in records)
+        errors = sum(r.get("status") == "error" for r in records)
+        return (f"  eval {self.config.agent} seed {self.config.seed} task {task} {self.specs[task].name}: "
+                f"{successes}/{len(records)} successes" + (f", {errors} errors" if errors else "")
+                + f", {sum(r['steps'] for r in records)} env steps in {seconds:.1f} s")
 
     def _n_envs(self, pending: int) -> int:
         wanted = self.config.n_envs or min(self.protocol.n_envs, os.cpu_count() or 1)
@@ -163,29 +222,33 @@ class Evaluator:
 
         self._slots: list[_Running | None] = [None] * n
         venv = make_eval_vector_env(self.config, task, n, self.agent.env_wrapper())
+        self.max_envs = max(self.max_envs, n)
+        started = time.perf_counter()
         try:
             self.agent.reset(TaskInfo(self.suite, task, spec.name, spec.instruction))
+            started = time.perf_counter()  # throughput counts stepping, not env start-up or agent reset
             slots = self._slots
             obs = self._start(venv, task, slots, queue, np.ones(n, dtype=bool), None)
             while any(s is not None and s.index >= 0 for s in slots):
                 actions = np.asarray(self.agent.act_vector(venv, obs), dtype=np.float64).reshape(n, 7)
                 self._check_actions(actions, task, slots)
+                self._record_frames(obs, slots)  # the observation acted on, with what the agent made of it
                 step_obs, _, terminated, truncated, info = venv.step(actions)
                 obs = {k: np.array(v, copy=True) for k, v in step_obs.items()}
                 ended = np.zeros(n, dtype=bool)
                 for i, run in enumerate(slots):
                     run.steps += 1
                     run.success = run.success or bool(info["is_success"][i])
-                    if run.frames is not None:
-                        run.frames.append(_frame(obs, i))
                     if terminated[i] or truncated[i] or run.steps >= self.horizon:
                         ended[i] = True
                         if run.index >= 0:
+                            self._record_frames(obs, slots, only=i)  # the episode's last observation
                             self._finish(task, spec.name, run)
                             advance()
                 if ended.any():
                     obs = self._start(venv, task, slots, queue, ended, obs)
         finally:
+            self.loop_seconds += time.perf_counter() - started
             try:
                 venv.close()
             except Exception:  # a crashed worker may not close cleanly; it is gone either way
@@ -237,14 +300,22 @@ class Evaluator:
         else:
             for k in obs:
                 obs[k][mask] = reset_obs[k][mask]
-        for i in np.flatnonzero(mask):
-            if slots[i].frames is not None:
-                slots[i].frames.append(_frame(obs, i))
         self.agent.on_episode_start(np.asarray(mask, dtype=bool))
         return obs
 
+    def _record_frames(self, obs: dict[str, np.ndarray], slots, only: int | None = None) -> None:
+        """Append env i's camera views (copies) and the agent's `video_overlay(i)` to each
+        recorded episode (all, or env `only`); frames are composed when the video is written."""
+        from atm_bench.bench.video import VIEWS
+
+        for i, run in enumerate(slots):
+            if run is None or run.frames is None or (only is not None and i != only):
+                continue
+            views = tuple(np.array(obs[v][i], dtype=np.uint8, copy=True) for v in VIEWS)
+            run.frames.append((views, self.agent.video_overlay(i)))
+
     def _finish(self, task: int, task_name: str, run: _Running, error: str | None = None) -> None:
-        from atm_bench.bench.video import video_name, write_mp4
+        from atm_bench.bench.video import compose_video, video_name, write_mp4
 
         record = {
             **self._base(task),
@@ -261,9 +332,13 @@ class Evaluator:
             record.update(status="error", error=error)
         if run.frames:
             name = video_name(self.suite, task, run.index, self.config.seed)
-            write_mp4(self.video_dir / self.config.agent / name, run.frames)
+            encoding = time.perf_counter()
+            write_mp4(self.video_dir / self.config.agent / name, compose_video(run.frames))
+            self.video_seconds += time.perf_counter() - encoding
+            run.frames = None
             record["video"] = str(Path("videos") / self.config.agent / name)
         self.store.append(record)
+        self._finished.append(record)
 
     def snapshot(self) -> dict[str, Any]:
         """The config snapshot written next to the results."""
@@ -277,17 +352,68 @@ class Evaluator:
         }
 
 
-def _frame(obs: dict[str, np.ndarray], i: int) -> np.ndarray:
-    from atm_bench.bench.video import VIEWS
-
-    return np.concatenate([obs[v][i] for v in VIEWS], axis=1)
-
-
 def evaluate(agent, config: EvalConfig, out_dir: str | Path, progress: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) an evaluation and write its config snapshot; return its records."""
+    return run_evaluation(agent, config, out_dir, progress).run()
+
+
+def run_evaluation(agent, config: EvalConfig, out_dir: str | Path, progress: bool = True) -> Evaluator:
+    """The Evaluator of `config` with its config snapshot written; call `.run()` on it (after
+    which `.stats` holds the throughput)."""
     from atm_bench.io import write_json_atomic
 
     evaluator = Evaluator(agent, config, out_dir, progress=progress)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     write_json_atomic(Path(out_dir) / "configs" / f"eval_{config.agent}_{stamp}.json", evaluator.snapshot())
-    return evaluator.run()
+    return evaluator
+
+
+def serial_throughput(agent, config: EvalConfig, steps: int = 100) -> dict[str, Any]:
+    """The baseline for the vector loop's throughput: a plain serial loop (one env in this
+    process, act -> step, the same agent) on the config's first task for `steps` env steps; an
+    episode that ends (success, time-out or the horizon) is reset with the next init state.
+    Returns env steps/s over the stepping (env start-up excluded, as in `EvalStats`). Nothing
+    is recorded; the agent is `reset` for the task first."""
+    import dataclasses
+
+    from atm_bench.agents.base import TaskInfo
+    from atm_bench.envs.libero.protocols import get_protocol
+    from atm_bench.envs.libero.suites import canonical_suite, get_task, load_init_states
+
+    suite = canonical_suite(config.suite)
+    task = config.tasks[0]
+    spec = get_task(suite, task)
+    horizon = min(config.horizon or 10**9, get_protocol(config.protocol).horizon(suite))
+    states = len(load_init_states(suite, task))
+    serial = dataclasses.replace(config, suite=suite, n_envs=1, asynchronous=False, videos=0)
+    venv = make_eval_vector_env(serial, task, 1, agent.env_wrapper())
+    one = np.ones(1, dtype=bool)
+
+    def reset(episode: int) -> dict[str, np.ndarray]:
+        index = episode % states
+        venv.set_attr("next_init_state", [index])
+        obs, _ = venv.reset(seed=[episode_seed(config.seed, task, index)], options={"reset_mask": one})
+        agent.on_episode_start(one)
+        return {k: np.array(v, copy=True) for k, v in obs.items()}
+
+    try:
+        agent.reset(TaskInfo(suite, task, spec.name, spec.instruction))
+        start = time.perf_counter()
+        episode, length, done = 0, 0, 0
+        obs = reset(episode)
+        while done < steps:
+            actions = np.asarray(agent.act_vector(venv, obs), dtype=np.float64).reshape(1, 7)
+            step_obs, _, terminated, truncated, _ = venv.step(actions)
+            obs = {k: np.array(v, copy=True) for k, v in step_obs.items()}
+            done, length = done + 1, length + 1
+            if (terminated[0] or truncated[0] or length >= horizon) and done < steps:
+                episode, length = episode + 1, 0
+                obs = reset(episode)
+        seconds = time.perf_counter() - start
+    finally:
+        try:
+            venv.close()
+        except Exception:
+            pass
+    return {"task": task, "env_steps": done, "episodes": episode + 1, "seconds": round(seconds, 3),
+            "steps_per_second": round(done / seconds, 3) if seconds > 0 else 0.0}

@@ -8,7 +8,12 @@ Every stage is cached by a hash of its inputs and configuration (`stages.json` i
 directory): a rerun skips what is done; evaluation resumes at the episode it stopped at (the
 results store is append-only JSONL). `config.json` snapshots what the run used (preset,
 protocol, split manifest hash, package versions, git revision, hardware), `timing.json` the wall
-time of every stage.
+time of every stage, `throughput.json` the evaluation throughput: per agent and seed the vector
+loop's env steps/s (all envs together), and once per agent and run a plain serial loop's (one
+env, `SERIAL_STEPS` steps), so their ratio is measured on the same machine in the same run.
+
+Progress: one display for the whole run (`atm_bench.progress.RunDisplay`): live on a terminal,
+plain lines (stage start/end, each finished task) when stdout is a file.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from typing import Any, Iterator
 
 from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
+from atm_bench.progress import RunDisplay
 
 ALL_AGENTS = ("atm", "bc", "r3m", "vpt", "unipi", "unipi-replan")
+SERIAL_STEPS = 100  # the serial throughput loop's env steps (capped at one episode's horizon)
 
 
 @dataclass(frozen=True)
@@ -99,11 +106,13 @@ class Runner:
         self.out = Path(config.out) if config.out else default_out
         self.data_dir = Path(config.data_dir) if config.data_dir else cache_subdir("data") / f"expert-{self.preset.image_size}"
         self.progress = progress
+        self.display = RunDisplay(enabled=progress, title=f"{cli_name(self.suite)} {self.preset.name}")
         self.out.mkdir(parents=True, exist_ok=True)
         self.stages_path = self.out / "stages.json"
         self.stages: dict[str, Any] = json.loads(self.stages_path.read_text()) if self.stages_path.exists() else {}
         self.timing_path = self.out / "timing.json"
         self.timing: dict[str, float] = json.loads(self.timing_path.read_text()) if self.timing_path.exists() else {}
+        self.throughput_path = self.out / "throughput.json"
         self.agents = [self._check_agent(a) for a in config.agents]
 
     @staticmethod
@@ -123,24 +132,40 @@ class Runner:
         write_json_atomic(self.stages_path, self.stages)
 
     @contextmanager
-    def _timed(self, stage: str) -> Iterator[None]:
-        self._say(f"[stage] {stage}")
+    def _timed(self, stage: str, **fields: Any) -> Iterator[None]:
+        """A stage shown on the display (start and end lines) and timed into `timing.json`."""
         start = time.perf_counter()
         try:
-            yield
+            with self.display.stage(stage, **fields):
+                yield
         finally:
             self.timing[stage] = round(self.timing.get(stage, 0.0) + time.perf_counter() - start, 2)
             write_json_atomic(self.timing_path, self.timing)
 
-    def _say(self, text: str) -> None:
-        if self.progress:
-            from rich.console import Console
-
-            Console(stderr=True).print(text, markup=False, highlight=False)
-
     # -- stages ---------------------------------------------------------------------------
 
     def run(self) -> Path:
+        with self.display:
+            self.display.line(f"[run] {self.out}: {self.suite}, preset {self.preset.name}, protocol "
+                              f"{self.protocol.name}, agents {','.join(self.agents)}, seeds "
+                              f"{','.join(map(str, self.seeds))}, tasks {','.join(map(str, self.tasks))}")
+            self._count_episodes()
+            self._run_stages()
+        return self.out
+
+    def _count_episodes(self) -> None:
+        """The run's episodes (agents x seeds x tasks x episodes) and how many are recorded already."""
+        from atm_bench.bench.results import ResultsStore, record_key
+
+        episodes = self._episodes()
+        horizon = min(self._horizon(), self.protocol.horizon(self.suite))
+        wanted = {record_key({"agent": a, "suite": self.suite, "task": t, "init_state": k, "seed": s,
+                              "protocol": self.protocol.name, "preset": self.preset.name, "horizon": horizon})
+                  for a in self.agents for s in self.seeds for t in self.tasks for k in range(episodes)}
+        done = wanted & ResultsStore(self.out / "results.jsonl").keys()
+        self.display.set_episodes(len(done), len(wanted))
+
+    def _run_stages(self) -> None:
         self._write_config(manifest_hash=None)
         self.generate_data()
         # Tracks are written into the task files, so they come before the split: the manifest
@@ -153,7 +178,6 @@ class Runner:
             for seed in self.seeds:
                 self.run_agent(agent, seed, manifest, track_model_dir)
         self.write_tables()
-        return self.out
 
     def _write_config(self, manifest_hash: str | None) -> None:
         snapshot = {
@@ -247,7 +271,7 @@ class Runner:
         import torch
 
         from atm_bench.agents.base import Budget, TrainingData
-        from atm_bench.bench.evaluation import EvalConfig, evaluate
+        from atm_bench.bench.evaluation import EvalConfig, run_evaluation
 
         work = self.out / "agents" / name / f"seed{seed}"
         agent = self._make_agent(name, work, track_model_dir if self._uses_tracks(name) else None)
@@ -260,19 +284,65 @@ class Runner:
         elif getattr(agent, "privileged", False):
             pass  # the scripted expert needs no training
         else:
-            with self._timed(stage):
+            with self._timed(stage, agent=name, seed=seed):
                 torch.manual_seed(seed)
                 np.random.seed(seed)
                 agent.fit(TrainingData(manifest=manifest, data_dir=self.data_dir), Budget())
                 agent.save(checkpoint)
             self._mark(stage, key)
         self._record_flops(name, agent)
-        with self._timed(f"eval/{name}/seed{seed}"):
-            config = EvalConfig(agent=name, suite=self.suite, tasks=self.tasks, protocol=self.protocol.name,
-                                episodes=self._episodes(), seed=seed, preset=self.preset.name,
-                                n_envs=self.preset.eval.n_envs, image_size=128, horizon=self._horizon(),
-                                asynchronous=self.preset.eval.n_envs > 1)
-            evaluate(agent, config, self.out, progress=self.progress)
+        config = EvalConfig(agent=name, suite=self.suite, tasks=self.tasks, protocol=self.protocol.name,
+                            episodes=self._episodes(), seed=seed, preset=self.preset.name,
+                            n_envs=self.preset.eval.n_envs, image_size=128, horizon=self._horizon(),
+                            asynchronous=self.preset.eval.n_envs > 1)
+        with self._timed(f"eval/{name}/seed{seed}", agent=name, seed=seed):
+            evaluator = run_evaluation(agent, config, self.out, progress=self.progress)
+            evaluator.run()
+            stats = evaluator.stats
+            if stats is not None:  # None: every episode was recorded already
+                self._update_throughput(name, seed=seed, vector=stats.to_dict())
+                self.display.line(f"  eval {name} seed {seed}: {stats.env_steps} env steps of {stats.episodes} "
+                                  f"episodes on {stats.n_envs} env(s): {stats.steps_per_second:.1f} env steps/s")
+        self._measure_serial(name, agent, config)
+
+    # -- throughput -----------------------------------------------------------------------
+
+    def _throughput(self) -> dict[str, Any]:
+        if self.throughput_path.exists():
+            return json.loads(self.throughput_path.read_text())
+        return {}
+
+    def _update_throughput(self, name: str, seed: int | None = None, vector: dict[str, Any] | None = None,
+                           serial: dict[str, Any] | None = None) -> None:
+        """Merge a measurement into `throughput.json` (atomically) and refresh the speed-ups:
+        vector env steps/s over the same agent's serial env steps/s, per seed."""
+        data = self._throughput()
+        entry = data.setdefault("agents", {}).setdefault(name, {"seeds": {}})
+        if vector is not None:
+            entry.setdefault("seeds", {})[str(seed)] = vector
+        if serial is not None:
+            entry["serial"] = serial
+        base = entry.get("serial", {}).get("steps_per_second")
+        for stats in entry.get("seeds", {}).values():
+            if base:
+                stats["speedup_vs_serial"] = round(stats["steps_per_second"] / base, 3)
+        data["serial_steps"] = self._serial_steps()
+        write_json_atomic(self.throughput_path, data)
+
+    def _serial_steps(self) -> int:
+        return min(SERIAL_STEPS, self._horizon(), self.protocol.horizon(self.suite))
+
+    def _measure_serial(self, name: str, agent, config) -> None:
+        """Once per agent and run: the same agent in a plain serial loop (one env, this process)."""
+        from atm_bench.bench.evaluation import serial_throughput
+
+        if "serial" in self._throughput().get("agents", {}).get(name, {}):
+            return
+        with self._timed(f"throughput/{name}", agent=name):
+            serial = serial_throughput(agent, config, steps=self._serial_steps())
+            self._update_throughput(name, serial=serial)
+            self.display.line(f"  serial loop {name}: {serial['env_steps']} env steps on 1 env: "
+                              f"{serial['steps_per_second']:.1f} env steps/s")
 
     def _episodes(self) -> int:
         return self.config.episodes or self.preset.eval.episodes_per_task

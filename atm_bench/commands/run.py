@@ -55,5 +55,9 @@ def _run(args) -> int:
     )
     out = Runner(config).run()
     print((out / "tables" / "success.md").read_text())
+    throughput = out / "tables" / "throughput.md"
+    if throughput.exists():
+        print("evaluation throughput (env steps/s, all envs together; serial: one env, the same agent):")
+        print(throughput.read_text())
     print(f"results: {out}")
     return 0

@@ -344,8 +344,9 @@ def generate(config: GenerateConfig, data_dir: str | Path, progress: bool = True
     import queue as queue_module
     from concurrent.futures import ProcessPoolExecutor
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+    from atm_bench.progress import bars
     from atm_bench.envs.libero.suites import canonical_suite, get_task
 
     if config.init_states not in INIT_STATE_SOURCES:
@@ -357,7 +358,7 @@ def generate(config: GenerateConfig, data_dir: str | Path, progress: bool = True
     data_dir = Path(data_dir)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
                TimeElapsedColumn()]
-    with Progress(*columns, disable=not progress) as bar:
+    with bars(progress, columns) as bar:
         jobs = {t: bar.add_task(f"task {t} {get_task(config.suite, t).name[:40]}", total=config.demos, note="")
                 for t in config.tasks}
 

@@ -1,4 +1,5 @@
-"""Pictures of tracks: fading trails over the frames, one colour per point.
+"""Pictures of tracks: fading trails over the frames, one colour per point; predicted future
+tracks (`draw_predicted`, used by rollout videos) as a path from a dot where each point is now.
 
 Frames are upscaled (nearest) before drawing so that 128 x 128 images still show readable
 trails. A trail segment is drawn only where the point is visible at both of its ends, and
@@ -58,3 +59,27 @@ def draw_video(frames: np.ndarray, result: TrackResult, trail: int = 16, scale: 
     """Yield every frame with its trails (for writing an MP4 frame by frame)."""
     for k in range(len(frames)):
         yield draw_frame(frames, result, k, trail=trail, scale=scale, max_points=max_points, seed=seed)
+
+
+def draw_predicted(image: np.ndarray, tracks: np.ndarray, scale: int = 2) -> np.ndarray:
+    """`image` (H, W, 3) uint8 upscaled (nearest) by `scale` -> (H*scale, W*scale, 3), with
+    predicted tracks (N, L, 2) drawn over it: normalised (x, y) of the upright image, step 0 =
+    where the point is now. Each point's path is a line in its colour (`point_colours`) from a
+    dot at step 0; non-finite points are left out and the rest are clipped to the image."""
+    import cv2
+
+    tracks = np.asarray(tracks, dtype=np.float64)
+    if tracks.ndim != 3 or tracks.shape[-1] != 2:
+        raise ValueError(f"tracks must be (N, L, 2); got {tracks.shape}")
+    canvas = np.ascontiguousarray(np.repeat(np.repeat(np.asarray(image, dtype=np.uint8), scale, axis=0), scale, axis=1))
+    h, w = canvas.shape[:2]
+    shift = 4  # cv2 sub-pixel precision bits
+    colours = point_colours(len(tracks))
+    pts = np.round(np.clip(np.nan_to_num(tracks), 0.0, 1.0) * np.array([w, h]) * (1 << shift)).astype(np.int32)
+    finite = np.isfinite(tracks).all(axis=(1, 2))
+    for i in np.flatnonzero(finite):
+        colour = colours[i].tolist()
+        cv2.polylines(canvas, [pts[i].reshape(-1, 1, 2)], False, colour, thickness=1, lineType=cv2.LINE_AA, shift=shift)
+        cv2.circle(canvas, tuple(int(v) for v in pts[i, 0]), max(1, scale) << shift, colour, -1, lineType=cv2.LINE_AA,
+                   shift=shift)
+    return canvas

@@ -29,6 +29,9 @@ def test_bc_is_atms_network_plus_a_text_projection_per_transformer():
     assert sorted(k.split(".")[0] for k in set(bc_shapes) - set(atm_shapes)) == ["text_spatial", "text_spatial",
                                                                                  "text_temporal", "text_temporal"]
     assert not bc.uses_tracks
+    # the temporal transformer sees the instruction as a token of its own in every step
+    assert (atm.tokens_per_step, bc.tokens_per_step) == (4, 5)
+    assert bc.temporal_mask.shape == (bc.cfg.window * 5,) * 2
 
 
 def test_bc_zeroes_tracks_and_reads_the_instruction_in_both_transformers():

@@ -3,8 +3,8 @@
 Per step: each view's image -> conv encoder -> image tokens; each view's predicted tracks for the
 fixed query grid -> one token per track (early fusion, Conv1d over time + one-hot view id); a
 spatial transformer over [CLS | image tokens | track tokens (| text)] summarises the step. Over a
-window of steps a block-causal temporal transformer runs on [action CLS, summary, joint, gripper]
-per step; the action CLS output plus the step's flattened tracks (late fusion) go through an MLP
+window of steps a block-causal temporal transformer runs on [action CLS, summary, joint, gripper
+(, text)] per step; the action CLS output plus the step's flattened tracks (late fusion) go through an MLP
 head to a 7-d action. Nothing inside a step depends on other steps, so `encode_step` results can be
 cached across env steps: one new step costs one spatial pass (see `atm_bench.atm.agent`).
 """
@@ -18,7 +18,7 @@ from torch import nn
 from atm_bench.atm.transformer import Encoder, block_causal_mask, sinusoidal_steps, trunc_normal_init
 from atm_bench.presets import PolicyConfig
 
-TOKENS_PER_STEP = 4  # action CLS, spatial summary, joint, gripper
+TOKENS_PER_STEP = 4  # action CLS, spatial summary, joint, gripper (+ 1 text token with `language`)
 
 
 def policy_query_points(num_points: int = 32) -> torch.Tensor:
@@ -72,7 +72,8 @@ class TrackGuidedPolicy(nn.Module):
         self.temporal = Encoder(dt, cfg.temporal_depth, cfg.temporal_heads, cfg.temporal_mlp, cfg.temporal_head_dim,
                                 dropout=cfg.dropout)
         self.register_buffer("time_pos", sinusoidal_steps(cfg.window, dt), persistent=False)
-        self.register_buffer("temporal_mask", block_causal_mask(cfg.window, TOKENS_PER_STEP), persistent=False)
+        self.tokens_per_step = TOKENS_PER_STEP + int(cfg.language)
+        self.register_buffer("temporal_mask", block_causal_mask(cfg.window, self.tokens_per_step), persistent=False)
         layers: list[nn.Module] = []
         width = dt + self.late_dim
         for _ in range(cfg.head_layers):
@@ -140,12 +141,13 @@ class TrackGuidedPolicy(nn.Module):
         b, t = steps.shape[:2]
         if t > cfg.window:
             raise ValueError(f"window of {t} steps exceeds the policy's {cfg.window}")
-        cls = self.action_cls.expand(b, t, -1)
-        if cfg.language:
-            cls = cls + self.text_temporal(text)[:, None]
-        x = torch.cat([cls[:, :, None], steps], dim=2) + self.time_pos[:t, None]
-        mask = self.temporal_mask[: t * TOKENS_PER_STEP, : t * TOKENS_PER_STEP]
-        x = self.temporal(x.reshape(b, t * TOKENS_PER_STEP, -1), mask).reshape(b, t, TOKENS_PER_STEP, -1)[:, :, 0]
+        parts = [self.action_cls.expand(b, t, -1)[:, :, None], steps]
+        if cfg.language:  # BC: the instruction is a token of every step, as in the spatial transformer
+            parts.append(self.text_temporal(text)[:, None, None].expand(b, t, 1, -1))
+        x = torch.cat(parts, dim=2) + self.time_pos[:t, None]
+        k = self.tokens_per_step
+        mask = self.temporal_mask[: t * k, : t * k]
+        x = self.temporal(x.reshape(b, t * k, -1), mask).reshape(b, t, k, -1)[:, :, 0]
         if last_only:
             x, late = x[:, -1:], late[:, -1:]
         return self.head(torch.cat([x, late], dim=-1))

@@ -174,8 +174,8 @@ class Runner:
         manifest = self.make_split()
         self._write_config(manifest_hash=manifest.manifest_sha256)
         track_model_dir = self.train_track_model(manifest) if any(self._uses_tracks(a) for a in self.agents) else None
-        for agent in self.agents:
-            for seed in self.seeds:
+        for seed in self.seeds:  # seed-major: every agent's first seed gives a whole table early
+            for agent in self.agents:
                 self.run_agent(agent, seed, manifest, track_model_dir)
         self.write_tables()
 

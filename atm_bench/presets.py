@@ -38,6 +38,8 @@ class TrackTransformerConfig:
     pixel_loss_weight: float = 1.0
     invisible_weight: float = 1.0  # < 1 down-weights occluded points in the track loss
     predict_offsets: bool = True  # head outputs displacement from the query (zero-initialised); False: absolute, as the paper
+    query_position: bool = False  # add the image's 2-D sin-cos embedding at each query point to its track tokens
+    query_features: bool = False  # add the patch embedding under each query point (bilinear) to its track tokens
 
     @property
     def num_image_tokens(self) -> int:

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from atm_bench.bench.results import ResultsStore
+from atm_bench.bench.results import ResultsStore, is_superseded_file
 from atm_bench.errors import UserError
 from atm_bench.io import write_text_atomic
 
@@ -68,7 +68,8 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
             raise UserError(f"{path}: not a run directory (expected the --out directory of `atm-bench run`)")
         records = []
         for jsonl in sorted(path.rglob("*.jsonl")):
-            records += ResultsStore(jsonl).records()
+            if not is_superseded_file(jsonl):  # episodes of an agent since retrained
+                records += ResultsStore(jsonl).records()
         if not records:
             raise UserError(f"{path}: no episode records (*.jsonl) found; run `atm-bench run` or `atm-bench eval` first")
         flops = _read_json(path / "flops.json")

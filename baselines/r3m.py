@@ -339,6 +339,9 @@ class R3MAgent(BCAgent):
         self.r3m_weights = Path(r3m_weights).expanduser() if r3m_weights else None
         self.r3m_init: dict[str, Any] = {}
 
+    def training_config(self) -> dict[str, Any]:
+        return {"r3m": self.baseline.to_dict()["r3m"], "init": self.init_info()}
+
     def init_info(self) -> dict[str, Any]:
         if self.r3m_weights is None:
             return {"source": "random", "note": "no --r3m-weights: R3M trained from scratch on the suite's videos"}

@@ -209,6 +209,9 @@ class UniPiAgent(Agent):
     def video_config(self):
         return replan_config(self.cfg) if self.replan else self.cfg.video
 
+    def training_config(self) -> dict[str, Any]:
+        return {"unipi": self.baseline.to_dict()["unipi"]}
+
     # -- training -------------------------------------------------------------------------------
 
     def fit(self, data: TrainingData, budget: Budget) -> None:

@@ -246,6 +246,9 @@ class VPTAgent(BCAgent):
         self.baseline = baseline_preset or get_baseline_preset(self.preset.name)
         self.report: dict[str, Any] = {}
 
+    def training_config(self) -> dict[str, Any]:
+        return {"idm": self.baseline.to_dict()["idm"]}
+
     def fit(self, data: TrainingData, budget: Budget) -> None:
         from atm_bench.atm.stages import policy_config, stage_data
 

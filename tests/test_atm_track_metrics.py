@@ -38,3 +38,7 @@ def test_errors_are_pixels_at_the_model_size_against_the_still_baseline():
     assert abs(perfect["static_moving_px"] - 8.0) < 1e-5
     still = track_errors(_Oracle(tracks, still=True), data, torch.zeros(1, 3))
     assert still["model_px"] == still["static_px"] and perfect["moving_point_steps"] == 3
+    # root mean square of the same distances: sqrt((16 + 64 + 144) / 6) over all, sqrt(224 / 3) moving
+    assert abs(perfect["static_rmse_px"] - (224 / 6) ** 0.5) < 1e-4
+    assert abs(perfect["static_moving_rmse_px"] - (224 / 3) ** 0.5) < 1e-4
+    assert perfect["model_rmse_px"] == 0.0 and still["model_rmse_px"] == still["static_rmse_px"]

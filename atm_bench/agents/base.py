@@ -128,6 +128,12 @@ class Agent(ABC):
         must not change what the agent does."""
         return None
 
+    def training_config(self) -> dict[str, Any]:
+        """What `fit` depends on besides the data, the seed and the core preset's policy parts
+        (see `bench.runner`): the run's stage cache retrains the agent when it changes. Agents
+        with settings of their own (the baselines' presets) return them; default: none."""
+        return {}
+
     def env_wrapper(self) -> Callable[[Any], Any] | None:
         """A picklable callable env -> wrapped env applied in each worker (privileged agents)."""
         return None

@@ -107,7 +107,7 @@ def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, view
         return model.loss(pred, images, tracks, batch["vis"])
 
     out_dir = Path(out_dir)
-    picture_batch = next(iter(DataLoader(val_ds or train_ds, batch_size=pictures))) if pictures else None
+    picture_batch = _spread_batch(val_ds or train_ds, pictures) if pictures else None
 
     def draw(epoch: int, net: torch.nn.Module) -> None:
         from atm_bench.atm.plots import draw_tracks, write_grid
@@ -133,6 +133,15 @@ def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, view
                         progress=progress, description="track transformer")
     _write_track_metrics(out_dir, val_ds or train_ds, text, "validation" if val_ds else "training")
     return result
+
+
+def _spread_batch(dataset, count: int) -> dict[str, torch.Tensor]:
+    """`count` samples evenly spaced over the dataset (different demos, views and phases of a
+    task, not the first frames of one demo), as one batch."""
+    from torch.utils.data import Subset
+
+    picks = np.unique(np.linspace(0, len(dataset) - 1, count).round().astype(int)).tolist()
+    return next(iter(DataLoader(Subset(dataset, picks), batch_size=len(picks))))
 
 
 def _write_track_metrics(out_dir: Path, dataset, text: torch.Tensor, split: str) -> None:

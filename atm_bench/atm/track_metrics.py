@@ -4,7 +4,11 @@
 The baseline matters: most points of a manipulation video do not move, so a small absolute
 error alone says little. Errors are L2 distances in pixels at the model's image size, over
 future steps (the query step excluded) of points visible in the ground truth; "moving" repeats
-the measure on points whose ground truth moves more than one pixel.
+the measure on points whose ground truth moves more than one pixel. Two means of the same
+distances: `*_px` is the mean distance, `*_rmse_px` the root of the mean squared distance (what
+the MSE training objective minimises). They can disagree: where a point may or may not move, the
+MSE-optimal prediction is part of the expected motion, which lowers the squared error but raises
+the mean distance of the points that stay still.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ def track_errors(model, dataset, text: torch.Tensor, batch_size: int = 64) -> di
     model.eval()
     h, w = model.cfg.image_hw
     scale = torch.tensor([w, h], dtype=torch.float32)
-    sums = {"model": 0.0, "static": 0.0, "model_moving": 0.0, "static_moving": 0.0}
+    sums = {f"{who}{part}{kind}": 0.0 for who in ("model", "static") for part in ("", "_moving") for kind in ("", "_sq")}
     counts = {"all": 0, "moving": 0}
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         truth = batch["tracks"][:, :, 1:] * scale  # (B, N, L-1, 2) future steps, pixels
@@ -32,14 +36,17 @@ def track_errors(model, dataset, text: torch.Tensor, batch_size: int = 64) -> di
         moving = ((truth - static).norm(dim=-1).amax(dim=-1) > 1.0)[..., None] & visible  # (B, N, L-1)
         err_model = (pred - truth).norm(dim=-1)
         err_static = (static - truth).norm(dim=-1)
-        sums["model"] += float(err_model[visible].sum())
-        sums["static"] += float(err_static[visible].sum())
-        sums["model_moving"] += float(err_model[moving].sum())
-        sums["static_moving"] += float(err_static[moving].sum())
+        for who, err in (("model", err_model), ("static", err_static)):
+            for part, where in (("", visible), ("_moving", moving)):
+                sums[f"{who}{part}"] += float(err[where].sum())
+                sums[f"{who}{part}_sq"] += float(err[where].square().sum())
         counts["all"] += int(visible.sum())
         counts["moving"] += int(moving.sum())
     out: dict[str, Any] = {"image_hw": [h, w], "visible_point_steps": counts["all"], "moving_point_steps": counts["moving"]}
     for key, total in sums.items():
-        n = counts["moving" if key.endswith("moving") else "all"]
-        out[f"{key}_px"] = total / n if n else None
+        n = counts["moving" if "_moving" in key else "all"]
+        if key.endswith("_sq"):
+            out[f"{key[:-3]}_rmse_px"] = (total / n) ** 0.5 if n else None
+        else:
+            out[f"{key}_px"] = total / n if n else None
     return out

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atm_bench.atm.transformer import Encoder, sincos_2d, trunc_normal_init
+from atm_bench.atm.transformer import Encoder, sincos_2d, sincos_points, trunc_normal_init
 from atm_bench.presets import TrackTransformerConfig
 
 
@@ -91,9 +91,16 @@ class TrackTransformer(nn.Module):
         track_in = queries[:, :, None, :].expand(b, n, cfg.track_len, 2)
         track_tok = self.track_embed(track_in.reshape(b * n, cfg.track_len, 2).transpose(1, 2))  # (BN, D, L/p)
         track_tok = track_tok.transpose(1, 2).reshape(b, n, -1, cfg.width) + self.track_pos
+        img_map = self.image_embed(images)  # (B, D, gh, gw)
+        if cfg.query_position:
+            track_tok = track_tok + sincos_points(cfg.width, queries, *self.grid)[:, :, None]
+        if cfg.query_features:
+            grid = (queries * 2.0 - 1.0)[:, :, None]  # (B, N, 1, 2) in grid_sample's [-1, 1] (x, y)
+            under = F.grid_sample(img_map, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            track_tok = track_tok + under[..., 0].transpose(1, 2)[:, :, None]
         track_tok = track_tok.reshape(b, -1, cfg.width)
 
-        img_tok = self.image_embed(images).flatten(2).transpose(1, 2)  # (B, P, D)
+        img_tok = img_map.flatten(2).transpose(1, 2)  # (B, P, D)
         image_mask = self._random_mask(b, img_tok.shape[1], mask_ratio, images.device)
         img_tok = torch.where(image_mask[..., None], self.mask_token.to(img_tok.dtype), img_tok) + self.image_pos
 

@@ -87,6 +87,17 @@ def sincos_2d(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
     return torch.from_numpy(emb).float()
 
 
+def sincos_points(dim: int, points: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+    """`sincos_2d` evaluated at continuous image points (..., 2) normalised (x, y): a point at the
+    centre of patch (row r, column c) gets exactly that patch's embedding, so attention can match
+    a point with the image tokens around it. -> (..., dim)."""
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float32, device=points.device) / (dim / 4.0))
+    cols = points[..., 0:1].float() * grid_w - 0.5
+    rows = points[..., 1:2].float() * grid_h - 0.5
+    return torch.cat([torch.sin(cols * omega), torch.cos(cols * omega), torch.sin(rows * omega), torch.cos(rows * omega)],
+                     dim=-1).to(points.dtype)
+
+
 def block_causal_mask(steps: int, tokens_per_step: int) -> torch.Tensor:
     """Boolean attention mask (True = may attend): a token sees every token of its own and earlier steps."""
     step = torch.arange(steps * tokens_per_step) // tokens_per_step

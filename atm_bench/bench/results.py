@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 # Fields that identify an episode: a rerun with the same values skips it.
 KEY_FIELDS = ("agent", "suite", "task", "init_state", "seed", "protocol", "preset", "horizon")
@@ -90,6 +90,34 @@ class ResultsStore:
     def extend(self, records: Iterable[dict[str, Any]]) -> None:
         for record in records:
             self.append(record)
+
+    def supersede(self, match: Callable[[dict[str, Any]], bool]) -> int:
+        """Move the records for which `match` is true out of the store, into `superseded_path`
+        (appended), e.g. the episodes of a checkpoint that was trained again: they no longer
+        describe the agent and must be run again. The store is rewritten atomically (bad lines
+        are dropped with the warning `read` gives). Returns how many records moved."""
+        from atm_bench.io import write_text_atomic
+
+        records = self.read().records
+        old = [r for r in records if match(r)]
+        if not old:
+            return 0
+        ResultsStore(self.superseded_path).extend(old)
+        write_text_atomic(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records if not match(r)))
+        return len(old)
+
+    @property
+    def superseded_path(self) -> Path:
+        """Where `supersede` keeps moved records: `<name>.superseded.jsonl` beside the store
+        (never read as results: `is_superseded_file`)."""
+        return self.path.with_name(f"{self.path.stem}{SUPERSEDED_SUFFIX}")
+
+
+SUPERSEDED_SUFFIX = ".superseded.jsonl"
+
+
+def is_superseded_file(path: str | os.PathLike) -> bool:
+    return Path(path).name.endswith(SUPERSEDED_SUFFIX)
 
 
 def success_table(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -274,9 +274,10 @@ class Runner:
         from atm_bench.bench.evaluation import EvalConfig, run_evaluation
 
         work = self.out / "agents" / name / f"seed{seed}"
-        agent = self._make_agent(name, work, track_model_dir if self._uses_tracks(name) else None)
-        key = _hash([name, seed, asdict(self.preset), manifest.manifest_sha256,
-                     self.stages.get("track_model", {}).get("key") if self._uses_tracks(name) else None])
+        uses_tracks = self._uses_tracks(name)
+        agent = self._make_agent(name, work, track_model_dir if uses_tracks else None)
+        key = _hash([name, seed, self._training_preset(uses_tracks), agent.training_config(), manifest.manifest_sha256,
+                     self.stages.get("track_model", {}).get("key") if uses_tracks else None])
         stage = f"train/{name}/seed{seed}"
         checkpoint = work / "checkpoint"
         if self._done(stage, key) and checkpoint.exists():
@@ -284,6 +285,7 @@ class Runner:
         elif getattr(agent, "privileged", False):
             pass  # the scripted expert needs no training
         else:
+            self._supersede(name, seed)
             with self._timed(stage, agent=name, seed=seed):
                 torch.manual_seed(seed)
                 np.random.seed(seed)
@@ -304,6 +306,34 @@ class Runner:
                 self.display.line(f"  eval {name} seed {seed}: {stats.env_steps} env steps of {stats.episodes} "
                                   f"episodes on {stats.n_envs} env(s): {stats.steps_per_second:.1f} env steps/s")
         self._measure_serial(name, agent, config)
+
+    def _training_preset(self, uses_tracks: bool) -> dict[str, Any]:
+        """The core preset as far as an agent's training depends on it (its cache key): without
+        a track model, stage 1's model and training are none of its business."""
+        preset = asdict(self.preset)
+        if not uses_tracks:
+            preset = {k: v for k, v in preset.items() if k not in ("track_model", "track_training")}
+        return preset
+
+    def _supersede(self, name: str, seed: int) -> None:
+        """Before (re)training an agent: the episodes, counted FLOPs and throughput recorded for
+        an earlier checkpoint of it in this run no longer describe it (its serial-loop speed,
+        measured once per agent, is kept)."""
+        from atm_bench.bench.results import ResultsStore
+
+        moved = ResultsStore(self.out / "results.jsonl").supersede(lambda r: r["agent"] == name and r["seed"] == seed)
+        throughput = self._throughput()
+        measured = throughput.get("agents", {}).get(name, {}).get("seeds", {}).pop(str(seed), None)
+        if not moved and measured is None:
+            return  # first training of this seed
+        self.display.line(f"  {name} seed {seed} is trained again: its {moved} earlier episode record(s) "
+                          "moved to results.superseded.jsonl and will be run again")
+        if measured is not None:
+            write_json_atomic(self.throughput_path, throughput)
+        flops_path = self.out / "flops.json"
+        flops = json.loads(flops_path.read_text()) if flops_path.exists() else {}
+        if flops.pop(name, None) is not None:
+            write_json_atomic(flops_path, flops)
 
     # -- throughput -----------------------------------------------------------------------
 

@@ -1,0 +1,68 @@
+"""The runner's stage cache (what retrains an agent) and what retraining does to earlier results,
+without the simulator: `Runner` is built but no stage runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from atm_bench.bench.results import ResultsStore
+from atm_bench.bench.runner import RunConfig, Runner
+from atm_bench.tables import load_runs
+
+
+def _rec(agent, seed, init_state=0):
+    return {"agent": agent, "suite": "libero_goal", "task": 0, "init_state": init_state, "seed": seed,
+            "protocol": "atm", "preset": "smoke", "horizon": 20, "success": False, "steps": 20, "seconds": 1.0}
+
+
+def _runner(tmp_path):
+    return Runner(RunConfig(suite="libero-goal", agents=("atm", "bc"), preset="smoke", out=tmp_path / "run",
+                            data_dir=tmp_path / "data"), progress=False)
+
+
+def test_stage_one_settings_retrain_only_the_agents_that_use_the_track_model(tmp_path):
+    runner = _runner(tmp_path)
+    with_tracks, without = runner._training_preset(True), runner._training_preset(False)
+    runner.preset = dataclasses.replace(runner.preset, track_model=dataclasses.replace(runner.preset.track_model,
+                                                                                       invisible_weight=0.5))
+    assert runner._training_preset(False) == without  # BC, R3M, VPT, UniPi keep their checkpoints
+    assert runner._training_preset(True) != with_tracks  # ATM trains again
+    runner.preset = dataclasses.replace(runner.preset, policy=dataclasses.replace(runner.preset.policy, window=2))
+    assert runner._training_preset(False) != without  # the policy network is everyone's
+
+
+def test_baselines_name_their_own_settings_for_the_cache():
+    from atm_bench.agents.base import get_agent
+    from atm_bench.baselines.presets import get_baseline_preset
+
+    quick = get_baseline_preset("quick")
+    assert get_agent("vpt")("smoke").training_config() == {"idm": dataclasses.asdict(get_baseline_preset("smoke").idm)}
+    assert get_agent("unipi")("quick").training_config() == {"unipi": dataclasses.asdict(quick.unipi)}
+    r3m = get_agent("r3m")("quick").training_config()
+    assert r3m["r3m"] == dataclasses.asdict(quick.r3m) and r3m["init"]["source"] == "random"
+    assert get_agent("bc")("smoke").training_config() == {}
+
+
+def test_retraining_supersedes_the_agents_earlier_records(tmp_path):
+    runner = _runner(tmp_path)
+    out = runner.out
+    store = ResultsStore(out / "results.jsonl")
+    store.extend([_rec("bc", 0, 0), _rec("bc", 0, 1), _rec("bc", 1, 0), _rec("atm", 0, 0)])
+    (out / "flops.json").write_text(json.dumps({"bc": {"macs": 1.0}, "atm": {"macs": 2.0}}))
+    (out / "throughput.json").write_text(json.dumps({"agents": {"bc": {
+        "serial": {"steps_per_second": 10.0}, "seeds": {"0": {"steps_per_second": 20.0}, "1": {"steps_per_second": 21.0}}}}}))
+
+    runner._supersede("bc", 0)
+    assert [(r["agent"], r["seed"]) for r in store.records()] == [("bc", 1), ("atm", 0)]
+    assert [r["init_state"] for r in ResultsStore(out / "results.superseded.jsonl").records()] == [0, 1]
+    assert json.loads((out / "flops.json").read_text()) == {"atm": {"macs": 2.0}}  # counted again
+    bc = json.loads((out / "throughput.json").read_text())["agents"]["bc"]
+    assert set(bc["seeds"]) == {"1"} and bc["serial"] == {"steps_per_second": 10.0}
+    # tables never count superseded episodes
+    assert sorted((r["agent"], r["seed"]) for r in load_runs([out])[0].records) == [("atm", 0), ("bc", 1)]
+
+    before = (out / "results.jsonl").read_bytes()
+    runner._supersede("bc", 2)  # a seed trained for the first time: nothing to move, nothing dropped
+    assert (out / "results.jsonl").read_bytes() == before
+    assert json.loads((out / "flops.json").read_text()) == {"atm": {"macs": 2.0}}

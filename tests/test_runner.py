@@ -66,3 +66,16 @@ def test_retraining_supersedes_the_agents_earlier_records(tmp_path):
     runner._supersede("bc", 2)  # a seed trained for the first time: nothing to move, nothing dropped
     assert (out / "results.jsonl").read_bytes() == before
     assert json.loads((out / "flops.json").read_text()) == {"atm": {"macs": 2.0}}
+
+
+def test_a_checkpoint_digest_changes_with_its_bytes_only(tmp_path):
+    from atm_bench.bench.runner import _tree_digest
+
+    assert _tree_digest(tmp_path / "none") is None
+    (tmp_path / "ckpt" / "policy").mkdir(parents=True)
+    (tmp_path / "ckpt" / "policy" / "model.safetensors").write_bytes(b"w1")
+    first = _tree_digest(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "policy" / "model.safetensors").write_bytes(b"w1")  # rewritten, same bytes
+    assert _tree_digest(tmp_path / "ckpt") == first
+    (tmp_path / "ckpt" / "policy" / "model.safetensors").write_bytes(b"w2")
+    assert _tree_digest(tmp_path / "ckpt") != first

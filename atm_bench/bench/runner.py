@@ -60,6 +60,17 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _tree_digest(directory: Path) -> str | None:
+    """sha256 over the files under `directory` (paths and bytes); None when it does not exist."""
+    if not directory.exists():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(directory)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def environment_snapshot() -> dict[str, Any]:
     """Package versions, git revision and hardware: what a reader needs to trust a number."""
     from importlib.metadata import PackageNotFoundError, version
@@ -285,12 +296,14 @@ class Runner:
         elif getattr(agent, "privileged", False):
             pass  # the scripted expert needs no training
         else:
-            self._supersede(name, seed)
+            before = _tree_digest(checkpoint)
             with self._timed(stage, agent=name, seed=seed):
                 torch.manual_seed(seed)
                 np.random.seed(seed)
                 agent.fit(TrainingData(manifest=manifest, data_dir=self.data_dir), Budget())
                 agent.save(checkpoint)
+            if before is None or _tree_digest(checkpoint) != before:  # (a resumed, finished training gives the same)
+                self._supersede(name, seed)
             self._mark(stage, key)
         self._record_flops(name, agent)
         config = EvalConfig(agent=name, suite=self.suite, tasks=self.tasks, protocol=self.protocol.name,
@@ -316,9 +329,9 @@ class Runner:
         return preset
 
     def _supersede(self, name: str, seed: int) -> None:
-        """Before (re)training an agent: the episodes, counted FLOPs and throughput recorded for
-        an earlier checkpoint of it in this run no longer describe it (its serial-loop speed,
-        measured once per agent, is kept)."""
+        """After training gave an agent a new checkpoint: the episodes, counted FLOPs and
+        throughput recorded for an earlier checkpoint of it in this run no longer describe it (its
+        serial-loop speed, measured once per agent, is kept)."""
         from atm_bench.bench.results import ResultsStore
 
         moved = ResultsStore(self.out / "results.jsonl").supersede(lambda r: r["agent"] == name and r["seed"] == seed)

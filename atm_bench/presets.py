@@ -163,14 +163,18 @@ def _quick() -> Preset:
     return Preset(
         name="quick",
         image_size=64,
-        track_model=TrackTransformerConfig(image_hw=hw, patch_size=8, width=128, depth=4, heads=4, dropout=0.1),
+        # Stage 1 learns motion slowly on a CPU budget: the loss ignores points hidden in the ground
+        # truth (off-image projections weigh ~half of an unweighted loss), and each track token gets
+        # the image's position embedding and patch features at its query point.
+        track_model=TrackTransformerConfig(image_hw=hw, patch_size=8, width=128, depth=4, heads=4, dropout=0.1,
+                                           invisible_weight=0.0, query_position=True, query_features=True),
         policy=PolicyConfig(image_hw=hw, stem_channels=32, image_patch=8, spatial_width=64, spatial_depth=2,
                             spatial_heads=4, spatial_head_dim=32, spatial_mlp=128, temporal_depth=2,
                             temporal_heads=4, temporal_head_dim=32, temporal_mlp=128, head_hidden=256),
-        # Sized for a 2-core CPU: ~19 k stage-1 samples and ~4.8 k policy windows per agent and seed
-        # (benchmarks/atm_speed.py: ~15 samples/s and ~7 windows/s on an idle machine).
-        track_training=TrainConfig(epochs=3, batch_size=64, lr=5e-4, warmup_epochs=1, grad_clip=10.0,
-                                   max_steps_per_epoch=100, shift_px=2),
+        # Sized for a 2-core CPU: 80 k stage-1 samples (once per run) and ~4.8 k policy windows per
+        # agent and seed (benchmarks/atm_speed.py: ~15 samples/s and ~7 windows/s on an idle machine).
+        track_training=TrainConfig(epochs=5, batch_size=64, lr=1e-3, warmup_epochs=1, grad_clip=10.0,
+                                   max_steps_per_epoch=250, shift_px=2),
         policy_training=TrainConfig(epochs=6, batch_size=32, lr=5e-4, grad_clip=100.0,
                                     max_steps_per_epoch=25, shift_px=2),
         data=DataConfig(demos_per_task=20, labelled_demos=4, points_per_view=300),
@@ -185,7 +189,8 @@ def _smoke() -> Preset:
         name="smoke",
         image_size=32,
         track_model=TrackTransformerConfig(image_hw=hw, patch_size=8, num_points=8, track_len=8, width=32, depth=1,
-                                           heads=2, dropout=0.0),
+                                           heads=2, dropout=0.0, invisible_weight=0.0, query_position=True,
+                                           query_features=True),
         policy=PolicyConfig(image_hw=hw, window=3, stem_channels=8, image_patch=4, spatial_width=32,
                             spatial_depth=1, spatial_heads=2, spatial_head_dim=16, spatial_mlp=64,
                             temporal_width=32, temporal_depth=1, temporal_heads=2, temporal_head_dim=16,

@@ -36,9 +36,11 @@ def test_patchify_roundtrip_and_layout_on_non_square_image():
     assert torch.equal(unpatchify(patches, 8, (16, 24)), images)
 
 
-def test_predictions_are_equivariant_to_permuting_queries():
-    cfg = _cfg()
+@pytest.mark.parametrize("position,features", [(False, False), (True, False), (True, True)])
+def test_predictions_are_equivariant_to_permuting_queries(position, features):
+    cfg = _cfg(query_position=position, query_features=features)
     model = TrackTransformer(cfg).eval()
+    torch.nn.init.normal_(model.track_head.weight, std=0.5)  # the zero-initialised offset head hides nothing
     images = torch.rand(2, 3, 32, 32) * 2 - 1
     queries = torch.rand(2, 7, 2)
     text = torch.randn(2, cfg.text_dim)
@@ -79,3 +81,25 @@ def test_untrained_offset_model_predicts_still_points(offsets):
     tracks = model.predict(torch.rand(2, 3, 32, 32) * 2 - 1, queries, torch.randn(2, cfg.text_dim))
     still = queries[:, :, None, :].expand_as(tracks)
     assert torch.equal(tracks, still) is offsets
+
+
+def test_query_position_embedding_matches_the_image_tokens_at_patch_centres():
+    """A query at the centre of patch (row r, column c) of a non-square grid gets exactly that
+    patch's fixed embedding, so (x, y) = (column, row) order and normalisation agree."""
+    from atm_bench.atm.transformer import sincos_2d, sincos_points
+
+    gh, gw = 3, 5
+    centres = torch.tensor([[(c + 0.5) / gw, (r + 0.5) / gh] for r in range(gh) for c in range(gw)])
+    assert torch.allclose(sincos_points(32, centres, gh, gw), sincos_2d(32, gh, gw), atol=1e-5)
+
+
+def test_query_features_and_positions_work_on_non_square_images():
+    cfg = _cfg(image_hw=(32, 48), query_position=True, query_features=True)
+    model = TrackTransformer(cfg)
+    torch.nn.init.normal_(model.track_head.weight, std=0.5)
+    images, queries, text = torch.rand(2, 3, 32, 48) * 2 - 1, torch.rand(2, 5, 2), torch.randn(2, cfg.text_dim)
+    tracks = model(images, queries, text).tracks
+    assert tracks.shape == (2, 5, cfg.track_len, 2)
+    tracks.sum().backward()
+    assert model.image_embed.weight.grad.abs().sum() > 0
+

@@ -59,6 +59,7 @@ class Run:
     flops: dict[str, dict[str, float]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     throughput: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:
@@ -74,7 +75,8 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
             raise UserError(f"{path}: no episode records (*.jsonl) found; run `atm-bench run` or `atm-bench eval` first")
         flops = _read_json(path / "flops.json")
         config = _read_json(path / "config.json")
-        runs.append(Run(path, records, flops, config, _read_json(path / "throughput.json")))
+        runs.append(Run(path, records, flops, config, _read_json(path / "throughput.json"),
+                        _read_json(path / "timing.json")))
     return runs
 
 
@@ -201,6 +203,32 @@ def throughput_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None
     return (headers, rows) if rows else None
 
 
+def timing_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
+    """Wall time of each run by stage (`timing.json`; a stage resumed over several invocations
+    counts all of them): the shared stages, then per agent its training and evaluation summed
+    over seeds, and the total."""
+    headers = ["run", "stage", "seeds", "seconds", "hours", "share"]
+    rows = []
+    for run in runs:
+        groups: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for stage, seconds in run.timing.items():
+            kind, _, rest = stage.partition("/")
+            agent = rest.split("/")[0] if rest else ""
+            groups[(kind, agent)].append(float(seconds))
+        total = sum(sum(v) for v in groups.values())
+        order = {"data": 0, "tracks": 1, "stage1_track_model": 2, "train": 3, "eval": 4, "throughput": 5, "tables": 6}
+        agents = _agent_order({agent for _, agent in groups if agent})
+        for (kind, agent), values in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 9),
+                                                                            agents.index(kv[0][1]) if kv[0][1] else -1)):
+            name = f"{kind} {_title(agent)}" if agent else kind
+            seconds = sum(values)
+            rows.append([run.path.name, name, str(len(values)) if agent and kind != "throughput" else "",
+                         f"{seconds:.0f}", f"{seconds / 3600:.2f}", f"{100 * seconds / total:.1f} %" if total else "-"])
+        if groups:
+            rows.append([run.path.name, "total", "", f"{total:.0f}", f"{total / 3600:.2f}", "100.0 %"])
+    return (headers, rows) if rows else None
+
+
 def ablation_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
     """Runs of one agent that differ in labelled demos or ablation flags, side by side."""
     variants: dict[tuple[str, str, str], list[float]] = defaultdict(list)
@@ -268,6 +296,9 @@ def bar_plot(records: list[dict[str, Any]], path: Path) -> None:
     tmp.replace(path)
 
 
+FLOAT_FORMATS = {"throughput": ".1f", "timing": ".2f"}  # numeric cells tabulate reformats
+
+
 def write_tables(run_paths: Iterable[str | Path], out_dir: str | Path) -> list[Path]:
     """Regenerate every table and the plot from `run_paths` into `out_dir`; returns the files."""
     runs = load_runs(run_paths)
@@ -280,13 +311,16 @@ def write_tables(run_paths: Iterable[str | Path], out_dir: str | Path) -> list[P
     throughput = throughput_rows(runs)
     if throughput:
         tables["throughput"] = throughput
+    timing = timing_rows(runs)
+    if timing:
+        tables["timing"] = timing
     ablation = ablation_rows(runs)
     if ablation:
         tables["ablation"] = ablation
     for name, (headers, rows) in tables.items():
         for fmt in ("md", "csv", "tex"):
             path = out / f"{name}.{fmt}"
-            write_text_atomic(path, render(headers, rows, fmt, floatfmt=".1f" if name == "throughput" else "g"))
+            write_text_atomic(path, render(headers, rows, fmt, floatfmt=FLOAT_FORMATS.get(name, "g")))
             written.append(path)
     plot = out / "success.png"
     bar_plot(records, plot)

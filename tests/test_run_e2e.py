@@ -67,5 +67,5 @@ def test_smoke_run_resumes_and_tables_regenerate(plugin_site, tmp_path, capsys):
     assert json.loads((out / "throughput.json").read_text()) == throughput  # measured once, kept
 
     assert main(["tables", str(out), "--out", str(tmp_path / "again")]) == 0
-    for name in ("success.md", "success.csv", "success.tex", "compute.md", "throughput.md", "success.png"):
+    for name in ("success.md", "success.csv", "success.tex", "compute.md", "throughput.md", "timing.md", "success.png"):
         assert (tmp_path / "again" / name).read_bytes() == (out / "tables" / name).read_bytes()

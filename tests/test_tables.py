@@ -75,6 +75,21 @@ def test_throughput_rows_compare_the_vector_loop_with_the_serial_one(run_dir):
     assert throughput_rows(load_runs([run_dir])) is None
 
 
+def test_timing_rows_group_stages_by_agent_over_seeds(run_dir):
+    from atm_bench.tables import timing_rows
+
+    assert timing_rows(load_runs([run_dir])) is None  # no timing.json
+    (run_dir / "timing.json").write_text(json.dumps({
+        "data": 100.0, "stage1_track_model": 300.0, "train/bc/seed0": 50.0, "train/bc/seed1": 70.0,
+        "train/atm/seed0": 80.0, "eval/atm/seed0": 200.0, "throughput/atm": 10.0, "tables": 0.5}))
+    headers, rows = timing_rows(load_runs([run_dir]))
+    assert headers == ["run", "stage", "seeds", "seconds", "hours", "share"]
+    assert [(r[1], r[2], r[3]) for r in rows] == [
+        ("data", "", "100"), ("stage1_track_model", "", "300"), ("train BC", "2", "120"), ("train ATM", "1", "80"),
+        ("eval ATM", "1", "200"), ("throughput ATM", "", "10"), ("tables", "", "0"), ("total", "", "810")]
+    assert rows[0][5] == f"{100 * 100 / 810.5:.1f} %" and rows[-1][4] == f"{810.5 / 3600:.2f}"
+
+
 def test_regeneration_is_byte_identical(run_dir, tmp_path):
     first = {p.name: p.read_bytes() for p in write_tables([run_dir], tmp_path / "a")}
     second = {p.name: p.read_bytes() for p in write_tables([run_dir], tmp_path / "b")}

@@ -206,17 +206,20 @@ def throughput_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None
 def timing_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
     """Wall time of each run by stage (`timing.json`; a stage resumed over several invocations
     counts all of them): the shared stages, then per agent its training and evaluation summed
-    over seeds, and the total."""
+    over seeds, and the total. The `tables` stage is left out: it writes this table, so the
+    table cannot hold its duration, and regenerating it later must give the same bytes."""
     headers = ["run", "stage", "seeds", "seconds", "hours", "share"]
     rows = []
     for run in runs:
         groups: dict[tuple[str, str], list[float]] = defaultdict(list)
         for stage, seconds in run.timing.items():
             kind, _, rest = stage.partition("/")
+            if kind == "tables":
+                continue
             agent = rest.split("/")[0] if rest else ""
             groups[(kind, agent)].append(float(seconds))
         total = sum(sum(v) for v in groups.values())
-        order = {"data": 0, "tracks": 1, "stage1_track_model": 2, "train": 3, "eval": 4, "throughput": 5, "tables": 6}
+        order = {"data": 0, "tracks": 1, "stage1_track_model": 2, "train": 3, "eval": 4, "throughput": 5}
         agents = _agent_order({agent for _, agent in groups if agent})
         for (kind, agent), values in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 9),
                                                                             agents.index(kv[0][1]) if kv[0][1] else -1)):

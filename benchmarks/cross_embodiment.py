@@ -64,17 +64,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 class Stages:
-    """Wall time of each named stage."""
+    """Wall time of each named stage, summed over the invocations that worked on it (kept in
+    `OUT/stage_seconds.json`, so a resumed experiment reports what its stages cost in all)."""
 
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
+    def __init__(self, path: Path) -> None:
+        import json
+
+        self.path = path
+        self.seconds: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
 
     def run(self, name: str, fn, *a, **kw):
+        from atm_bench.io import write_json_atomic
+
         start = time.perf_counter()
         print(f"[cross-embodiment] {name} ...", flush=True)
         out = fn(*a, **kw)
-        self.seconds[name] = round(time.perf_counter() - start, 1)
-        print(f"[cross-embodiment] {name}: {self.seconds[name]:.0f} s", flush=True)
+        took = time.perf_counter() - start
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + took, 1)
+        write_json_atomic(self.path, self.seconds)
+        print(f"[cross-embodiment] {name}: {took:.0f} s ({self.seconds[name]:.0f} s over all invocations)", flush=True)
         return out
 
 
@@ -200,7 +208,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     results_path = Path(args.results) if args.results else out / "results.json"
     sampling = SamplingConfig(num_points=args.points or preset.data.points_per_view)
     size = preset.image_size
-    start, stages = time.perf_counter(), Stages()
+    start, stages = time.perf_counter(), Stages(out / "stage_seconds.json")
     env, rig = ur5e_setup(size, args.horizon)
     try:
         demos = stages.run("ur5e demos", record_demos, env, rig, args, out, sampling)
@@ -218,7 +226,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         "horizon": args.horizon, "seed": args.seed, "points_per_view": sampling.num_points,
         "success": {a: agents[a]["success_rate"] for a in AGENTS}, "agents": agents,
         "data": {"ur5e_demos": demos, "panda_videos": videos}, "track_model": track,
-        "stage_seconds": stages.seconds, "wall_seconds": round(time.perf_counter() - start, 1),
+        "stage_seconds": stages.seconds, "wall_seconds_this_invocation": round(time.perf_counter() - start, 1),
         "command": ["benchmarks/cross_embodiment.py", *(sys.argv[1:] if argv is None else argv)],
         **environment_snapshot(),
     }

@@ -28,7 +28,7 @@ def test_cross_embodiment_smoke_writes_results(tmp_path):
     assert _script().main(argv) == 0
     r = json.loads(results_path.read_text())
     assert (r["preset"], r["panda_videos"], r["ur5e_demos"], r["eval_episodes"]) == ("smoke", 2, 2, 2)
-    assert set(r["success"]) == {"atm", "bc"} and r["git_revision"] and r["wall_seconds"] > 0
+    assert set(r["success"]) == {"atm", "bc"} and r["git_revision"] and r["wall_seconds_this_invocation"] > 0
     for name in ("atm", "bc"):
         agent = r["agents"][name]
         assert len(agent["records"]) == 2 and agent["success_rate"] == r["success"][name]
@@ -50,6 +50,12 @@ def test_cross_embodiment_smoke_writes_results(tmp_path):
         actions = f["data/demo_0/actions"][()]
         assert actions.shape[1] == 7 and np.abs(actions).max() <= 1.0
         assert "tracks" in f["data/demo_0"]
+    # A rerun reuses the data and training, and each stage's time sums both invocations.
+    assert _script().main(argv) == 0
+    again = json.loads(results_path.read_text())
+    assert set(again["stage_seconds"]) == set(r["stage_seconds"])
+    assert all(again["stage_seconds"][k] >= r["stage_seconds"][k] for k in r["stage_seconds"])
+    assert again["stage_seconds"]["eval bc"] > r["stage_seconds"]["eval bc"]  # evaluated again, added up
     assert main_rejects_bad_input()
 
 

@@ -283,11 +283,14 @@ def bar_plot(records: list[dict[str, Any]], path: Path) -> None:
             means.append(np.nanmean(vals))
             stds.append(np.nanstd(vals))
         xs = np.arange(len(suites)) + (i - (len(agents) - 1) / 2) * width
-        ax.bar(xs, means, width, yerr=stds, capsize=2, label=_title(agent))
+        bars = ax.bar(xs, means, width, yerr=stds, capsize=2, label=_title(agent))
+        # The value on each bar, so that 0 % reads as measured rather than missing.
+        ax.bar_label(bars, labels=["" if np.isnan(m) else f"{m:.0f}" for m in means], fontsize=6, padding=2)
     ax.set_xticks(np.arange(len(suites)), [SUITE_TITLES[s] for s in suites])
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=7, ncol=min(6, len(agents)), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    # At most three methods per legend row: a one-suite figure is narrow, and wider rows were cut off.
+    ax.legend(fontsize=7, ncol=min(3, len(agents)), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     buffer = io.BytesIO()

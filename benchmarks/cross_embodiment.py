@@ -64,25 +64,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 class Stages:
-    """Wall time of each named stage, summed over the invocations that worked on it (kept in
-    `OUT/stage_seconds.json`, so a resumed experiment reports what its stages cost in all)."""
+    """Each named stage announced and timed into `OUT/stage_seconds.json` (summed over the
+    invocations of a resumed experiment, `atm_bench.bench.timing`)."""
 
     def __init__(self, path: Path) -> None:
-        import json
+        from atm_bench.bench.timing import StageTimes
 
-        self.path = path
-        self.seconds: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
+        self.times = StageTimes(path)
+        self.seconds = self.times.seconds
 
     def run(self, name: str, fn, *a, **kw):
-        from atm_bench.io import write_json_atomic
-
-        start = time.perf_counter()
         print(f"[cross-embodiment] {name} ...", flush=True)
-        out = fn(*a, **kw)
-        took = time.perf_counter() - start
-        self.seconds[name] = round(self.seconds.get(name, 0.0) + took, 1)
-        write_json_atomic(self.path, self.seconds)
-        print(f"[cross-embodiment] {name}: {took:.0f} s ({self.seconds[name]:.0f} s over all invocations)", flush=True)
+        start = time.perf_counter()
+        with self.times.timed(name):
+            out = fn(*a, **kw)
+        print(f"[cross-embodiment] {name}: {time.perf_counter() - start:.0f} s "
+              f"({self.seconds[name]:.0f} s over all invocations)", flush=True)
         return out
 
 

@@ -25,7 +25,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any, Iterator
 
 from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
+from atm_bench.bench.timing import StageTimes
 from atm_bench.progress import RunDisplay
 
 ALL_AGENTS = ("atm", "bc", "r3m", "vpt", "unipi", "unipi-replan")
@@ -121,8 +121,7 @@ class Runner:
         self.out.mkdir(parents=True, exist_ok=True)
         self.stages_path = self.out / "stages.json"
         self.stages: dict[str, Any] = json.loads(self.stages_path.read_text()) if self.stages_path.exists() else {}
-        self.timing_path = self.out / "timing.json"
-        self.timing: dict[str, float] = json.loads(self.timing_path.read_text()) if self.timing_path.exists() else {}
+        self.timing = StageTimes(self.out / "timing.json")
         self.throughput_path = self.out / "throughput.json"
         self.agents = [self._check_agent(a) for a in config.agents]
 
@@ -145,13 +144,8 @@ class Runner:
     @contextmanager
     def _timed(self, stage: str, **fields: Any) -> Iterator[None]:
         """A stage shown on the display (start and end lines) and timed into `timing.json`."""
-        start = time.perf_counter()
-        try:
-            with self.display.stage(stage, **fields):
-                yield
-        finally:
-            self.timing[stage] = round(self.timing.get(stage, 0.0) + time.perf_counter() - start, 2)
-            write_json_atomic(self.timing_path, self.timing)
+        with self.timing.timed(stage), self.display.stage(stage, **fields):
+            yield
 
     # -- stages ---------------------------------------------------------------------------
 

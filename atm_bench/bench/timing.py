@@ -1,0 +1,31 @@
+"""Wall time per named stage, kept in a JSON file and summed over the invocations that worked on
+a stage, so a run resumed after an interruption reports what each stage cost in all. Used by
+`atm-bench run` (`timing.json`) and the benchmark scripts that resume (cross-embodiment)."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from atm_bench.io import write_json_atomic
+
+
+class StageTimes:
+    """`seconds[name]`: the time spent in `timed(name)` blocks so far, over every invocation."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.seconds: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """Time the block into `name` (also when it raises: the time was spent) and write the file."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 2)
+            write_json_atomic(self.path, self.seconds)

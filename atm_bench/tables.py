@@ -164,8 +164,10 @@ def comparison_rows(records: list[dict[str, Any]], with_paper: bool = True) -> t
 
 def compute_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
     """TFLOPs per 600-step task: the paper's convention (multiply-accumulates of the planning
-    model per step: ATM's track transformer for one view) and the full cost (2 x MACs of
-    everything an agent runs per step), with the paper's Table IV beside."""
+    model per step: ATM's track transformer for one view, UniPi's video model; 0 for agents
+    without a planner, as `benchmarks/compute_table.py` counts them; "-" for an agent that does
+    not report `paper_convention_macs`) and the full cost (2 x MACs of everything an agent runs
+    per step), with the paper's Table IV beside."""
     costs: dict[str, dict[str, float]] = {}
     for run in runs:
         for agent, cost in run.flops.items():
@@ -175,10 +177,11 @@ def compute_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
     preset = {agent: run.config.get("preset", "?") for run in runs for agent in run.flops}
     for agent in _agent_order(costs):
         cost = costs[agent]
-        convention = cost.get("paper_convention_macs") or cost["macs"]
+        convention = cost.get("paper_convention_macs")
         full = cost.get("flops", 2 * cost["macs"])
         paper = PAPER_TFLOPS.get(agent)
-        rows.append([_title(agent), f"{convention * TASK_STEPS / 1e12:.3f}", f"{full * TASK_STEPS / 1e12:.3f}",
+        rows.append([_title(agent), f"{convention * TASK_STEPS / 1e12:.3f}" if convention is not None else "-",
+                     f"{full * TASK_STEPS / 1e12:.3f}",
                      f"{paper:.2f}" if paper is not None else "-", preset.get(agent, "?")])
     return headers, rows
 

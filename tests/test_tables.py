@@ -31,7 +31,8 @@ def run_dir(tmp_path):
     with open(run / "results.jsonl", "a") as f:
         f.write('{"agent": "atm", "suite": "libero_go')  # a crash mid-line: reported and skipped
     (run / "flops.json").write_text(json.dumps({"atm": {"macs": 5e9, "flops": 1e10, "paper_convention_macs": 2.6e9},
-                                                "bc": {"macs": 1e9, "flops": 2e9, "paper_convention_macs": 0.0}}))
+                                                "bc": {"macs": 1e9, "flops": 2e9, "paper_convention_macs": 0.0},
+                                                "plugged": {"macs": 1e6, "flops": 2e6}}))
     (run / "config.json").write_text(json.dumps({"preset": "smoke", "labelled": 10}))
     (run / "throughput.json").write_text(json.dumps({"serial_steps": 100, "agents": {
         "atm": {"serial": {"env_steps": 100, "seconds": 4.0, "steps_per_second": 25.0},
@@ -62,7 +63,9 @@ def test_compute_uses_the_paper_convention_and_full_cost(run_dir):
     atm = next(r for r in rows if r[0] == "ATM")
     assert atm[1] == f"{2.6e9 * 600 / 1e12:.3f}" and atm[2] == f"{1e10 * 600 / 1e12:.3f}" and atm[3] == "1.56"
     bc = next(r for r in rows if r[0] == "BC")
-    assert bc[1] == f"{1e9 * 600 / 1e12:.3f}"  # no track model: its own MACs
+    assert bc[1] == "0.000" and bc[2] == f"{2e9 * 600 / 1e12:.3f}"  # no planner: 0 in the paper's convention
+    plugged = next(r for r in rows if r[0] == "plugged")
+    assert plugged[1] == "-" and plugged[2] == f"{2e6 * 600 / 1e12:.3f}"  # convention not reported: unknown
 
 
 def test_throughput_rows_compare_the_vector_loop_with_the_serial_one(run_dir):

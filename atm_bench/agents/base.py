@@ -140,7 +140,9 @@ class Agent(ABC):
 
     @abstractmethod
     def flops_per_step(self, obs: dict[str, np.ndarray]) -> dict[str, float]:
-        """Measured compute of one control step for one env (e.g. {"macs": ..., "flops": ...})."""
+        """Measured compute of one control step for one env: {"macs": ..., "flops": ...}, plus
+        "paper_convention_macs" (the planning model's MACs per step, 0 without one) for the
+        compute table's paper-convention column, which shows "-" when it is missing."""
 
     @abstractmethod
     def save(self, directory: str | Path) -> None:

@@ -205,6 +205,22 @@ def _smoke() -> Preset:
 PRESETS = {"smoke": _smoke, "quick": _quick, "paper": _paper}
 
 
+def with_training_seed(config: Any, seed: int | None) -> Any:
+    """`config` (a preset, or any dataclass holding TrainConfigs) with every TrainConfig's seed
+    set to `seed`; None keeps it. A run's seed has to reach every stage an agent trains (its
+    initialisation, data order and augmentation draw from it), or every seed trains the same
+    network."""
+    if seed is None:
+        return config
+    if isinstance(config, TrainConfig):
+        return replace(config, seed=int(seed))
+    if not (dataclasses.is_dataclass(config) and not isinstance(config, type)):
+        return config
+    changes = {f.name: with_training_seed(getattr(config, f.name), seed) for f in dataclasses.fields(config)
+               if f.init and dataclasses.is_dataclass(getattr(config, f.name))}
+    return replace(config, **changes) if changes else config
+
+
 def get_preset(name: str) -> Preset:
     """The named preset; an unknown name is a `UserError` that lists the valid ones."""
     if name not in PRESETS:

@@ -44,7 +44,7 @@ from atm_bench.baselines.common import (FrameReader, copy_checkpoint, instructio
 from atm_bench.baselines.presets import BaselinePreset, R3MConfig, get_baseline_preset
 from atm_bench.baselines.resnet import ImageNetNormalize, ResNet18, feature_hw
 from atm_bench.errors import UserError
-from atm_bench.presets import PolicyConfig, Preset
+from atm_bench.presets import PolicyConfig, Preset, with_training_seed
 
 R3M_WIDTH = 64  # the published R3M ResNet-18
 WEIGHTS_ENV = "ATM_BENCH_R3M_WEIGHTS"  # default for `r3m_weights` (e.g. when `atm-bench run` builds the agent)
@@ -332,9 +332,9 @@ class R3MAgent(BCAgent):
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
                  text_encoder: str | None = None, r3m_weights: str | Path | None = None, progress: bool = True,
-                 baseline_preset: BaselinePreset | None = None):
-        super().__init__(preset, work_dir=work_dir, text_encoder=text_encoder, progress=progress)
-        self.baseline = baseline_preset or get_baseline_preset(self.preset.name)
+                 baseline_preset: BaselinePreset | None = None, seed: int | None = None):
+        super().__init__(preset, work_dir=work_dir, text_encoder=text_encoder, progress=progress, seed=seed)
+        self.baseline = with_training_seed(baseline_preset or get_baseline_preset(self.preset.name), seed)
         r3m_weights = r3m_weights or os.environ.get(WEIGHTS_ENV) or None
         self.r3m_weights = Path(r3m_weights).expanduser() if r3m_weights else None
         self.r3m_init: dict[str, Any] = {}

@@ -37,7 +37,7 @@ from atm_bench.baselines.common import (TASK_STEPS, FrameReader, augment, copy_c
 from atm_bench.baselines.presets import BaselinePreset, UniPiConfig, get_baseline_preset, replan_config
 from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
-from atm_bench.presets import PolicyConfig, Preset, get_preset
+from atm_bench.presets import PolicyConfig, Preset, get_preset, with_training_seed
 
 GOAL_VIEW = "goal"
 
@@ -180,21 +180,23 @@ class UniPiAgent(Agent):
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
                  text_encoder: str | None = None, progress: bool = True,
-                 baseline_preset: BaselinePreset | None = None, seed: int = 0):
+                 baseline_preset: BaselinePreset | None = None, seed: int | None = None):
+        """`seed`: the training seed of every stage `fit` runs (None: the presets') and of the
+        sampler's noise (None: 0)."""
         from atm_bench.paths import cache_subdir
 
-        self.preset = get_preset(preset) if isinstance(preset, str) else preset
-        self.baseline = baseline_preset or get_baseline_preset(self.preset.name)
+        self.preset = with_training_seed(get_preset(preset) if isinstance(preset, str) else preset, seed)
+        self.baseline = with_training_seed(baseline_preset or get_baseline_preset(self.preset.name), seed)
         self.work_dir = Path(work_dir) if work_dir else cache_subdir("runs") / f"{self.name}-{self.preset.name}"
         self.text_encoder = text_encoder
         self.progress = progress
-        self.seed = seed
+        self.seed = 0 if seed is None else int(seed)
         self.video_model = None
         self.policy: TrackGuidedPolicy | None = None
         self._video_config: dict[str, Any] = {}
         self._policy_config: dict[str, Any] = {}
         self._text: torch.Tensor | None = None
-        self._generator = torch.Generator().manual_seed(seed)
+        self._generator = torch.Generator().manual_seed(self.seed)
         self._clear()
 
     @property

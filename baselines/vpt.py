@@ -36,7 +36,7 @@ from atm_bench.baselines.common import (FrameReader, augment, copy_checkpoint, i
 from atm_bench.baselines.presets import BaselinePreset, IDMConfig, get_baseline_preset
 from atm_bench.errors import UserError
 from atm_bench.io import atomic_path, write_json_atomic
-from atm_bench.presets import Preset
+from atm_bench.presets import Preset, with_training_seed
 
 REPORT = "idm_report.json"
 LABELS = "pseudo_labels.hdf5"
@@ -241,9 +241,9 @@ class VPTAgent(BCAgent):
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
                  text_encoder: str | None = None, progress: bool = True,
-                 baseline_preset: BaselinePreset | None = None):
-        super().__init__(preset, work_dir=work_dir, text_encoder=text_encoder, progress=progress)
-        self.baseline = baseline_preset or get_baseline_preset(self.preset.name)
+                 baseline_preset: BaselinePreset | None = None, seed: int | None = None):
+        super().__init__(preset, work_dir=work_dir, text_encoder=text_encoder, progress=progress, seed=seed)
+        self.baseline = with_training_seed(baseline_preset or get_baseline_preset(self.preset.name), seed)
         self.report: dict[str, Any] = {}
 
     def training_config(self) -> dict[str, Any]:

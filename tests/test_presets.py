@@ -1,5 +1,7 @@
 """Presets are data, and the `paper` preset reproduces the reference's model sizes."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -33,3 +35,17 @@ def test_paper_track_transformer_matches_reference():
     assert abs(params / 13.0e6 - 1) < 0.05, params
     count, _ = count_flops(model, torch.zeros(1, 3, 128, 128), torch.rand(1, 32, 2), torch.zeros(1, cfg.text_dim))
     assert abs(count.macs / 2.6e9 - 1) < 0.05, count.macs
+
+
+def test_with_training_seed_sets_every_training_stage_and_only_that():
+    from atm_bench.baselines.presets import get_baseline_preset
+    from atm_bench.presets import with_training_seed
+
+    preset = get_preset("quick")
+    seeded = with_training_seed(preset, 2)
+    assert seeded.policy_training.seed == seeded.track_training.seed == 2
+    assert dataclasses.replace(seeded, policy_training=preset.policy_training,
+                               track_training=preset.track_training) == preset  # nothing else changes
+    assert with_training_seed(preset, None) is preset
+    baseline = with_training_seed(get_baseline_preset("quick"), 5)
+    assert (baseline.r3m.training.seed, baseline.idm.training.seed, baseline.unipi.video.training.seed) == (5, 5, 5)

@@ -23,13 +23,32 @@ def _runner(tmp_path):
 
 def test_stage_one_settings_retrain_only_the_agents_that_use_the_track_model(tmp_path):
     runner = _runner(tmp_path)
-    with_tracks, without = runner._training_preset(True), runner._training_preset(False)
+    with_tracks, without = runner._training_preset(True, 0), runner._training_preset(False, 0)
     runner.preset = dataclasses.replace(runner.preset, track_model=dataclasses.replace(runner.preset.track_model,
                                                                                        invisible_weight=0.5))
-    assert runner._training_preset(False) == without  # BC, R3M, VPT, UniPi keep their checkpoints
-    assert runner._training_preset(True) != with_tracks  # ATM trains again
+    assert runner._training_preset(False, 0) == without  # BC, R3M, VPT, UniPi keep their checkpoints
+    assert runner._training_preset(True, 0) != with_tracks  # ATM trains again
     runner.preset = dataclasses.replace(runner.preset, policy=dataclasses.replace(runner.preset.policy, window=2))
-    assert runner._training_preset(False) != without  # the policy network is everyone's
+    assert runner._training_preset(False, 0) != without  # the policy network is everyone's
+
+
+def test_each_seed_reaches_every_stage_an_agent_trains(tmp_path):
+    """Seeds 0 and 1 once trained byte-identical BC, VPT and ATM policies: the runner seeded torch,
+    then each training stage reseeded it from its preset's seed 0."""
+    from atm_bench.baselines.presets import get_baseline_preset
+
+    runner = _runner(tmp_path)
+    assert runner._training_preset(True, 0) == dataclasses.asdict(runner.preset)  # seed 0: the preset as it is
+    assert runner._training_preset(False, 1) != runner._training_preset(False, 0)  # other seeds: their own cache
+    for name in ("atm", "bc", "r3m", "vpt", "unipi", "unipi-replan"):
+        agent = runner._make_agent(name, tmp_path / name, None, 3)
+        assert agent.preset.policy_training.seed == agent.preset.track_training.seed == 3, name
+        baseline = getattr(agent, "baseline", None)
+        if baseline is not None:
+            trainings = (baseline.r3m.training, baseline.idm.training, baseline.unipi.video.training)
+            assert {t.seed for t in trainings} == {3}, name
+    assert get_baseline_preset("smoke").r3m.training.seed == 0  # the presets themselves are left alone
+    assert runner._make_agent("unipi", tmp_path / "u", None, 3).seed == 3  # and UniPi samples with it
 
 
 def test_baselines_name_their_own_settings_for_the_cache():

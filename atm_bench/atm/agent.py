@@ -20,7 +20,7 @@ import torch
 from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData, VideoOverlay
 from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
-from atm_bench.presets import Preset, get_preset
+from atm_bench.presets import Preset, get_preset, with_training_seed
 
 
 class ATMAgent(Agent):
@@ -29,13 +29,14 @@ class ATMAgent(Agent):
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
                  text_encoder: str | None = None, track_model_dir: str | Path | None = None,
-                 policy_overrides: dict[str, Any] | None = None, progress: bool = True):
+                 policy_overrides: dict[str, Any] | None = None, progress: bool = True, seed: int | None = None):
         """`track_model_dir`: an already trained stage-1 model (shared by seeds); otherwise `fit`
         trains one into `work_dir/track_model`. `policy_overrides`: ablation flags of PolicyConfig
-        (early_fusion, late_fusion, track_len)."""
+        (early_fusion, late_fusion, track_len). `seed`: the training seed of every stage `fit`
+        runs (None: the preset's)."""
         from atm_bench.paths import cache_subdir
 
-        self.preset = get_preset(preset) if isinstance(preset, str) else preset
+        self.preset = with_training_seed(get_preset(preset) if isinstance(preset, str) else preset, seed)
         self.work_dir = Path(work_dir) if work_dir else cache_subdir("runs") / f"{self.name}-{self.preset.name}"
         self.text_encoder = text_encoder
         self.track_model_dir = Path(track_model_dir) if track_model_dir else None

@@ -259,14 +259,17 @@ class Runner:
 
         return bool(getattr(get_agent(agent), "uses_track_model", agent == "atm"))
 
-    def _make_agent(self, name: str, work_dir: Path, track_model_dir: Path | None):
+    def _make_agent(self, name: str, work_dir: Path, track_model_dir: Path | None, seed: int):
+        """The agent, given those of the run's settings its constructor takes (`seed`: its
+        training seed; the runner also seeds torch and numpy before `fit` for agents without one)."""
         from atm_bench.agents.base import get_agent
 
         cls = get_agent(name)
         params = inspect.signature(cls).parameters
         kwargs: dict[str, Any] = {}
         for key, value in (("preset", self.preset.name), ("work_dir", work_dir), ("progress", self.progress),
-                           ("track_model_dir", track_model_dir), ("r3m_weights", self.config.r3m_weights)):
+                           ("track_model_dir", track_model_dir), ("r3m_weights", self.config.r3m_weights),
+                           ("seed", seed)):
             if key in params and value is not None:
                 kwargs[key] = value
         return cls(**kwargs)
@@ -280,8 +283,8 @@ class Runner:
 
         work = self.out / "agents" / name / f"seed{seed}"
         uses_tracks = self._uses_tracks(name)
-        agent = self._make_agent(name, work, track_model_dir if uses_tracks else None)
-        key = _hash([name, seed, self._training_preset(uses_tracks), agent.training_config(), manifest.manifest_sha256,
+        agent = self._make_agent(name, work, track_model_dir if uses_tracks else None, seed)
+        key = _hash([name, seed, self._training_preset(uses_tracks, seed), agent.training_config(), manifest.manifest_sha256,
                      self.stages.get("track_model", {}).get("key") if uses_tracks else None])
         stage = f"train/{name}/seed{seed}"
         checkpoint = work / "checkpoint"
@@ -314,10 +317,13 @@ class Runner:
                                   f"episodes on {stats.n_envs} env(s): {stats.steps_per_second:.1f} env steps/s")
         self._measure_serial(name, agent, config)
 
-    def _training_preset(self, uses_tracks: bool) -> dict[str, Any]:
-        """The core preset as far as an agent's training depends on it (its cache key): without
-        a track model, stage 1's model and training are none of its business."""
-        preset = asdict(self.preset)
+    def _training_preset(self, uses_tracks: bool, seed: int) -> dict[str, Any]:
+        """The core preset, with the seed's training seeds, as far as an agent's training depends
+        on it (its cache key): without a track model, stage 1's model and training are none of
+        its business."""
+        from atm_bench.presets import with_training_seed
+
+        preset = asdict(with_training_seed(self.preset, seed))
         if not uses_tracks:
             preset = {k: v for k, v in preset.items() if k not in ("track_model", "track_training")}
         return preset

@@ -59,7 +59,7 @@ def _train(args: argparse.Namespace) -> int:
     preset = _preset(args)
     manifest, data_dir = _manifest(args, preset)
     out = Path(args.out) if args.out else _run_dir(args, preset) / f"{args.agent}_seed{args.seed}"
-    kwargs = {"preset": preset, "work_dir": out, "text_encoder": args.text_encoder}
+    kwargs = {"preset": preset, "work_dir": out, "text_encoder": args.text_encoder, "seed": args.seed}
     if args.agent == "r3m":
         kwargs["r3m_weights"] = args.r3m_weights
     agent = get_agent(args.agent)(**kwargs)

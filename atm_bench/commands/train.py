@@ -77,16 +77,9 @@ def _run_dir(args, preset):
 
 
 def _preset(args):
-    import dataclasses
+    from atm_bench.presets import get_preset, with_training_seed
 
-    from atm_bench.presets import get_preset
-
-    preset = get_preset(args.preset)
-    if args.seed:
-        preset = dataclasses.replace(
-            preset, track_training=dataclasses.replace(preset.track_training, seed=args.seed),
-            policy_training=dataclasses.replace(preset.policy_training, seed=args.seed))
-    return preset
+    return with_training_seed(get_preset(args.preset), args.seed)
 
 
 def _train_tracks(args) -> int:

@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 
 from atm_bench.agents.base import Budget, TrainingData
 from atm_bench.atm.agent import BCAgent
-from atm_bench.atm.datasets import DemoRef
+from atm_bench.atm.datasets import DemoRef, item_rng
 from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.baselines.common import (FrameReader, copy_checkpoint, instruction_table, loader, stage_epochs,
                                         train_window_policy)
@@ -143,7 +143,7 @@ class R3MVideoDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         d, v = self.index[i]
         ref = self.demos[d]
-        rng = np.random.default_rng([self.seed, i]) if self.deterministic else np.random.default_rng()
+        rng = item_rng(self.seed, i, self.deterministic)
         frames = self.reader.frames(ref, self.views[v], self.frame_indices(ref.length, rng))
         return {"frames": torch.from_numpy(frames), "task": torch.tensor(ref.task)}
 

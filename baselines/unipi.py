@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData, VideoOverlay
-from atm_bench.atm.datasets import DemoRef, PolicyWindowDataset
+from atm_bench.atm.datasets import DemoRef, PolicyWindowDataset, item_rng
 from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.baselines.common import (TASK_STEPS, FrameReader, augment, copy_checkpoint, loader,
                                         stage_epochs, window_images)
@@ -76,7 +76,7 @@ class GoalWindowDataset(PolicyWindowDataset):
         sample = super().__getitem__(i)
         d, t = self.index[i]
         ref = self.demos[d]
-        rng = np.random.default_rng([self.seed, i]) if self.deterministic else np.random.default_rng()
+        rng = item_rng(self.seed, i, self.deterministic)
         goal = min(t + self.offset(rng), ref.length - 1)
         steps = np.clip(np.arange(t - self.window + 1, t + 1), 0, None)
         sample["goal"] = torch.from_numpy(self.reader.frames(ref, self.goal_view, [goal])[0])

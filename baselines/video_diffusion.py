@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from atm_bench.atm.datasets import DemoRef
+from atm_bench.atm.datasets import DemoRef, item_rng
 from atm_bench.baselines.common import FrameReader, augment, instruction_table, loader
 from atm_bench.baselines.presets import VideoModelConfig
 from atm_bench.errors import UserError
@@ -181,7 +181,7 @@ class SubgoalVideoDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         ref = self.demos[i]
-        rng = np.random.default_rng([self.seed, i]) if self.deterministic else np.random.default_rng()
+        rng = item_rng(self.seed, i, self.deterministic)
         frames = self.reader.frames(ref, self.view, self.indices(ref.length, rng))
         return {"frames": torch.from_numpy(frames), "task": torch.tensor(ref.task)}
 

@@ -60,6 +60,16 @@ class _Files:
         self._open = {}
 
 
+def item_rng(seed: int, index: int, deterministic: bool) -> np.random.Generator:
+    """The generator one dataset item draws its random choices (frames, points) from. Validation
+    (`deterministic`): fixed per (seed, item). Training: new each call, keyed by a draw from
+    torch's generator (seeded with the run's seed in the main process, and per worker by the
+    DataLoader), so a training is reproducible, each seed differs and epochs see new draws."""
+    if deterministic:
+        return np.random.default_rng([seed, index])
+    return np.random.default_rng([seed, index, int(torch.randint(0, 2**62, ()).item())])
+
+
 def _resize(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     if frames.shape[-3:-1] == tuple(hw):
         return frames
@@ -142,7 +152,7 @@ class TrackFrameDataset(Dataset):
             pad = self.track_len - len(tracks)
             tracks = np.concatenate([tracks, np.repeat(tracks[-1:], pad, 0)])
             vis = np.concatenate([vis, np.repeat(vis[-1:], pad, 0)])
-        rng = np.random.default_rng([self.seed, i]) if self.deterministic else np.random.default_rng()
+        rng = item_rng(self.seed, i, self.deterministic)
         chosen = self._sample_points(vis[0], rng)
         tracks = np.ascontiguousarray(tracks[:, chosen].transpose(1, 0, 2), dtype=np.float32)  # (N, L, 2)
         return {

@@ -31,6 +31,10 @@ import numpy as np
 from atm_bench.errors import UserError
 from atm_bench.io import atomic_path
 
+# gzip, not lzf: h5py's lzf leaves its hash table uninitialised, so the same frames compressed to
+# different bytes from run to run (decoding equal), and split manifests hash the files' bytes.
+COMPRESSION = "gzip"
+
 IMAGE_KEYS = ("agentview_rgb", "eye_in_hand_rgb")
 LOWDIM_KEYS = ("joint_states", "gripper_states", "ee_states", "ee_pos", "ee_ori")
 OBS_KEYS = IMAGE_KEYS + LOWDIM_KEYS
@@ -166,7 +170,7 @@ def write_task_file(
     path: str | Path,
     header: FileHeader,
     episodes: Iterable[Episode],
-    compression: str | None = "lzf",
+    compression: str | None = COMPRESSION,
 ) -> Path:
     """Write a whole task file atomically (temp file + rename): never a half-written file.
 

@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from atm_bench.data.episodes import Episode, EpisodeFile, FileHeader, merge_task_files, observations_to_obs, write_task_file
+from atm_bench.data.episodes import (COMPRESSION, Episode, EpisodeFile, FileHeader, merge_task_files, observations_to_obs,
+                                     write_task_file)
 from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
 from atm_bench.tracking.storage import write_demo_tracks
@@ -47,7 +48,7 @@ class GenerateConfig:
     init_states: str = "sampled"
     max_attempts: int | None = None  # per task; None = 3 x demos
     max_steps: int | None = None  # per attempt; None = the ATM protocol's horizon (600)
-    compression: str | None = "lzf"
+    compression: str | None = COMPRESSION
     # "sim": annotate exact point tracks while rendering, from the depth rendered with the frames
     # (far cheaper than `atm-bench tracks annotate` later, which must render depth again).
     tracks: str | None = None

@@ -19,6 +19,7 @@ from typing import Mapping
 
 import numpy as np
 
+from atm_bench.data.episodes import COMPRESSION
 from atm_bench.errors import UserError
 from atm_bench.tracking.base import TrackResult
 
@@ -58,8 +59,8 @@ def write_demo_tracks(path: str | Path, demo: str, views: Mapping[str, ViewTrack
         scratch.attrs["version"] = FORMAT_VERSION
         for view, vt in views.items():
             g = scratch.create_group(view)
-            g.create_dataset("tracks", data=vt.tracks.astype(np.float32), compression="lzf")
-            g.create_dataset("vis", data=vt.vis.astype(bool), compression="lzf")
+            g.create_dataset("tracks", data=vt.tracks.astype(np.float32), compression=COMPRESSION)
+            g.create_dataset("vis", data=vt.vis.astype(bool), compression=COMPRESSION)
             g.create_dataset("query", data=np.asarray(vt.query, dtype=np.float32))
         f.flush()
         if GROUP in group:

@@ -1,10 +1,11 @@
 """The whole pipeline on the real simulator at the smoke preset: `atm-bench run --suite
 libero-goal --preset smoke` with every built-in agent plus the example plug-in (its log, rollout
-videos with what each agent thinks, evaluation throughput against a serial loop), then a rerun
-that skips everything, and `atm-bench tables` regenerating the committed-style tables
+videos with what each agent thinks, evaluation throughput against a serial loop), then reruns
+that skip everything, with the checkpoints and without them, and `atm-bench tables` regenerating the committed-style tables
 byte-identically."""
 
 import json
+import shutil
 
 import pytest
 
@@ -65,6 +66,19 @@ def test_smoke_run_resumes_and_tables_regenerate(plugin_site, tmp_path, capsys):
     assert {k: v for k, v in timing_after.items() if k.startswith(("train/", "throughput/"))} == \
         {k: v for k, v in timing_before.items() if k.startswith(("train/", "throughput/"))}
     assert json.loads((out / "throughput.json").read_text()) == throughput  # measured once, kept
+
+    # A run directory kept without its checkpoints (as under results/): nothing is trained again.
+    for path in [*out.glob("agents/*/seed0/checkpoint"), out / "track_model" / "model.safetensors"]:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "[run] trained and evaluated already: atm seed 0, " in capsys.readouterr().out
+    assert len(ResultsStore(out / "results.jsonl").records()) == len(records)
+    assert not any(out.glob("agents/*/seed0/checkpoint")) and not (out / "track_model" / "model.safetensors").exists()
+    timing_kept = json.loads((out / "timing.json").read_text())
+    stages = ("train/", "throughput/", "stage1_")
+    assert {k: v for k, v in timing_kept.items() if k.startswith(stages)} == \
+        {k: v for k, v in timing_before.items() if k.startswith(stages)}
 
     assert main(["tables", str(out), "--out", str(tmp_path / "again")]) == 0
     for name in ("success.md", "success.csv", "success.tex", "compute.md", "throughput.md", "timing.md", "success.png"):

@@ -63,6 +63,34 @@ def test_baselines_name_their_own_settings_for_the_cache():
     assert get_agent("bc")("smoke").training_config() == {}
 
 
+def test_a_finished_agent_and_seed_is_not_run_again_even_without_its_checkpoint(tmp_path):
+    """Trained under the current key, every episode, FLOPs and serial speed recorded: finished.
+    A committed run directory (no checkpoints) can so be extended by more seeds."""
+    from types import SimpleNamespace
+
+    runner = _runner(tmp_path)
+    out, manifest = runner.out, SimpleNamespace(manifest_sha256="m" * 64)
+    track_key = runner._track_model_key(manifest)
+    horizon = min(runner._horizon(), runner.protocol.horizon(runner.suite))
+    store = ResultsStore(out / "results.jsonl")
+    for name in ("atm", "bc"):
+        agent = runner._make_agent(name, tmp_path / name, None, 0)
+        runner._mark(f"train/{name}/seed0", runner._train_key(name, 0, agent, manifest, track_key))
+        store.extend([{**_rec(name, 0, k), "task": t, "horizon": horizon}
+                      for t in runner.tasks for k in range(runner._episodes())])
+    (out / "flops.json").write_text(json.dumps({"atm": {"macs": 2.0}, "bc": {"macs": 1.0}}))
+    (out / "throughput.json").write_text(json.dumps({"agents": {n: {"serial": {"steps_per_second": 9.0}, "seeds": {}}
+                                                                for n in ("atm", "bc")}}))
+
+    assert runner._finished("bc", 0, manifest, track_key) and runner._finished("atm", 0, manifest, track_key)
+    assert not runner._finished("bc", 1, manifest, track_key)  # another seed: to train
+    assert not runner._finished("bc", 0, SimpleNamespace(manifest_sha256="n" * 64), track_key)  # other data
+    assert not runner._finished("atm", 0, manifest, "other stage 1")  # ATM follows its track model
+    assert runner._finished("bc", 0, manifest, "other stage 1")  # BC does not
+    store.supersede(lambda r: r["agent"] == "bc" and r["init_state"] == 0 and r["task"] == runner.tasks[0])
+    assert not runner._finished("bc", 0, manifest, track_key)  # an episode is missing
+
+
 def test_retraining_supersedes_the_agents_earlier_records(tmp_path):
     runner = _runner(tmp_path)
     out = runner.out

@@ -158,17 +158,24 @@ class Runner:
             self._run_stages()
         return self.out
 
+    def _wanted(self, agents: list[str], seeds: tuple[int, ...]) -> set:
+        """The record keys of these agents' and seeds' episodes (x tasks x episodes per task)."""
+        from atm_bench.bench.results import record_key
+
+        horizon = min(self._horizon(), self.protocol.horizon(self.suite))
+        return {record_key({"agent": a, "suite": self.suite, "task": t, "init_state": k, "seed": s,
+                            "protocol": self.protocol.name, "preset": self.preset.name, "horizon": horizon})
+                for a in agents for s in seeds for t in self.tasks for k in range(self._episodes())}
+
+    def _recorded(self) -> set:
+        from atm_bench.bench.results import ResultsStore
+
+        return ResultsStore(self.out / "results.jsonl").keys()
+
     def _count_episodes(self) -> None:
         """The run's episodes (agents x seeds x tasks x episodes) and how many are recorded already."""
-        from atm_bench.bench.results import ResultsStore, record_key
-
-        episodes = self._episodes()
-        horizon = min(self._horizon(), self.protocol.horizon(self.suite))
-        wanted = {record_key({"agent": a, "suite": self.suite, "task": t, "init_state": k, "seed": s,
-                              "protocol": self.protocol.name, "preset": self.preset.name, "horizon": horizon})
-                  for a in self.agents for s in self.seeds for t in self.tasks for k in range(episodes)}
-        done = wanted & ResultsStore(self.out / "results.jsonl").keys()
-        self.display.set_episodes(len(done), len(wanted))
+        wanted = self._wanted(self.agents, self.seeds)
+        self.display.set_episodes(len(wanted & self._recorded()), len(wanted))
 
     def _run_stages(self) -> None:
         self._write_config(manifest_hash=None)
@@ -178,10 +185,16 @@ class Runner:
         self.annotate_tracks()
         manifest = self.make_split()
         self._write_config(manifest_hash=manifest.manifest_sha256)
-        track_model_dir = self.train_track_model(manifest) if any(self._uses_tracks(a) for a in self.agents) else None
-        for seed in self.seeds:  # seed-major: every agent's first seed gives a whole table early
-            for agent in self.agents:
-                self.run_agent(agent, seed, manifest, track_model_dir)
+        track_key = self._track_model_key(manifest)
+        # seed-major: every agent's first seed gives a whole table early
+        pending = [(a, s) for s in self.seeds for a in self.agents if not self._finished(a, s, manifest, track_key)]
+        finished = [f"{a} seed {s}" for s in self.seeds for a in self.agents if (a, s) not in pending]
+        if finished:
+            self.display.line(f"[run] trained and evaluated already: {', '.join(finished)}")
+        uses_tracks = any(self._uses_tracks(a) for a, _ in pending)
+        track_model_dir = self.train_track_model(manifest, track_key) if uses_tracks else None
+        for agent, seed in pending:
+            self.run_agent(agent, seed, manifest, track_model_dir, track_key)
         self.write_tables()
 
     def _write_config(self, manifest_hash: str | None) -> None:
@@ -239,13 +252,16 @@ class Runner:
                 annotator.close()
         self._mark("tracks", key)
 
-    def train_track_model(self, manifest) -> Path:
+    def _track_model_key(self, manifest) -> str:
+        return _hash([asdict(self.preset.track_model), asdict(self.preset.track_training), manifest.manifest_sha256,
+                      self.stages.get("tracks")])
+
+    def train_track_model(self, manifest, key: str) -> Path:
         from atm_bench.atm.stages import stage_data, train_track_model
+        from atm_bench.atm.training import WEIGHTS
 
         out = self.out / "track_model"
-        key = _hash([asdict(self.preset.track_model), asdict(self.preset.track_training), manifest.manifest_sha256,
-                     self.stages.get("tracks")])
-        if self._done("track_model", key) and (out / "config.json").exists():
+        if self._done("track_model", key) and (out / WEIGHTS).exists():
             return out
         with self._timed("stage1_track_model"):
             videos = stage_data(manifest, self.data_dir, "videos", None, self.preset.data.max_frames_per_demo)
@@ -274,7 +290,24 @@ class Runner:
                 kwargs[key] = value
         return cls(**kwargs)
 
-    def run_agent(self, name: str, seed: int, manifest, track_model_dir: Path | None) -> None:
+    def _train_key(self, name: str, seed: int, agent, manifest, track_key: str) -> str:
+        uses_tracks = self._uses_tracks(name)
+        return _hash([name, seed, self._training_preset(uses_tracks, seed), agent.training_config(),
+                      manifest.manifest_sha256, track_key if uses_tracks else None])
+
+    def _finished(self, name: str, seed: int, manifest, track_key: str) -> bool:
+        """Trained under the current key, with every episode, the FLOPs and the serial throughput
+        recorded: nothing of this agent and seed is left to run, so no checkpoint is needed (a
+        run directory kept without checkpoints, as under `results/`, takes more seeds or agents)."""
+        agent = self._make_agent(name, self.out / "agents" / name / f"seed{seed}", None, seed)
+        privileged = getattr(agent, "privileged", False)
+        trained = privileged or self._done(f"train/{name}/seed{seed}", self._train_key(name, seed, agent, manifest, track_key))
+        flops = self.out / "flops.json"
+        counted = privileged or (flops.exists() and name in json.loads(flops.read_text()))
+        serial = "serial" in self._throughput().get("agents", {}).get(name, {})
+        return trained and counted and serial and self._wanted([name], (seed,)) <= self._recorded()
+
+    def run_agent(self, name: str, seed: int, manifest, track_model_dir: Path | None, track_key: str) -> None:
         import numpy as np
         import torch
 
@@ -282,10 +315,8 @@ class Runner:
         from atm_bench.bench.evaluation import EvalConfig, run_evaluation
 
         work = self.out / "agents" / name / f"seed{seed}"
-        uses_tracks = self._uses_tracks(name)
-        agent = self._make_agent(name, work, track_model_dir if uses_tracks else None, seed)
-        key = _hash([name, seed, self._training_preset(uses_tracks, seed), agent.training_config(), manifest.manifest_sha256,
-                     self.stages.get("track_model", {}).get("key") if uses_tracks else None])
+        agent = self._make_agent(name, work, track_model_dir if self._uses_tracks(name) else None, seed)
+        key = self._train_key(name, seed, agent, manifest, track_key)
         stage = f"train/{name}/seed{seed}"
         checkpoint = work / "checkpoint"
         if self._done(stage, key) and checkpoint.exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 from atm_bench.bench.results import ResultsStore
 from atm_bench.bench.runner import RunConfig, Runner
@@ -126,3 +127,45 @@ def test_a_checkpoint_digest_changes_with_its_bytes_only(tmp_path):
     assert _tree_digest(tmp_path / "ckpt") == first
     (tmp_path / "ckpt" / "policy" / "model.safetensors").write_bytes(b"w2")
     assert _tree_digest(tmp_path / "ckpt") != first
+
+
+def test_retraining_without_the_checkpoint_keeps_records_when_it_gives_the_same_bytes(tmp_path, monkeypatch):
+    """A run directory kept without checkpoints: a repeated training that reproduces the stored
+    digest keeps the episodes made with it; other bytes supersede them."""
+    from types import SimpleNamespace
+
+    import atm_bench.bench.evaluation as evaluation
+
+    class Fake:
+        weights = b"w1"
+
+        def training_config(self):
+            return {}
+
+        def fit(self, data, budget):
+            pass
+
+        def save(self, directory):
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "model.safetensors").write_bytes(self.weights)
+
+    runner = _runner(tmp_path)
+    agent = Fake()
+    monkeypatch.setattr(runner, "_make_agent", lambda *args: agent)
+    monkeypatch.setattr(runner, "_record_flops", lambda *args: None)
+    monkeypatch.setattr(runner, "_measure_serial", lambda *args: None)
+    monkeypatch.setattr(evaluation, "run_evaluation", lambda *a, **k: SimpleNamespace(run=lambda: None, stats=None))
+    manifest, store = SimpleNamespace(manifest_sha256="m" * 64), ResultsStore(runner.out / "results.jsonl")
+    checkpoint = runner.out / "agents" / "bc" / "seed0" / "checkpoint"
+
+    runner.run_agent("bc", 0, manifest, None, "t")
+    first = runner.stages["train/bc/seed0"]["checkpoint"]
+    store.extend([_rec("bc", 0, 0)])  # then the run directory is kept without its checkpoint
+    shutil.rmtree(checkpoint)
+    runner.run_agent("bc", 0, manifest, None, "t")
+    assert len(store.records()) == 1  # the same weights again: the episode stands
+
+    shutil.rmtree(checkpoint)
+    agent.weights = b"w2"
+    runner.run_agent("bc", 0, manifest, None, "t")
+    assert store.records() == [] and runner.stages["train/bc/seed0"]["checkpoint"] not in (None, first)

@@ -324,15 +324,18 @@ class Runner:
         elif getattr(agent, "privileged", False):
             pass  # the scripted expert needs no training
         else:
-            before = _tree_digest(checkpoint)
+            # The checkpoint the recorded episodes were made with: on disk, or (a run directory
+            # kept without checkpoints) its digest from the last training.
+            before = _tree_digest(checkpoint) or self.stages.get(stage, {}).get("checkpoint")
             with self._timed(stage, agent=name, seed=seed):
                 torch.manual_seed(seed)
                 np.random.seed(seed)
                 agent.fit(TrainingData(manifest=manifest, data_dir=self.data_dir), Budget())
                 agent.save(checkpoint)
-            if before is None or _tree_digest(checkpoint) != before:  # (a resumed, finished training gives the same)
+            after = _tree_digest(checkpoint)
+            if before is None or after != before:  # (a resumed, finished or repeated training gives the same)
                 self._supersede(name, seed)
-            self._mark(stage, key)
+            self._mark(stage, key, checkpoint=after)
         self._record_flops(name, agent)
         config = EvalConfig(agent=name, suite=self.suite, tasks=self.tasks, protocol=self.protocol.name,
                             episodes=self._episodes(), seed=seed, preset=self.preset.name,

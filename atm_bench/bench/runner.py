@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from atm_bench.bench.timing import StageTimes
 from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
-from atm_bench.bench.timing import StageTimes
 from atm_bench.progress import RunDisplay
 
 ALL_AGENTS = ("atm", "bc", "r3m", "vpt", "unipi", "unipi-replan")

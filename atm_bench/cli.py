@@ -12,8 +12,12 @@ import importlib
 import os
 import sys
 
-from atm_bench import __version__
-from atm_bench.errors import UserError
+from atm_bench.blas import pin_openblas_kernels
+
+pin_openblas_kernels()  # before anything imports numpy: simulations then repeat across CPUs
+
+from atm_bench import __version__  # noqa: E402
+from atm_bench.errors import UserError  # noqa: E402
 
 # Command groups, in the order `--help` lists them.
 COMMAND_MODULES = [

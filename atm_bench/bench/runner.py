@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from atm_bench.bench.timing import StageTimes
+from atm_bench.blas import active_openblas_core, cpu_model
 from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
 from atm_bench.progress import RunDisplay
@@ -88,8 +89,9 @@ def environment_snapshot() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         revision = None
     return {"versions": versions, "git_revision": revision, "python": sys.version.split()[0],
-            "hardware": {"machine": platform.machine(), "processor": platform.processor(),
-                         "cpus": os.cpu_count(), "system": platform.system()}}
+            "hardware": {"machine": platform.machine(), "processor": platform.processor(), "cpu": cpu_model(),
+                         "openblas_core": active_openblas_core(), "cpus": os.cpu_count(),
+                         "system": platform.system()}}
 
 
 class Runner:

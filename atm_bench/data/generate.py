@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from atm_bench.blas import active_openblas_core, cpu_model, warn_if_unpinned
 from atm_bench.data.episodes import (COMPRESSION, Episode, EpisodeFile, FileHeader, merge_task_files, observations_to_obs,
                                      write_task_file)
 from atm_bench.errors import UserError
@@ -367,6 +368,7 @@ def generate(config: GenerateConfig, data_dir: str | Path, progress: bool = True
             bar.update(jobs[task], completed=done, note=f"{attempts} attempts")
 
         if workers == 1:
+            warn_if_unpinned("these demos")
             reports = []
             for task in config.tasks:
                 reports.append(_run_task(config, data_dir, task, _Direct(show)))
@@ -384,7 +386,9 @@ def generate(config: GenerateConfig, data_dir: str | Path, progress: bool = True
         for r in reports:
             bar.update(jobs[r.task], completed=r.demos, note="already done" if r.skipped else "done")
     write_json_atomic(data_dir / canonical_suite(config.suite) / "generation.json",
-                      {"config": asdict(config), "workers": workers, "tasks": [_report_dict(r) for r in reports]})
+                      {"config": asdict(config), "workers": workers,
+                       "machine": {"cpu": cpu_model(), "openblas_core": active_openblas_core()},
+                       "tasks": [_report_dict(r) for r in reports]})
     return reports
 
 

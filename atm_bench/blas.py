@@ -19,34 +19,32 @@ import platform
 import sys
 from pathlib import Path
 
-PINNED_CORETYPE = "Haswell"  # AVX2 + FMA: every x86-64 CPU of the last decade runs these kernels
+PINNED_CORETYPE = "Haswell"  # needs AVX2 + FMA, which most x86-64 CPUs since 2013 have (checked below)
 _ENV = "OPENBLAS_CORETYPE"
 
 
-def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+def _cpuinfo_field(name: str, cpuinfo: str | None) -> str | None:
+    """The first `name : value` of /proc/cpuinfo (or of the text given), None where there is none."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
-            return set()
+            return None
     for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo lists none)."""
+    return set((_cpuinfo_field("flags", cpuinfo) or "").split())
 
 
 def cpu_model(cpuinfo: str | None = None) -> str | None:
     """The CPU's model name, for the hardware record of a run."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return platform.processor() or None
-    for line in cpuinfo.splitlines():
-        if line.startswith("model name"):
-            return line.partition(":")[2].strip()
-    return platform.processor() or None
+    return _cpuinfo_field("model name", cpuinfo) or platform.processor() or None
 
 
 def pin_openblas_kernels(environ: dict[str, str] | None = None, machine: str | None = None,

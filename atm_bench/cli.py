@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "atm_bench.commands.baselines",
     "atm_bench.commands.real",
     "atm_bench.commands.tables",
+    "atm_bench.commands.compare",
     "atm_bench.commands.run",
 ]
 

@@ -103,6 +103,7 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True
     online_tracks: bool = False  # stage 2: run the frozen track model on every augmented frame (else cache)
+    chunk: int = 1  # stage 2: consecutive target steps per sample (each frame encoded once); batch = chunks
     shift_px: int = 4  # random shift, scaled with the image size by the dataset
     num_workers: int = 0
 

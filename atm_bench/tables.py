@@ -8,8 +8,12 @@ a grouped bar plot like the paper's Fig. 4b. Output is a pure function of the in
 no timestamps, fixed plot metadata), so regenerating gives byte-identical files.
 
 Conventions: an agent's success on a suite for one seed is the mean over all its episodes of
-all tasks; tables show mean +- std over seeds (population std, ddof=0). Published numbers are
-printed beside ours in rows marked "(paper)", never mixed into our statistics.
+all tasks; tables show mean +- std over seeds (population std, ddof=0) and, beside it, the rate
+pooled over every episode of every seed with its 95 % Wilson interval and n (`bench.stats`), so
+that a reader sees how many episodes a figure rests on. Published numbers are printed beside
+ours in rows marked "(paper)", never mixed into our statistics. Below the Markdown success table,
+each learned agent is tested (Fisher's exact test on pooled episodes) against the best of the
+cheap reference agents in the runs: an agent that cannot beat them has not learned much.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from atm_bench.bench.results import ResultsStore, is_superseded_file
+from atm_bench.bench.stats import ALPHA, Tally, fisher, format_p, tallies
 from atm_bench.errors import UserError
 from atm_bench.io import write_text_atomic
 
@@ -32,8 +37,13 @@ SUITE_ORDER = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "l
 SUITE_TITLES = {"libero_spatial": "Spatial", "libero_object": "Object", "libero_goal": "Goal",
                 "libero_10": "Long", "libero_90": "LIBERO-90"}
 AGENT_TITLES = {"atm": "ATM", "bc": "BC", "r3m": "R3M-finetune", "vpt": "VPT", "unipi": "UniPi",
-                "unipi-replan": "UniPi-Replan", "bc-full": "BC-Full-Trainset", "expert": "Scripted expert"}
-AGENT_ORDER = ("bc-full", "bc", "r3m", "vpt", "unipi", "unipi-replan", "atm")
+                "unipi-replan": "UniPi-Replan", "bc-full": "BC-Full-Trainset", "expert": "Scripted expert",
+                "proprio-mlp": "Proprio MLP (ref.)", "knn": "Nearest neighbour (ref.)"}
+AGENT_ORDER = ("proprio-mlp", "knn", "bc-full", "bc", "r3m", "vpt", "unipi", "unipi-replan", "atm")
+# Cheap agents (an MLP on proprioception + instruction, nearest neighbour over thumbnails +
+# proprioception) that a learned agent must beat before its success means anything.
+REFERENCE_AGENTS = ("proprio-mlp", "knn")
+NOT_LEARNED = REFERENCE_AGENTS + ("expert",)  # agents not held to the reference agents
 TASK_STEPS = 600  # the paper's compute table counts one 600-step task
 
 # The paper's Table V (20 % of demos), success %, mean +- std over 3 seeds; None = not given.
@@ -125,29 +135,38 @@ def error_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
     return dict(counts)
 
 
+def _suite_key(suite: str) -> int:
+    return SUITE_ORDER.index(suite) if suite in SUITE_ORDER else len(SUITE_ORDER)
+
+
 def comparison_rows(records: list[dict[str, Any]], with_paper: bool = True) -> tuple[list[str], list[list[str]]]:
-    """Rows: each agent measured here (mean ± std over seeds, n seeds), then the paper's. An
-    "errors" column appears when some episodes could not be run (environment crashes)."""
+    """Rows: each agent measured here, per suite mean ± std over seeds and beside it the pooled
+    rate over all episodes with its Wilson interval and n; the number of seeds and their ids;
+    then the paper's rows. An "errors" column appears when some episodes could not be run
+    (environment crashes)."""
     success = per_seed_success(records)
+    pooled = tallies(records, lambda r: (r["agent"], r["suite"]))
     errors = error_counts(records)
     suites = [s for s in SUITE_ORDER if any(k[1] == s for k in success)]
     agents = _agent_order({k[0] for k in success} | set(errors))
-    headers = ["method", "source", *(SUITE_TITLES[s] for s in suites), "average", "seeds"] + (["errors"] if errors else [])
+    headers = ["method", "source", *(h for s in suites for h in (SUITE_TITLES[s], f"{SUITE_TITLES[s]} pooled, 95 % CI")),
+               "average", "seeds", "seed ids"] + (["errors"] if errors else [])
     rows = []
     for agent in agents:
-        cells, means, seeds = [], [], set()
+        cells, means, seeds, seed_ids = [], [], set(), set()
         for suite in suites:
             values = success.get((agent, suite))
             if not values:
-                cells.append("-")
+                cells += ["-", "-"]
                 continue
             vals = np.array([values[s] for s in sorted(values)])
             seeds.add(len(vals))
+            seed_ids |= set(values)
             means.append(vals.mean())
-            cells.append(_fmt(vals.mean(), vals.std()))
+            cells += [_fmt(vals.mean(), vals.std()), pooled[(agent, suite)].summary()]
         average = f"{np.mean(means):.2f}" if len(means) == len(suites) else "-"
-        rows.append([_title(agent), "ours", *cells, average, "/".join(map(str, sorted(seeds)))]
-                    + ([str(errors.get(agent, 0))] if errors else []))
+        rows.append([_title(agent), "ours", *cells, average, "/".join(map(str, sorted(seeds))),
+                     ",".join(map(str, sorted(seed_ids))) or "-"] + ([str(errors.get(agent, 0))] if errors else []))
     if with_paper:
         for agent in agents:
             published = PAPER_SUCCESS.get(agent)
@@ -156,10 +175,53 @@ def comparison_rows(records: list[dict[str, Any]], with_paper: bool = True) -> t
             cells = []
             for suite in suites:
                 value = published.get(suite)
-                cells.append(_fmt(*value) if value else "-")
-            rows.append([_title(agent), "paper", *cells, "-", "3" if agent != "unipi-replan" else "1"]
+                cells += [_fmt(*value) if value else "-", "-"]
+            rows.append([_title(agent), "paper", *cells, "-", "3" if agent != "unipi-replan" else "1", "-"]
                         + (["-"] if errors else []))
     return headers, rows
+
+
+def per_task_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Agent x task: successes out of n episodes pooled over seeds, the rate and its Wilson
+    interval; a suite's mean hides the tasks an agent never solves."""
+    counts = tallies(records, lambda r: (r["agent"], r["suite"], int(r["task"])))
+    names: dict[tuple[str, int], str] = {}
+    for r in records:
+        names.setdefault((r["suite"], int(r["task"])), r.get("task_name", ""))
+    order = {agent: i for i, agent in enumerate(_agent_order({k[0] for k in counts}))}
+    headers = ["method", "suite", "task", "name", "successes", "n", "success %", "95 % CI"]
+    rows = []
+    for agent, suite, task in sorted(counts, key=lambda k: (order[k[0]], _suite_key(k[1]), k[1], k[2])):
+        tally = counts[(agent, suite, task)]
+        rows.append([_title(agent), SUITE_TITLES.get(suite, suite), str(task), names[(suite, task)],
+                     str(tally.successes), str(tally.n), f"{100 * tally.rate:.1f}", tally.interval_text()])
+    return headers, rows
+
+
+def reference_lines(records: list[dict[str, Any]], alpha: float = ALPHA) -> list[str]:
+    """Per learned agent and suite, one sentence: does it beat the best reference agent present
+    (the highest pooled rate), by Fisher's exact test on pooled episodes? None without one."""
+    pooled = tallies(records, lambda r: (r["agent"], r["suite"]))
+    lines = []
+    for suite in sorted({k[1] for k in pooled}, key=lambda s: (_suite_key(s), s)):
+        present = {agent for agent, s in pooled if s == suite}
+        references = [a for a in REFERENCE_AGENTS if a in present]
+        if not references:
+            continue
+        best = max(references, key=lambda a: pooled[(a, suite)].rate)  # the first listed on ties
+        for agent in _agent_order(present - set(NOT_LEARNED)):
+            lines.append(_versus_reference(agent, suite, pooled[(agent, suite)], best, pooled[(best, suite)], alpha))
+    return lines
+
+
+def _versus_reference(agent: str, suite: str, ours: Tally, best: str, reference: Tally, alpha: float) -> str:
+    p_value = fisher(ours, reference)
+    if p_value >= alpha:
+        outcome = "does not differ significantly from"
+    else:
+        outcome = "beats" if ours.rate > reference.rate else "is beaten by"
+    return (f"{_title(agent)} on {SUITE_TITLES.get(suite, suite)} {outcome} the best reference agent, {_title(best)}: "
+            f"{ours.summary()} vs {reference.summary()}, Fisher {format_p(p_value)} (alpha {alpha:g}).")
 
 
 def compute_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
@@ -247,7 +309,7 @@ def ablation_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
         return None
     headers = ["method", "suite", "variant", "success %", "seeds"]
     rows = []
-    for (agent, suite, label) in sorted(variants, key=lambda k: (_agent_order([k[0]]), SUITE_ORDER.index(k[1]) if k[1] in SUITE_ORDER else 99, k[2])):
+    for (agent, suite, label) in sorted(variants, key=lambda k: (_agent_order([k[0]]), _suite_key(k[1]), k[2])):
         vals = np.array(variants[(agent, suite, label)])
         rows.append([_title(agent), SUITE_TITLES.get(suite, suite), label, _fmt(vals.mean(), vals.std()), str(len(vals))])
     return headers, rows
@@ -305,16 +367,19 @@ def bar_plot(records: list[dict[str, Any]], path: Path) -> None:
     tmp.replace(path)
 
 
-FLOAT_FORMATS = {"throughput": ".1f", "timing": ".2f"}  # numeric cells tabulate reformats
+FLOAT_FORMATS = {"throughput": ".1f", "timing": ".2f", "success_per_task": ".1f"}  # numeric cells tabulate reformats
 
 
 def write_tables(run_paths: Iterable[str | Path], out_dir: str | Path) -> list[Path]:
-    """Regenerate every table and the plot from `run_paths` into `out_dir`; returns the files."""
+    """Regenerate every table and the plot from `run_paths` into `out_dir`; returns the files.
+    The Markdown success table is followed by the reference-agent verdicts, as a list (CSV and
+    LaTeX hold tables only)."""
     runs = load_runs(run_paths)
     records = [r for run in runs for r in run.records]
     out = Path(out_dir)
     written: list[Path] = []
-    tables = {"success": comparison_rows(records)}
+    tables = {"success": comparison_rows(records), "success_per_task": per_task_rows(records)}
+    notes = {"success": "".join(f"- {line}\n" for line in reference_lines(records))}
     if any(run.flops for run in runs):
         tables["compute"] = compute_rows(runs)
     throughput = throughput_rows(runs)
@@ -329,7 +394,10 @@ def write_tables(run_paths: Iterable[str | Path], out_dir: str | Path) -> list[P
     for name, (headers, rows) in tables.items():
         for fmt in ("md", "csv", "tex"):
             path = out / f"{name}.{fmt}"
-            write_text_atomic(path, render(headers, rows, fmt, floatfmt=FLOAT_FORMATS.get(name, "g")))
+            text = render(headers, rows, fmt, floatfmt=FLOAT_FORMATS.get(name, "g"))
+            if fmt == "md" and notes.get(name):
+                text += "\n" + notes[name]
+            write_text_atomic(path, text)
             written.append(path)
     plot = out / "success.png"
     bar_plot(records, plot)

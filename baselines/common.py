@@ -108,8 +108,11 @@ def train_window_policy(preset: Preset, policy: torch.nn.Module, train_ds: Datas
     """BC's stage 2 (same optimiser, schedule, augmentation) for a policy of the BC family."""
     from atm_bench.atm.training import train_loop
 
+    from atm_bench.atm.datasets import window_proprio
+
     cfg = preset.policy_training
     torch.manual_seed(cfg.seed)
+    policy.set_proprio_stats(window_proprio(train_ds))
     return train_loop(policy, window_bc_step(policy, text, cfg), loader(train_ds, cfg.batch_size, True, cfg.seed),
                       loader(val_ds, cfg.batch_size, False) if val_ds is not None and len(val_ds) else None,
                       cfg, out_dir, snapshot, epochs=epochs, seconds=seconds, progress=progress,

@@ -368,8 +368,10 @@ class R3MAgent(BCAgent):
         pcfg = policy_config(self.preset, True, int(text.shape[1]))
         policy = R3MPolicy(pcfg, cfg.resnet_width)
         policy.load_r3m(convnet)
-        train_ds = PolicyWindowDataset(labelled.train, pcfg.views, pcfg.image_hw, pcfg.window)
-        val_ds = PolicyWindowDataset(labelled.val, pcfg.views, pcfg.image_hw, pcfg.window) if labelled.val else None
+        chunk = self.preset.policy_training.chunk
+        train_ds = PolicyWindowDataset(labelled.train, pcfg.views, pcfg.image_hw, pcfg.window, chunk=chunk)
+        val_ds = PolicyWindowDataset(labelled.val, pcfg.views, pcfg.image_hw, pcfg.window, chunk=chunk) \
+            if labelled.val else None
         snapshot = {"kind": "r3m_policy", "preset": self.preset.name, "model": dataclasses.asdict(pcfg),
                     "resnet_width": cfg.resnet_width, "r3m_init": info,
                     "training": dataclasses.asdict(self.preset.policy_training), "text_encoder": self.text_encoder,

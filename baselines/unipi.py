@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData, VideoOverlay
-from atm_bench.atm.datasets import DemoRef, PolicyWindowDataset, item_rng
+from atm_bench.atm.datasets import DemoRef, PolicyWindowDataset, item_rng, window_proprio
 from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.baselines.common import (TASK_STEPS, FrameReader, augment, copy_checkpoint, loader,
                                         stage_epochs, window_images)
@@ -74,18 +74,17 @@ class GoalWindowDataset(PolicyWindowDataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         sample = super().__getitem__(i)
-        d, t = self.index[i]
-        ref = self.demos[d]
+        ref = self.demos[self.index[i][0]]
+        steps = self.steps(i)  # one window (chunk 1): the goal is the last step's
         rng = item_rng(self.seed, i, self.deterministic)
-        goal = min(t + self.offset(rng), ref.length - 1)
-        steps = np.clip(np.arange(t - self.window + 1, t + 1), 0, None)
+        goal = min(int(steps[-1]) + self.offset(rng), ref.length - 1)
         sample["goal"] = torch.from_numpy(self.reader.frames(ref, self.goal_view, [goal])[0])
         sample["done"] = torch.from_numpy((goal - steps <= 1).astype(np.float32))
         return sample
 
 
 def goal_step(policy: TrackGuidedPolicy, train_cfg):
-    """Training step: windows + goal -> MSE on (action, done) at every window position."""
+    """Training step: windows + goal -> MSE on (action, done) at the window's last position."""
     from atm_bench.atm.track_transformer import to_model_images
 
     def step(batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
@@ -100,7 +99,8 @@ def goal_step(policy: TrackGuidedPolicy, train_cfg):
             images = augment(images, b, v + 1, train_cfg)
         images = images.reshape(b, v + 1, t, *cams.shape[3:]).transpose(1, 2)
         pred = policy(images, None, batch["joint"], batch["gripper"])
-        target = torch.cat([batch["actions"], batch["done"][..., None]], dim=-1)
+        pred = policy.targets(pred)
+        target = policy.targets(torch.cat([batch["actions"], batch["done"][..., None]], dim=-1))
         loss = torch.nn.functional.mse_loss(pred, target)
         return {"loss": loss, "action_mse": torch.nn.functional.mse_loss(pred[..., :-1], target[..., :-1]).detach(),
                 "done_mse": torch.nn.functional.mse_loss(pred[..., -1], target[..., -1]).detach()}
@@ -123,6 +123,7 @@ def train_goal_policy(preset: Preset, cfg: UniPiConfig, labelled, out_dir: str |
                   fixed_horizon=fixed_horizon, seed=train_cfg.seed)
     train_ds = GoalWindowDataset(labelled.train, cams, pcfg.image_hw, pcfg.window, **common)
     val_ds = GoalWindowDataset(labelled.val, cams, pcfg.image_hw, pcfg.window, **common, deterministic=True)
+    policy.set_proprio_stats(window_proprio(train_ds))
     snapshot = {"kind": "unipi_policy", "preset": preset.name, "model": dataclasses.asdict(pcfg),
                 "training": dataclasses.asdict(train_cfg), "t_max": t_max, "fixed_horizon": fixed_horizon,
                 "next_frame_prob": cfg.next_frame_prob, "goal_view": cfg.video.view,
@@ -390,6 +391,9 @@ class UniPiAgent(Agent):
         for part in ("video_model", "policy"):
             copy_checkpoint(self._dir / part, directory / part, extra=("history.json",))
         write_json_atomic(directory / "agent.json", self.describe())
+
+    def image_size(self) -> int | None:
+        return None if self.policy is None else int(self.policy.cfg.image_hw[0])
 
     def load(self, directory: str | Path) -> None:
         self._load_models(Path(directory))

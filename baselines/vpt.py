@@ -212,8 +212,8 @@ class PseudoLabelledWindows(PolicyWindowDataset):
     step's proprioception, so a video without joint and gripper states cannot be used."""
 
     def __init__(self, demos: Sequence[DemoRef], views: Sequence[str], image_hw: tuple[int, int], window: int,
-                 labels: Sequence[np.ndarray]):
-        super().__init__(demos, views, image_hw, window)
+                 labels: Sequence[np.ndarray], chunk: int = 1):
+        super().__init__(demos, views, image_hw, window, chunk=chunk)
         self.labels = [np.asarray(a, np.float32) for a in labels]
         self.reader = FrameReader(image_hw)
         for ref in self.demos:
@@ -223,9 +223,9 @@ class PseudoLabelledWindows(PolicyWindowDataset):
                                     "of every pseudo-labelled video")
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        d, t = self.index[i]
+        d = self.index[i][0]
         ref = self.demos[d]
-        steps = np.clip(np.arange(t - self.window + 1, t + 1), 0, None)
+        steps = self.steps(i)
         images = np.stack([self.reader.frames(ref, view, steps) for view in self.views], axis=1)
         return {"images": torch.from_numpy(images),
                 "joint": torch.from_numpy(self.reader.array(ref, "obs/joint_states")[steps].astype(np.float32)),
@@ -281,10 +281,11 @@ class VPTAgent(BCAgent):
         from atm_bench.atm.policy import TrackGuidedPolicy
 
         policy = TrackGuidedPolicy(pcfg)
-        parts: list[Dataset] = [PolicyWindowDataset(labelled.train, views, hw, pcfg.window)]
+        chunk = self.preset.policy_training.chunk
+        parts: list[Dataset] = [PolicyWindowDataset(labelled.train, views, hw, pcfg.window, chunk=chunk)]
         if unlabelled:
-            parts.append(PseudoLabelledWindows(unlabelled, views, hw, pcfg.window, labels))
-        val_ds = PolicyWindowDataset(labelled.val, views, hw, pcfg.window) if labelled.val else None
+            parts.append(PseudoLabelledWindows(unlabelled, views, hw, pcfg.window, labels, chunk=chunk))
+        val_ds = PolicyWindowDataset(labelled.val, views, hw, pcfg.window, chunk=chunk) if labelled.val else None
         snapshot = {"kind": "policy", "preset": self.preset.name, "model": dataclasses.asdict(pcfg),
                     "training": dataclasses.asdict(self.preset.policy_training), "text_encoder": self.text_encoder,
                     "track_model": None, "instructions": list(labelled.instructions),

@@ -20,8 +20,9 @@ def test_train_tracks_then_policy(tmp_path, monkeypatch, capsys):
     from atm_bench.envs.libero.suites import list_tasks
 
     monkeypatch.setenv("ATM_BENCH_CACHE", str(tmp_path / "cache"))
-    name = list_tasks("libero_goal")[0].name
-    write_task_file(tmp_path / "data" / "libero_goal" / f"{name}_demo.hdf5", demos=4, length=8)
+    task = list_tasks("libero_goal")[0]
+    write_task_file(tmp_path / "data" / "libero_goal" / f"{task.name}_demo.hdf5", demos=4, length=8,
+                    instruction=task.instruction)
     common = ["--suite", "libero-goal", "--preset", "smoke", "--tasks", "0", "--data-dir", str(tmp_path / "data"),
               "--epochs", "1"]
     assert main(["train", "tracks", *common, "--out", str(tmp_path / "tm")]) == 0

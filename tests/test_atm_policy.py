@@ -109,3 +109,28 @@ def test_policy_overfits_one_batch():
         opt.step()
         first = first if first is not None else loss.item()
     assert loss.item() < first / 10
+
+
+def test_a_chunk_gives_each_step_the_action_of_its_own_window():
+    """Training on chunks (each frame encoded once, a sliding band over steps) computes, at every
+    step with W - 1 steps before it, what inference computes on that step's window."""
+    cfg = _cfg(dropout=0.0)
+    torch.manual_seed(0)
+    policy = TrackGuidedPolicy(cfg).eval()
+    with torch.no_grad():
+        policy.step_bias.normal_()  # a non-zero step-offset bias must also be shift-invariant
+        images, tracks, joint, gripper = _batch(cfg, t=cfg.window + 4)
+        chunk = policy(images, tracks, joint, gripper)
+        for end in range(cfg.window, cfg.window + 5):
+            sl = slice(end - cfg.window, end)
+            window = policy(images[:, sl], tracks[:, sl], joint[:, sl], gripper[:, sl])
+            assert torch.allclose(chunk[:, end - 1], window[:, -1], atol=1e-5)
+    assert policy.targets(chunk).shape[1] == 5
+
+
+def test_proprio_is_standardised_with_the_training_statistics():
+    policy = TrackGuidedPolicy(_cfg())
+    proprio = torch.randn(100, 9) * torch.tensor([2.0] * 7 + [0.02] * 2) + 1.0
+    policy.set_proprio_stats(proprio)
+    assert torch.allclose(policy.proprio_mean, proprio.mean(0)) and torch.allclose(policy.proprio_std, proprio.std(0))
+    assert {"proprio_mean", "proprio_std", "step_bias"} <= set(policy.state_dict())

@@ -67,6 +67,21 @@ def test_policy_windows_repeat_the_first_step(tmp_path):
     assert len(ds) == 6
 
 
+def test_policy_chunks_hold_every_target_once_with_its_window(tmp_path):
+    path = write_task_file(tmp_path / "a_demo.hdf5", demos=1, length=10)
+    refs = demo_refs([(path, ["demo_0"], 0)])
+    windows = PolicyWindowDataset(refs, ["agentview", "eye_in_hand"], (16, 16), window=4)
+    chunks = PolicyWindowDataset(refs, ["agentview", "eye_in_hand"], (16, 16), window=4, chunk=4)
+    assert [ds.steps(i).tolist() for i, ds in ((0, chunks), (2, chunks))] == [[0, 0, 0, 0, 1, 2, 3], [3, 4, 5, 6, 7, 8, 9]]
+    assert len(chunks) == 3  # targets 0-3, 4-7 and (overlapping, ending at the last step) 6-9
+    targets = {int(t) for i in range(len(chunks)) for t in chunks.steps(i)[3:]}
+    assert targets == set(range(10))
+    # a chunk's data at each target = the window dataset's sample for that step
+    c, w = chunks[2], windows[8]
+    assert torch.equal(c["images"][2:6], w["images"]) and torch.equal(c["actions"][2:6], w["actions"])
+    assert chunks.proprio().shape == (10, 9)
+
+
 def _overfit_preset():
     p = get_preset("smoke")
     return dataclasses.replace(

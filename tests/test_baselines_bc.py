@@ -31,7 +31,7 @@ def test_bc_is_atms_network_plus_a_text_projection_per_transformer():
     assert not bc.uses_tracks
     # the temporal transformer sees the instruction as a token of its own in every step
     assert (atm.tokens_per_step, bc.tokens_per_step) == (4, 5)
-    assert bc.temporal_mask.shape == (bc.cfg.window * 5,) * 2
+    assert bc.temporal_bias(bc.cfg.window).shape == (bc.cfg.temporal_heads, bc.cfg.window * 5, bc.cfg.window * 5)
 
 
 def test_bc_zeroes_tracks_and_reads_the_instruction_in_both_transformers():

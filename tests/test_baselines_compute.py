@@ -45,8 +45,9 @@ def test_baselines_cli_trains_and_fails_clearly(tmp_path, monkeypatch, capsys):
     from atm_bench.envs.libero.suites import list_tasks
 
     monkeypatch.setenv("ATM_BENCH_CACHE", str(tmp_path / "cache"))
-    name = list_tasks("libero_goal")[0].name
-    write_task_file(tmp_path / "data" / "libero_goal" / f"{name}_demo.hdf5", demos=10, length=8)
+    task = list_tasks("libero_goal")[0]
+    write_task_file(tmp_path / "data" / "libero_goal" / f"{task.name}_demo.hdf5", demos=10, length=8,
+                    instruction=task.instruction)
     common = ["--suite", "libero-goal", "--preset", "smoke", "--tasks", "0", "--data-dir", str(tmp_path / "data"),
               "--epochs", "1"]
     assert main(["baselines", "train", "--agent", "vpt", *common, "--out", str(tmp_path / "vpt")]) == 0

@@ -69,4 +69,4 @@ def test_cli_user_errors_are_one_line(capsys):
 def test_cli_list_prints_the_suite(capsys):
     assert main(["envs", "list", "--suite", "libero_goal"]) == 0
     out = capsys.readouterr().out
-    assert "open the middle drawer of the cabinet" in out and "put the wine bottle on the rack" in out
+    assert "open the middle layer of the drawer" in out and "put the wine bottle on the rack" in out

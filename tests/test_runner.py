@@ -150,6 +150,7 @@ def test_retraining_without_the_checkpoint_keeps_records_when_it_gives_the_same_
             (directory / "model.safetensors").write_bytes(self.weights)
 
     runner = _runner(tmp_path)
+    runner.rendering = (32, "fast")  # what `run` reads from the split's data before training
     agent = Fake()
     monkeypatch.setattr(runner, "_make_agent", lambda *args: agent)
     monkeypatch.setattr(runner, "_record_flops", lambda *args: None)

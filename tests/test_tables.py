@@ -9,8 +9,9 @@ import pytest
 from atm_bench.bench.results import ResultsStore
 from atm_bench.cli import main
 from atm_bench.errors import UserError
-from atm_bench.tables import (comparison_rows, compute_rows, load_runs, per_seed_success, throughput_rows,
-                              write_tables)
+from atm_bench.bench.stats import fisher_exact_test
+from atm_bench.tables import (comparison_rows, compute_rows, load_runs, per_seed_success, per_task_rows,
+                              reference_lines, throughput_rows, write_tables)
 
 
 def _records(agent, suite, seed, successes):
@@ -50,12 +51,50 @@ def test_success_is_mean_over_episodes_then_mean_std_over_seeds(run_dir):
     records = runs[0].records
     assert per_seed_success(records)[("atm", "libero_goal")] == {0: 50.0, 1: 75.0}
     headers, rows = comparison_rows(records)
-    assert headers[:3] == ["method", "source", "Goal"]
+    assert headers == ["method", "source", "Goal", "Goal pooled, 95 % CI", "average", "seeds", "seed ids"]
     ours = {r[0]: r for r in rows if r[1] == "ours"}
-    assert ours["ATM"][2] == f"62.50 ± {np.std([50, 75]):.2f}" and ours["ATM"][-1] == "2"
-    assert ours["BC"][2] == "25.00 ± 0.00"
+    assert ours["ATM"][2] == f"62.50 ± {np.std([50, 75]):.2f}" and ours["ATM"][5:] == ["2", "0,1"]
+    assert ours["ATM"][3] == "62.5 % [30.6, 86.3] n=8"  # 5 of 8 episodes over both seeds, Wilson 95 %
+    assert ours["BC"][2] == "25.00 ± 0.00" and ours["BC"][3] == "25.0 % [4.6, 69.9] n=4" and ours["BC"][5:] == ["1", "0"]
     paper = {r[0]: r for r in rows if r[1] == "paper"}
     assert paper["ATM"][2] == "77.83 ± 0.82" and paper["BC"][2] == "42.50 ± 4.95"
+    assert paper["ATM"][3] == "-" and paper["ATM"][5:] == ["3", "-"]  # no episodes of the paper's to pool
+
+
+def test_per_task_table_pools_seeds_with_wilson_intervals(run_dir):
+    headers, rows = per_task_rows(load_runs([run_dir])[0].records)
+    assert headers == ["method", "suite", "task", "name", "successes", "n", "success %", "95 % CI"]
+    assert rows == [["BC", "Goal", "0", "", "0", "2", "0.0", "[0.0, 65.8]"],
+                    ["BC", "Goal", "1", "", "1", "2", "50.0", "[9.5, 90.5]"],
+                    ["ATM", "Goal", "0", "", "3", "4", "75.0", "[30.1, 95.4]"],
+                    ["ATM", "Goal", "1", "", "2", "4", "50.0", "[15.0, 85.0]"]]
+
+
+def test_learned_agents_are_tested_against_the_best_reference_agent(run_dir, tmp_path):
+    assert reference_lines(load_runs([run_dir])[0].records) == []  # no reference agent: nothing said
+    write_tables([run_dir], tmp_path / "plain")
+    assert (tmp_path / "plain" / "success.md").read_text().endswith("|\n")  # the table and nothing after it
+
+    records = load_runs([run_dir])[0].records
+    records += _records("knn", "libero_goal", 0, [1] * 10 + [0] * 10)          # 50 %: the best reference
+    records += _records("proprio-mlp", "libero_goal", 0, [0] * 20)
+    records += _records("expert", "libero_goal", 0, [1] * 20)                  # scripted: not held to them
+    records += _records("unipi", "libero_goal", 0, [1] * 20)                   # 100 % of 20
+    records += _records("vpt", "libero_goal", 0, [0] * 20)                     # 0 % of 20
+    lines = reference_lines(records)
+    assert [line.split(" on Goal ")[0] for line in lines] == ["BC", "VPT", "UniPi", "ATM"]
+    by_agent = {line.split(" on Goal ")[0]: line for line in lines}
+    assert by_agent["UniPi"].startswith("UniPi on Goal beats the best reference agent, Nearest neighbour (ref.): "
+                                        "100.0 % [83.9, 100.0] n=20 vs 50.0 % [29.9, 70.1] n=20, Fisher p < 0.001")
+    assert " is beaten by the best reference agent, Nearest neighbour (ref.)" in by_agent["VPT"]
+    assert by_agent["ATM"].startswith("ATM on Goal does not differ significantly from the best reference agent")
+    assert by_agent["ATM"].endswith(f"Fisher p = {fisher_exact_test(5, 8, 10, 20):.3f} (alpha 0.05).")
+
+    ResultsStore(run_dir / "results.jsonl").extend(_records("knn", "libero_goal", 0, [1] * 10 + [0] * 10))
+    write_tables([run_dir], tmp_path / "with_reference")
+    success_md = (tmp_path / "with_reference" / "success.md").read_text()
+    assert success_md.endswith("".join(f"- {line}\n" for line in reference_lines(load_runs([run_dir])[0].records)))
+    assert "| Nearest neighbour (ref.) | ours " in success_md.splitlines()[2]  # reference agents first
 
 
 def test_compute_uses_the_paper_convention_and_full_cost(run_dir):
@@ -97,7 +136,8 @@ def test_regeneration_is_byte_identical(run_dir, tmp_path):
     first = {p.name: p.read_bytes() for p in write_tables([run_dir], tmp_path / "a")}
     second = {p.name: p.read_bytes() for p in write_tables([run_dir], tmp_path / "b")}
     assert first == second
-    assert {"success.md", "success.csv", "success.tex", "compute.md", "throughput.md", "success.png"} <= set(first)
+    assert {"success.md", "success.csv", "success.tex", "success_per_task.md", "success_per_task.csv",
+            "success_per_task.tex", "compute.md", "throughput.md", "success.png"} <= set(first)
     assert b"77.83" in first["success.md"] and first["success.png"][:8] == b"\x89PNG\r\n\x1a\n"
 
 

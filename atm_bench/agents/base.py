@@ -45,6 +45,8 @@ _BUILTIN: dict[str, str] = {
     "vpt": "atm_bench.baselines.vpt:VPTAgent",
     "unipi": "atm_bench.baselines.unipi:UniPiAgent",
     "unipi-replan": "atm_bench.baselines.unipi:UniPiReplanAgent",
+    "proprio-mlp": "atm_bench.baselines.reference:ProprioMLPAgent",
+    "knn": "atm_bench.baselines.reference:KNNAgent",
 }
 _REGISTRY: dict[str, type["Agent"]] = {}
 
@@ -133,6 +135,12 @@ class Agent(ABC):
         (see `bench.runner`): the run's stage cache retrains the agent when it changes. Agents
         with settings of their own (the baselines' presets) return them; default: none."""
         return {}
+
+    def image_size(self) -> int | None:
+        """The square camera image size the trained agent takes (evaluation must render at it: an
+        agent sees at evaluation what it saw in training); None = any size (no images, or it
+        resizes on purpose). Asked after `fit` or `load`."""
+        return None
 
     def env_wrapper(self) -> Callable[[Any], Any] | None:
         """A picklable callable env -> wrapped env applied in each worker (privileged agents)."""

@@ -81,6 +81,9 @@ class ATMAgent(Agent):
 
     # -- acting ---------------------------------------------------------------------------------
 
+    def image_size(self) -> int | None:
+        return None if self.policy is None else int(self.policy.cfg.image_hw[0])
+
     def _require_models(self) -> None:
         if self.policy is None:
             raise UserError("the ATM agent has no trained models: call fit() or load() first")

@@ -3,9 +3,11 @@
 Stage 1 (`TrackFrameDataset`): one sample per (demo, view, frame t): the frame, `num_points` points
 sampled among those visible at t, their positions over [t, t + L) (the last frame repeated past the
 end), visibility, and the instruction embedding.
-Stage 2 (`PolicyWindowDataset`): one sample per (labelled demo, step t): the window of steps
-[t - W + 1, t] of both views (the first step repeated before the start, as at inference), joint and
-gripper states and actions.
+Stage 2 (`PolicyWindowDataset`): one sample per (labelled demo, chunk of C consecutive target
+steps [s, s + C)): steps [s - W + 1, s + C) of both views (the first step repeated before the
+start, as at inference), joint and gripper states and actions. The first W - 1 steps are context:
+every target then has its full window of W steps, and each frame is read and encoded once per
+chunk rather than once per window (C = 1 gives the classic one-window samples).
 
 Tracks live next to each demo: `data/demo_<i>/tracks/<view>/{tracks (T, N, 2), vis (T, N),
 query (N, 3)}`, either in the task file itself or in a file of the same name under `tracks_dir`.
@@ -174,19 +176,34 @@ class TrackFrameDataset(Dataset):
 
 
 class PolicyWindowDataset(Dataset):
-    """Stage-2 samples. `__getitem__` returns images (W, V, H, W, 3) uint8, joint (W, 7),
-    gripper (W, 2), actions (W, 7), task (int), and `tracks` (W, V, N, L, 2) when a track table
-    (demo index -> (T, V, N, L, 2) predicted tracks) is given."""
+    """Stage-2 samples of W - 1 + C steps (see the module docstring). `__getitem__` returns images
+    (S, V, H, W, 3) uint8, joint (S, 7), gripper (S, 2), actions (S, 7), task (int), and `tracks`
+    (S, V, N, L, 2) when a track table (demo index -> (T, V, N, L, 2) predicted tracks) is given."""
 
     def __init__(self, demos: Sequence[DemoRef], views: Sequence[str], image_hw: tuple[int, int], window: int,
-                 track_table: dict[int, np.ndarray] | None = None):
+                 track_table: dict[int, np.ndarray] | None = None, chunk: int = 1):
         self.demos = list(demos)
         self.views = list(views)
         self.image_hw = tuple(image_hw)
         self.window = window
+        shortest = min((ref.length for ref in self.demos), default=1)
+        self.chunk = max(1, min(int(chunk), shortest))  # samples of one length batch together
         self.track_table = track_table
-        self.index = [(d, t) for d in range(len(self.demos)) for t in range(self.demos[d].length)]
+        self.index = [(d, s) for d in range(len(self.demos)) for s in self._starts(self.demos[d].length)]
         self._files = _Files()
+
+    def _starts(self, length: int) -> list[int]:
+        """First target step of each chunk: every step is a target once; the last chunk of a demo
+        ends at its last step (it overlaps the one before when C does not divide the length)."""
+        if length <= self.chunk:
+            return [0]
+        return sorted({min(s, length - self.chunk) for s in range(0, length, self.chunk)})
+
+    def steps(self, i: int) -> np.ndarray:
+        """The demo steps of sample i: W - 1 context steps, then the chunk (clipped to the demo)."""
+        d, s = self.index[i]
+        stop = min(s + self.chunk, self.demos[d].length)
+        return np.clip(np.arange(s - self.window + 1, stop), 0, None)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -201,29 +218,47 @@ class PolicyWindowDataset(Dataset):
         return _resize(np.ascontiguousarray(frames), self.image_hw)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        d, t = self.index[i]
+        d = self.index[i][0]
         ref = self.demos[d]
-        steps = np.clip(np.arange(t - self.window + 1, t + 1), 0, None)
+        steps = self.steps(i)
         lo = int(steps[0])
         rel = steps - lo
+        hi = int(steps[-1]) + 1
         group = self._files.get(ref.file)[f"data/{ref.demo}"]
         upright = _upright(self._files.get(ref.file))
         images = []
         for view in self.views:
-            frames = group[f"obs/{VIEW_KEYS[view]}"][lo:t + 1][rel]
+            frames = group[f"obs/{VIEW_KEYS[view]}"][lo:hi][rel]
             if not upright:
                 frames = frames[:, ::-1]
             images.append(_resize(np.ascontiguousarray(frames), self.image_hw))
         sample = {
             "images": torch.from_numpy(np.stack(images, axis=1)),
-            "joint": torch.from_numpy(group["obs/joint_states"][lo:t + 1][rel].astype(np.float32)),
-            "gripper": torch.from_numpy(group["obs/gripper_states"][lo:t + 1][rel].astype(np.float32)),
-            "actions": torch.from_numpy(group["actions"][lo:t + 1][rel].astype(np.float32)),
+            "joint": torch.from_numpy(group["obs/joint_states"][lo:hi][rel].astype(np.float32)),
+            "gripper": torch.from_numpy(group["obs/gripper_states"][lo:hi][rel].astype(np.float32)),
+            "actions": torch.from_numpy(group["actions"][lo:hi][rel].astype(np.float32)),
             "task": torch.tensor(ref.task),
         }
         if self.track_table is not None:
             sample["tracks"] = torch.from_numpy(self.track_table[d][steps])
         return sample
+
+    def proprio(self) -> torch.Tensor:
+        """Joint + gripper states (M, 9) of every step of every demo (the policy's standardisation)."""
+        rows = []
+        for ref in self.demos:
+            group = self._files.get(ref.file)[f"data/{ref.demo}"]
+            rows.append(np.concatenate([group["obs/joint_states"][: ref.length],
+                                        group["obs/gripper_states"][: ref.length]], axis=1))
+        return torch.from_numpy(np.concatenate(rows).astype(np.float32))
+
+
+def window_proprio(dataset: Dataset) -> torch.Tensor:
+    """Joint + gripper states (M, 9) of every step of a window dataset (or a concatenation of them)."""
+    parts = getattr(dataset, "datasets", None)
+    if parts is not None:
+        return torch.cat([window_proprio(part) for part in parts])
+    return dataset.proprio()
 
 
 def demo_refs(files_and_demos: Sequence[tuple[Path, Sequence[str], int]], max_frames: int | None = None) -> list[DemoRef]:

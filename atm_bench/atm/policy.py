@@ -7,6 +7,13 @@ window of steps a block-causal temporal transformer runs on [action CLS, summary
 (, text)] per step; the action CLS output plus the step's flattened tracks (late fusion) go through an MLP
 head to a 7-d action. Nothing inside a step depends on other steps, so `encode_step` results can be
 cached across env steps: one new step costs one spatial pass (see `atm_bench.atm.agent`).
+
+The temporal transformer attends within a sliding band: a step sees itself and the W - 1 steps
+before it, with a learned bias per head and step offset in place of absolute positions. A window
+of W steps (inference) and a chunk of many consecutive steps (training: every step of the chunk
+with W - 1 steps before it is a target, each frame encoded once) then compute the same function.
+Proprioception is standardised with the training set's statistics, stored as buffers in the
+checkpoint (raw joint angles and gripper widths differ by two orders of magnitude).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atm_bench.atm.transformer import Encoder, block_causal_mask, sinusoidal_steps, trunc_normal_init
+from atm_bench.atm.transformer import Encoder, trunc_normal_init
 from atm_bench.presets import PolicyConfig
 
 TOKENS_PER_STEP = 4  # action CLS, spatial summary, joint, gripper (+ 1 text token with `language`)
@@ -71,9 +78,10 @@ class TrackGuidedPolicy(nn.Module):
             self.text_temporal = nn.Linear(cfg.text_dim, dt)
         self.temporal = Encoder(dt, cfg.temporal_depth, cfg.temporal_heads, cfg.temporal_mlp, cfg.temporal_head_dim,
                                 dropout=cfg.dropout)
-        self.register_buffer("time_pos", sinusoidal_steps(cfg.window, dt), persistent=False)
         self.tokens_per_step = TOKENS_PER_STEP + int(cfg.language)
-        self.register_buffer("temporal_mask", block_causal_mask(cfg.window, self.tokens_per_step), persistent=False)
+        self.step_bias = nn.Parameter(torch.zeros(cfg.temporal_heads, cfg.window))  # per head and step offset
+        self.register_buffer("proprio_mean", torch.zeros(cfg.joint_dim + cfg.gripper_dim))
+        self.register_buffer("proprio_std", torch.ones(cfg.joint_dim + cfg.gripper_dim))
         layers: list[nn.Module] = []
         width = dt + self.late_dim
         for _ in range(cfg.head_layers):
@@ -84,6 +92,11 @@ class TrackGuidedPolicy(nn.Module):
         # fan-in init (a 0.02 std through the ReLU MLP starves the head of signal early on).
         self.spatial.apply(trunc_normal_init)
         self.temporal.apply(trunc_normal_init)
+
+    def set_proprio_stats(self, proprio: torch.Tensor) -> None:
+        """Standardise joint + gripper states (M, 9) of the training set from now on."""
+        self.proprio_mean.copy_(proprio.mean(0))
+        self.proprio_std.copy_(proprio.std(0).clamp_min(1e-3))
 
     @property
     def late_dim(self) -> int:
@@ -113,6 +126,8 @@ class TrackGuidedPolicy(nn.Module):
         if cfg.language:
             tokens.append((self.text_spatial(text) + self.modality[v + 1])[:, None])
         x = self.spatial(torch.cat(tokens, dim=1))
+        proprio = (torch.cat([joint, gripper], dim=-1) - self.proprio_mean) / self.proprio_std
+        joint, gripper = proprio.split([cfg.joint_dim, cfg.gripper_dim], dim=-1)
         step = torch.stack([self.summary(x[:, 0]), self.joint_embed(joint), self.gripper_embed(gripper)], dim=1)
         late = tracks.reshape(b, -1) if cfg.late_fusion else tracks.new_zeros(b, 0)
         return step, late
@@ -133,38 +148,51 @@ class TrackGuidedPolicy(nn.Module):
         tok = self.track_embed(x).reshape(b, v * n, -1)
         return tok + self.track_pos + self.modality[v]
 
+    def temporal_bias(self, steps: int) -> torch.Tensor:
+        """Additive attention mask (heads, steps * k, steps * k): a token sees the tokens of its own
+        step and of the W - 1 steps before it (-inf elsewhere), biased per head by the step offset."""
+        k, w = self.tokens_per_step, self.cfg.window
+        step = torch.arange(steps * k, device=self.step_bias.device) // k
+        offset = step[:, None] - step[None, :]
+        allowed = (offset >= 0) & (offset < w)
+        bias = self.step_bias[:, offset.clamp(0, w - 1)]
+        return bias.masked_fill(~allowed, float("-inf"))
+
     def decide(self, steps: torch.Tensor, late: torch.Tensor, text: torch.Tensor | None = None,
                last_only: bool = False) -> torch.Tensor:
-        """Window of step tokens (B, T, 3, Dt) and late features (B, T, late_dim) -> actions (B, T, 7)
-        (or (B, 1, 7) for the last position only)."""
+        """Step tokens (B, T, 3, Dt) and late features (B, T, late_dim) of T consecutive steps ->
+        actions (B, T, 7) (or (B, 1, 7) for the last position only). Position t's action depends on
+        steps t - W + 1 .. t; T may exceed the window W (training chunks)."""
         cfg = self.cfg
         b, t = steps.shape[:2]
-        if t > cfg.window:
-            raise ValueError(f"window of {t} steps exceeds the policy's {cfg.window}")
         parts = [self.action_cls.expand(b, t, -1)[:, :, None], steps]
         if cfg.language:  # BC: the instruction is a token of every step, as in the spatial transformer
             parts.append(self.text_temporal(text)[:, None, None].expand(b, t, 1, -1))
-        x = torch.cat(parts, dim=2) + self.time_pos[:t, None]
         k = self.tokens_per_step
-        mask = self.temporal_mask[: t * k, : t * k]
-        x = self.temporal(x.reshape(b, t * k, -1), mask).reshape(b, t, k, -1)[:, :, 0]
+        x = torch.cat(parts, dim=2).reshape(b, t * k, -1)
+        x = self.temporal(x, self.temporal_bias(t).to(x.dtype)).reshape(b, t, k, -1)[:, :, 0]
         if last_only:
             x, late = x[:, -1:], late[:, -1:]
         return self.head(torch.cat([x, late], dim=-1))
 
     def forward(self, images: torch.Tensor, tracks: torch.Tensor | None, joint: torch.Tensor,
                 gripper: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
-        """Training pass over windows: images (B, T, V, 3, H, W), tracks (B, T, V, N, L, 2),
-        joint (B, T, 7), gripper (B, T, 2) -> actions (B, T, 7)."""
+        """Training pass over T consecutive steps: images (B, T, V, 3, H, W), tracks (B, T, V, N, L, 2),
+        joint (B, T, 7), gripper (B, T, 2) -> actions (B, T, 7); position t has a full window
+        (and is a training target) from t = W - 1 on (`targets`)."""
         b, t = images.shape[:2]
         flat = lambda x: None if x is None else x.reshape(b * t, *x.shape[2:])  # noqa: E731
         rep_text = None if text is None else text[:, None].expand(b, t, -1).reshape(b * t, -1)
         step, late = self.encode_step(flat(images), flat(tracks), flat(joint), flat(gripper), rep_text)
         return self.decide(step.reshape(b, t, *step.shape[1:]), late.reshape(b, t, -1), text)
 
-    @staticmethod
-    def loss(pred: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
-        loss = F.mse_loss(pred, actions)
+    def targets(self, x: torch.Tensor) -> torch.Tensor:
+        """The positions of a (B, T, ...) sequence that have a full window of W steps."""
+        return x[:, self.cfg.window - 1:]
+
+    def loss(self, pred: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """MSE over the positions with a full window (a chunk's targets; a window's last step)."""
+        loss = F.mse_loss(self.targets(pred), self.targets(actions))
         return {"loss": loss, "action_mse": loss.detach()}
 
     @torch.no_grad()

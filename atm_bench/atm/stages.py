@@ -4,7 +4,8 @@ tracks + instructions) and stage 2 (policy on action-labelled demos, with the fr
 Stage 2 gets its tracks one of two ways (`TrainConfig.online_tracks`): online, the frozen track
 model runs on every augmented frame of the batch (the reference's way; costly on a CPU), or
 cached, the track model runs once per frame of the labelled demos before training and the random
-shift is applied to the cached tracks (the `quick` preset).
+shift is applied to the cached tracks (the `quick` preset). Samples are chunks of consecutive
+steps (`TrainConfig.chunk`, see `PolicyWindowDataset`): each frame is encoded once per chunk.
 """
 
 from __future__ import annotations
@@ -200,8 +201,11 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
     if track_model is not None and not online:
         tables = {name: _track_table(ds_refs, cfg, track_model, track_text)
                   for name, ds_refs in (("train", data.train), ("val", data.val))}
-    train_ds = PolicyWindowDataset(data.train, cfg.views, cfg.image_hw, cfg.window, tables.get("train"))
-    val_ds = PolicyWindowDataset(data.val, cfg.views, cfg.image_hw, cfg.window, tables.get("val")) if data.val else None
+    chunk = train_cfg.chunk
+    train_ds = PolicyWindowDataset(data.train, cfg.views, cfg.image_hw, cfg.window, tables.get("train"), chunk)
+    val_ds = PolicyWindowDataset(data.val, cfg.views, cfg.image_hw, cfg.window, tables.get("val"), chunk) \
+        if data.val else None
+    policy.set_proprio_stats(train_ds.proprio())
     shift = max(0, round(train_cfg.shift_px))
     v = len(cfg.views)
 

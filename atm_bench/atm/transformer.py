@@ -98,12 +98,6 @@ def sincos_points(dim: int, points: torch.Tensor, grid_h: int, grid_w: int) -> t
                      dim=-1).to(points.dtype)
 
 
-def block_causal_mask(steps: int, tokens_per_step: int) -> torch.Tensor:
-    """Boolean attention mask (True = may attend): a token sees every token of its own and earlier steps."""
-    step = torch.arange(steps * tokens_per_step) // tokens_per_step
-    return step[None, :] <= step[:, None]
-
-
 def trunc_normal_init(module: nn.Module) -> None:
     """ViT-style init: truncated-normal linear weights (std 0.02), zero biases, unit LayerNorm."""
     if isinstance(module, nn.Linear):
@@ -117,8 +111,3 @@ def trunc_normal_init(module: nn.Module) -> None:
 
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
-def sinusoidal_steps(steps: int, dim: int) -> torch.Tensor:
-    """Fixed temporal embedding (steps, dim) for the policy's window positions."""
-    return torch.from_numpy(sincos_1d(dim, np.arange(steps, dtype=np.float64))).float()

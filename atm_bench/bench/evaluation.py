@@ -123,6 +123,10 @@ class Evaluator:
             raise UserError(f"--episodes must be >= 1, got {self.episodes}")
         if config.videos and config.render_quality == "none":
             raise UserError("videos need images: use --render-quality fast (or --videos 0)")
+        wanted = agent.image_size()
+        if wanted is not None and wanted != config.image_size:
+            raise UserError(f"agent {config.agent!r} was trained on {wanted}x{wanted} images but the evaluation "
+                            f"renders {config.image_size}x{config.image_size}: pass --image-size {wanted}")
         self.out_dir = Path(out_dir)
         self.store = ResultsStore(self.out_dir / "results.jsonl")
         self.video_dir = self.out_dir / "videos"
@@ -320,6 +324,7 @@ class Evaluator:
         record = {
             **self._base(task),
             "task_name": task_name,
+            "instruction": self.specs[task].instruction,
             "init_state": run.index,
             "episode_seed": run.seed,
             "success": bool(run.success),

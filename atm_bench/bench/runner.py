@@ -32,6 +32,8 @@ from typing import Any, Iterator
 
 from atm_bench.bench.timing import StageTimes
 from atm_bench.blas import active_openblas_core, cpu_model
+from atm_bench.data.splits import data_rendering
+from atm_bench.envs.libero.suites import get_task
 from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
 from atm_bench.progress import RunDisplay
@@ -126,6 +128,7 @@ class Runner:
         self.timing = StageTimes(self.out / "timing.json")
         self.throughput_path = self.out / "throughput.json"
         self.agents = [self._check_agent(a) for a in config.agents]
+        self.rendering: tuple[int, str] | None = None  # (image size, render quality) of the split's data
 
     @staticmethod
     def _check_agent(name: str) -> str:
@@ -186,6 +189,7 @@ class Runner:
         # records the files' hashes, and annotating later would change them (and every key).
         self.annotate_tracks()
         manifest = self.make_split()
+        self.rendering = data_rendering(manifest, self.data_dir)  # evaluation renders what training read
         self._write_config(manifest_hash=manifest.manifest_sha256)
         track_key = self._track_model_key(manifest)
         # seed-major: every agent's first seed gives a whole table early
@@ -205,6 +209,8 @@ class Runner:
             "preset": self.preset.name, "protocol": self.protocol.name, "labelled": self.labelled,
             "episodes_per_task": self._episodes(), "horizon": self._horizon(), "device": self.config.device,
             "tracker": self.config.tracker, "data_dir": str(self.data_dir), "split_manifest_hash": manifest_hash,
+            "eval_rendering": dict(zip(("image_size", "render_quality"), self.rendering)) if self.rendering else None,
+            "instructions": {str(t): get_task(self.suite, t).instruction for t in self.tasks},
             "preset_config": asdict(self.preset), **environment_snapshot(),
         }
         write_json_atomic(self.out / "config.json", snapshot)
@@ -341,7 +347,8 @@ class Runner:
         self._record_flops(name, agent)
         config = EvalConfig(agent=name, suite=self.suite, tasks=self.tasks, protocol=self.protocol.name,
                             episodes=self._episodes(), seed=seed, preset=self.preset.name,
-                            n_envs=self.preset.eval.n_envs, image_size=128, horizon=self._horizon(),
+                            n_envs=self.preset.eval.n_envs, image_size=self.rendering[0],
+                            render_quality=self.rendering[1], horizon=self._horizon(),
                             asynchronous=self.preset.eval.n_envs > 1)
         with self._timed(f"eval/{name}/seed{seed}", agent=name, seed=seed):
             evaluator = run_evaluation(agent, config, self.out, progress=self.progress)
@@ -442,7 +449,8 @@ class Runner:
 
         spec = get_task(self.suite, self.tasks[0])
         agent.reset(TaskInfo(self.suite, spec.index, spec.name, spec.instruction))
-        obs = {"agentview": np.zeros((1, 128, 128, 3), np.uint8), "eye_in_hand": np.zeros((1, 128, 128, 3), np.uint8),
+        size = self.rendering[0]
+        obs = {"agentview": np.zeros((1, size, size, 3), np.uint8), "eye_in_hand": np.zeros((1, size, size, 3), np.uint8),
                "joint_states": np.zeros((1, 7)), "gripper_states": np.zeros((1, 2)), "ee_states": np.zeros((1, 6))}
         flops[name] = agent.flops_per_step(obs)
         write_json_atomic(path, flops)

@@ -17,7 +17,10 @@ def register(sub) -> None:
     ev.add_argument("--checkpoint", default=None, help="directory the agent loads (trained agents)")
     ev.add_argument("--preset", default="none", help="scale preset the agent was trained with (recorded)")
     ev.add_argument("--n-envs", type=int, default=None, help="parallel envs (default: min(protocol's, CPU cores))")
-    ev.add_argument("--render-quality", default="fast", choices=["fast", "reference", "none"])
+    ev.add_argument("--render-quality", default="fast", choices=["fast", "reference", "none"],
+                    help="use the quality the agent's training data was rendered with (default fast)")
+    ev.add_argument("--image-size", type=int, default=None,
+                    help="camera image size (default: the loaded checkpoint's, else 128)")
     ev.add_argument("--videos", type=int, default=1, help="MP4s of the first N episodes per task (default 1)")
     ev.add_argument("--horizon", type=int, default=None, help="cap episode length below the protocol's (smoke runs)")
     ev.add_argument("--sync", action="store_true", help="run the envs in this process (debugging)")
@@ -42,7 +45,8 @@ def _eval(args) -> int:
     config = EvalConfig(
         agent=args.agent, suite=suite, tasks=parse_tasks(args.tasks, suite), protocol=args.protocol,
         episodes=args.episodes, seed=args.seed, preset=args.preset, n_envs=args.n_envs,
-        render_quality=args.render_quality, horizon=args.horizon, videos=args.videos, asynchronous=not args.sync,
+        render_quality=args.render_quality, image_size=args.image_size or agent.image_size() or 128,
+        horizon=args.horizon, videos=args.videos, asynchronous=not args.sync,
     )
     out = Path(args.out) if args.out else cache_subdir("eval")
     records = evaluate(agent, config, out)
@@ -51,25 +55,32 @@ def _eval(args) -> int:
 
 
 def print_table(records, out) -> None:
+    """Per task and over all episodes: success with its 95 % Wilson interval (few episodes per
+    task make wide intervals; the reader should see how wide). Episodes recorded as errors (an
+    environment crashed twice) are neither successes nor failures: left out and counted."""
     from rich.console import Console
     from rich.table import Table
 
     from atm_bench.bench.results import success_table
+    from atm_bench.bench.stats import Tally
 
-    rows = success_table(records)
+    errors = sum(r.get("status") == "error" for r in records)
+    rows = success_table(r for r in records if r.get("status") != "error")
     if not rows:
-        print("no episodes recorded")
+        print("no episodes recorded" + (f" ({errors} errors)" if errors else ""))
         return
     first = rows[0]
     table = Table(title=f"{first['agent']} on {first['suite']} ({first['protocol']} protocol)")
-    for column in ("task", "name", "episodes", "success", "mean steps"):
+    for column in ("task", "name", "episodes", "success", "95 % CI", "mean steps"):
         table.add_column(column, justify="left" if column == "name" else "right", overflow="fold")
     for r in rows:
-        table.add_row(str(r["task"]), r["task_name"], str(r["episodes"]),
-                      f"{100 * r['success_rate']:.1f} % ({r['successes']})", f"{r['mean_steps']:.0f}")
-    episodes = sum(r["episodes"] for r in rows)
-    successes = sum(r["successes"] for r in rows)
-    mean_task = sum(r["success_rate"] for r in rows) / len(rows)
-    table.add_row("all", "mean over tasks", str(episodes), f"{100 * mean_task:.1f} % ({successes})", "", style="bold")
+        tally = Tally(r["successes"], r["episodes"])
+        table.add_row(str(r["task"]), r["task_name"], str(r["episodes"]), f"{tally.percent()} ({r['successes']})",
+                      tally.interval_text(), f"{r['mean_steps']:.0f}")
+    whole = Tally(sum(r["successes"] for r in rows), sum(r["episodes"] for r in rows))
+    table.add_row("all", "all episodes", str(whole.n), f"{whole.percent()} ({whole.successes})", whole.interval_text(), "",
+                  style="bold")
     Console().print(table)
+    if errors:
+        print(f"{errors} episode(s) recorded as errors (environment crashes) are left out")
     print(f"results: {out / 'results.jsonl'}")

@@ -298,6 +298,18 @@ class EpisodeFile:
     def instruction(self) -> str:
         return self.header.instruction
 
+    def rendering(self) -> tuple[int, str]:
+        """(image size, render quality) of the file's frames: what an agent trained on them must
+        see at evaluation. The size is the frames' own; the quality is the one recorded at
+        generation, and for files from elsewhere (official LIBERO) stock rendering, `reference`."""
+        if not self.demo_names:
+            raise self._missing("demo_<i>", "'data' (the file holds no demos)")
+        h, w = self._data[self.demo_names[0]]["obs/agentview_rgb"].shape[1:3]
+        if h != w:
+            raise UserError(f"{self.path}: frames are {h}x{w}; the LIBERO envs render square images")
+        quality = self.header.env_args.get("atm_bench", {}).get("render_quality", "reference")
+        return int(h), str(quality)
+
     @property
     def upright_on_disk(self) -> bool:
         return self.header.upright

@@ -131,6 +131,9 @@ def make_split(
         with EpisodeFile(path) as f:
             f.check()
             names, instruction = list(f.demo_names), f.instruction
+        if instruction != spec.instruction:
+            raise UserError(f"{path}: its instruction {instruction!r} is not task {index}'s {spec.instruction!r} "
+                            "(the BDDL file's :language, which evaluation uses); regenerate the file")
         chosen = split_task(names, index, seed, labelled, val_fraction, videos)
         splits.append(
             TaskSplit(
@@ -195,6 +198,22 @@ def load_split(path: str | Path) -> SplitManifest:
     if manifest.compute_hash() != manifest.manifest_sha256:
         raise UserError(f"{path}: manifest hash does not match its content (edited by hand?); remake it")
     return manifest
+
+
+def data_rendering(manifest: SplitManifest, data_dir: str | Path) -> tuple[int, str]:
+    """(image size, render quality) shared by every task file of the manifest: evaluation renders
+    what training read. Files of one run that disagree are refused."""
+    from atm_bench.data.episodes import EpisodeFile
+
+    found = {}
+    for split in manifest.tasks:
+        with EpisodeFile(Path(data_dir) / split.file) as f:
+            found[split.file] = f.rendering()
+    kinds = set(found.values())
+    if len(kinds) != 1:
+        raise UserError(f"the split's task files were rendered differently ({found}); regenerate them with one "
+                        "--image-size and --render-quality")
+    return kinds.pop()
 
 
 def verify_sources(manifest: SplitManifest, data_dir: str | Path) -> None:

@@ -1,4 +1,11 @@
-"""LIBERO's suites and tasks: names, instructions, BDDL files and the 50 fixed initial states."""
+"""LIBERO's suites and tasks: names, instructions, BDDL files and the 50 fixed initial states.
+
+A task's instruction is its BDDL file's `:language`: the sentence LIBERO's env reports
+(`env.language_instruction`) and every LIBERO dataset stores (`problem_info`), so demos, training
+and evaluation read one sentence. LIBERO's benchmark objects also carry `task.language`, a sentence
+made from the task's file name; it differs for 29 of the 130 tasks ("open the middle drawer of the
+cabinet" against the BDDL's "open the middle layer of the drawer") and is not used.
+"""
 
 from __future__ import annotations
 
@@ -67,17 +74,27 @@ def _benchmark(suite: str):
         return benchmark.get_benchmark_dict()[suite](task_order_index=0)
 
 
+def bddl_instruction(bddl_path: str) -> str:
+    """The `:language` sentence of a BDDL problem file (the task's one instruction)."""
+    from libero.libero.envs.bddl_utils import get_problem_info
+
+    return get_problem_info(bddl_path)["language_instruction"]
+
+
 @lru_cache(maxsize=None)
 def list_tasks(suite: str) -> tuple[TaskSpec, ...]:
     """All tasks of a suite in LIBERO's standard order (task order index 0)."""
+    from atm_bench.envs.libero.runtime import libero
+
     suite = canonical_suite(suite)
     bench = _benchmark(suite)
+    bddl_root = libero().get_libero_path("bddl_files")
     return tuple(
         TaskSpec(
             suite=suite,
             index=i,
             name=t.name,
-            instruction=t.language,
+            instruction=bddl_instruction(os.path.join(bddl_root, t.problem_folder, t.bddl_file)),
             problem_folder=t.problem_folder,
             bddl_file=t.bddl_file,
             init_states_file=t.init_states_file,

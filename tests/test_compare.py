@@ -1,0 +1,58 @@
+"""`atm-bench compare`: per-task table, a verdict per agent, exit status 1 on a regression."""
+
+import pytest
+
+from atm_bench.bench.results import ResultsStore
+from atm_bench.cli import main
+
+
+def _run(path, rates):
+    """A run directory: per agent, (successes, episodes) on each of tasks 0 and 1, split over seeds 0 and 1."""
+    store = ResultsStore(path / "results.jsonl")
+    for agent, (successes, episodes) in rates.items():
+        for task in (0, 1):
+            store.extend({"agent": agent, "suite": "libero_goal", "task": task, "init_state": i, "seed": i % 2,
+                          "protocol": "atm", "preset": "smoke", "horizon": 600, "success": i < successes,
+                          "steps": 10, "seconds": 0.1} for i in range(episodes))
+    return str(path)
+
+
+@pytest.fixture
+def runs(tmp_path):
+    baseline = _run(tmp_path / "baseline", {"atm": (20, 25), "bc": (2, 25)})
+    better = _run(tmp_path / "better", {"atm": (24, 25), "bc": (20, 25)})
+    worse = _run(tmp_path / "worse", {"atm": (5, 25), "bc": (2, 25), "knn": (1, 25)})
+    return baseline, better, worse
+
+
+def test_an_improvement_exits_0_and_a_regression_exits_1(runs, capsys):
+    baseline, better, worse = runs
+    assert main(["compare", baseline, better]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: improved" in out  # bc: 4/50 -> 40/50
+    assert "40/50" in out and "4/50" in out and "p < 0.001" in out
+
+    assert main(["compare", baseline, worse]) == 1
+    out = capsys.readouterr().out
+    assert "atm: A = baseline, B = worse" in out and "verdict: regressed" in out  # atm: 40/50 -> 10/50
+    assert "verdict: held" in out  # bc: 4/50 both times, the interval of B - A within +-20 points
+    assert "knn" not in out  # only in one run: nothing to compare
+
+
+def test_agents_option_selects_and_checks_names(runs, capsys):
+    baseline, _, worse = runs
+    assert main(["compare", baseline, worse, "--agents", "bc"]) == 0  # atm's regression not asked about
+    assert "verdict: held" in capsys.readouterr().out
+    assert main(["compare", baseline, worse, "--agents", "knn"]) == 2
+    assert "knn not evaluated in both" in capsys.readouterr().err
+
+
+def test_missing_or_empty_runs_are_one_clear_error(runs, tmp_path, capsys):
+    baseline = runs[0]
+    assert main(["compare", baseline, str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a run directory" in err
+    (tmp_path / "empty").mkdir()
+    assert main(["compare", str(tmp_path / "empty"), baseline]) == 2
+    assert "no episode records" in capsys.readouterr().err
+    assert main(["compare", baseline, baseline, "--alpha", "5"]) == 2

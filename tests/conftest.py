@@ -27,3 +27,17 @@ def plugin_site(tmp_path_factory):
     sys.path.insert(0, str(target))
     yield target
     sys.path.remove(str(target))
+
+
+@pytest.fixture(scope="session")
+def sim_demo(tmp_path_factory):
+    """One scripted demo of libero_goal task 1 (put the bowl on the stove: the expert's shortest
+    task), generated in the real simulator at 32x32 (the smoke preset's size), and its split with
+    that demo labelled: (data dir, manifest)."""
+    from atm_bench.data.generate import GenerateConfig, generate
+    from atm_bench.data.splits import make_split
+
+    root = tmp_path_factory.mktemp("sim-demo")
+    generate(GenerateConfig(suite="libero_goal", tasks=(1,), demos=1, image_size=32, max_attempts=2), root,
+             progress=False)
+    return root, make_split(root, "libero_goal", labelled=1, val_fraction=0.0, tasks=[1])

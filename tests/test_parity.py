@@ -16,22 +16,13 @@ from atm_bench.atm.datasets import PolicyWindowDataset, demo_refs
 from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.bench.evaluation import EvalConfig, Evaluator, make_eval_vector_env
 from atm_bench.data.episodes import EpisodeFile
-from atm_bench.data.generate import GenerateConfig, generate
-from atm_bench.data.splits import data_rendering, make_split
+from atm_bench.data.splits import data_rendering
 from atm_bench.envs.libero.suites import get_task
 from atm_bench.errors import UserError
 from atm_bench.presets import get_preset
 from atm_bench.baselines.common import window_images
 
-TASK = 1  # put the bowl on the stove: the scripted expert's shortest libero_goal task
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("parity")
-    generate(GenerateConfig(suite="libero_goal", tasks=(TASK,), demos=1, image_size=32, max_attempts=2), root,
-             progress=False)
-    return root, make_split(root, "libero_goal", labelled=1, val_fraction=0.0, tasks=[TASK])
+TASK = 1  # the `sim_demo` fixture's task
 
 
 def _bc_agent(preset) -> BCAgent:
@@ -41,8 +32,8 @@ def _bc_agent(preset) -> BCAgent:
 
 
 @pytest.mark.sim
-def test_evaluation_frames_and_proprio_equal_the_training_tensors(demo):
-    root, manifest = demo
+def test_evaluation_frames_and_proprio_equal_the_training_tensors(sim_demo):
+    root, manifest = sim_demo
     split = manifest.tasks[0]
     size, quality = data_rendering(manifest, root)
     assert (size, quality) == (32, "fast")

@@ -38,7 +38,7 @@ from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
 from atm_bench.progress import RunDisplay
 
-ALL_AGENTS = ("atm", "bc", "r3m", "vpt", "unipi", "unipi-replan")
+ALL_AGENTS = ("proprio-mlp", "knn", "atm", "bc", "r3m", "vpt", "unipi", "unipi-replan")  # cheap references first
 SERIAL_STEPS = 100  # the serial throughput loop's env steps (capped at one episode's horizon)
 
 
@@ -57,6 +57,7 @@ class RunConfig:
     episodes: int | None = None  # None: the preset's
     tracker: str = "sim"
     r3m_weights: Path | None = None  # a user's local R3M checkpoint for the r3m agent
+    workers: int | None = None  # demo generation processes; None: one per CPU core (at most one per task)
 
 
 def _hash(obj: Any) -> str:
@@ -226,7 +227,8 @@ class Runner:
         if self._done("data", key):
             return
         with self._timed("data"):
-            generate(gen, self.data_dir, progress=self.progress)
+            workers = self.config.workers or max(1, min(os.cpu_count() or 1, len(self.tasks)))
+            generate(gen, self.data_dir, progress=self.progress, workers=workers)
         self._mark("data", key)
 
     def make_split(self):

@@ -32,6 +32,8 @@ def register(sub) -> None:
     run.add_argument("--out", default=None, help="run directory (default: runs/<suite>-<preset>-<protocol>-l<labelled>)")
     run.add_argument("--data-dir", default=None, help="where demos live or are generated (default: the package cache)")
     run.add_argument("--device", default="cpu", help="cpu (the only one implemented so far)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="processes generating demos (default: one per CPU core)")
     run.add_argument("--r3m-weights", default=None, help="a local R3M checkpoint for the r3m agent (else pre-trained in-domain)")
     run.set_defaults(handler=_run)
 
@@ -51,7 +53,7 @@ def _run(args) -> int:
         suite=args.suite, agents=agents, seeds=_ints(args.seeds) if args.seeds else None, preset=args.preset,
         protocol=args.protocol, labelled=args.labelled, tasks=_ints(args.tasks) if args.tasks else None,
         out=Path(args.out) if args.out else None, data_dir=Path(args.data_dir) if args.data_dir else None,
-        device=args.device, episodes=args.episodes, r3m_weights=Path(args.r3m_weights) if args.r3m_weights else None,
+        device=args.device, episodes=args.episodes, workers=args.workers, r3m_weights=Path(args.r3m_weights) if args.r3m_weights else None,
     )
     out = Runner(config).run()
     print((out / "tables" / "success.md").read_text())

@@ -153,9 +153,10 @@ def _paper() -> Preset:
         policy=PolicyConfig(),
         # Paper table VI: batch 1024, lr 1e-4, 5 warm-up epochs, clip 10; epochs as the authors' config.
         track_training=TrainConfig(epochs=100, batch_size=1024, lr=1e-4, warmup_epochs=5, grad_clip=10.0),
-        # Paper table VII: batch 512, lr 5e-4, no warm-up, clip 100, 100 epochs.
-        policy_training=TrainConfig(epochs=100, batch_size=512, lr=5e-4, warmup_epochs=0, grad_clip=100.0,
-                                    online_tracks=True),
+        # Paper table VII: batch 512, lr 5e-4, no warm-up, clip 100, 100 epochs. 512 targets per
+        # step as 32 chunks of 16 steps (each frame encoded once; the same loss as 512 windows).
+        policy_training=TrainConfig(epochs=100, batch_size=32, lr=5e-4, warmup_epochs=0, grad_clip=100.0,
+                                    online_tracks=True, chunk=16),
     )
 
 
@@ -166,21 +167,22 @@ def _quick() -> Preset:
         image_size=64,
         # Stage 1 learns motion slowly on a CPU budget: the loss ignores points hidden in the ground
         # truth (off-image projections weigh ~half of an unweighted loss), and each track token gets
-        # the image's position embedding and patch features at its query point.
-        track_model=TrackTransformerConfig(image_hw=hw, patch_size=8, width=128, depth=4, heads=4, dropout=0.1,
+        # the image's position embedding and patch features at its query point. No dropout: on a CPU
+        # attention dropout forces the unfused attention kernel and its masks cost ~half a step.
+        track_model=TrackTransformerConfig(image_hw=hw, patch_size=8, width=128, depth=4, heads=4, dropout=0.0,
                                            invisible_weight=0.0, query_position=True, query_features=True),
         policy=PolicyConfig(image_hw=hw, stem_channels=32, image_patch=8, spatial_width=64, spatial_depth=2,
                             spatial_heads=4, spatial_head_dim=32, spatial_mlp=128, temporal_depth=2,
-                            temporal_heads=4, temporal_head_dim=32, temporal_mlp=128, head_hidden=256),
-        # Sized for a 2-core CPU: 80 k stage-1 samples (once per run) and ~4.8 k policy windows per
-        # agent and seed (benchmarks/atm_speed.py: ~15 samples/s and ~7 windows/s on an idle machine).
-        track_training=TrainConfig(epochs=5, batch_size=64, lr=1e-3, warmup_epochs=1, grad_clip=10.0,
+                            temporal_heads=4, temporal_head_dim=32, temporal_mlp=128, head_hidden=256, dropout=0.0),
+        track_training=TrainConfig(epochs=4, batch_size=64, lr=1e-3, warmup_epochs=0.5, grad_clip=10.0,
                                    max_steps_per_epoch=250, shift_px=2),
-        policy_training=TrainConfig(epochs=6, batch_size=32, lr=5e-4, grad_clip=100.0,
-                                    max_steps_per_epoch=25, shift_px=2),
-        data=DataConfig(demos_per_task=20, labelled_demos=4, points_per_view=300),
-        # 2 episodes per task and one seed keep the whole six-agent run near two hours on 2 cores.
-        eval=EvalConfig(episodes_per_task=2, horizon=None, n_envs=2, seeds=(0,)),
+        # The paper's 10 labelled demos per task; every step of them is a target once per epoch:
+        # 16 chunks of 16 steps (256 targets) per optimiser step, ~68 steps per epoch on
+        # libero-goal's 10 x 10 demos (benchmarks/policy_training_speed.py for the speed).
+        policy_training=TrainConfig(epochs=6, batch_size=16, lr=1e-3, warmup_epochs=0.3, grad_clip=100.0,
+                                    shift_px=2, chunk=16),
+        data=DataConfig(demos_per_task=20, labelled_demos=10, points_per_view=300),
+        eval=EvalConfig(episodes_per_task=5, horizon=None, n_envs=2, seeds=(0,)),
     )
 
 
@@ -197,7 +199,8 @@ def _smoke() -> Preset:
                             temporal_width=32, temporal_depth=1, temporal_heads=2, temporal_head_dim=16,
                             temporal_mlp=64, dropout=0.0, head_hidden=64, num_points=32, track_len=8),
         track_training=TrainConfig(epochs=2, batch_size=8, lr=1e-3, warmup_epochs=0, max_steps_per_epoch=3, shift_px=1),
-        policy_training=TrainConfig(epochs=2, batch_size=4, lr=1e-3, grad_clip=100.0, max_steps_per_epoch=3, shift_px=1),
+        policy_training=TrainConfig(epochs=2, batch_size=2, lr=1e-3, grad_clip=100.0, max_steps_per_epoch=3, shift_px=1,
+                                    chunk=8),
         data=DataConfig(demos_per_task=4, labelled_demos=2, max_frames_per_demo=40, points_per_view=64, tasks=(0, 1)),
         eval=EvalConfig(episodes_per_task=1, horizon=20, n_envs=1, seeds=(0,)),
     )

@@ -50,13 +50,15 @@ def goal_policy_config(preset: Preset) -> PolicyConfig:
 
 
 class GoalWindowDataset(PolicyWindowDataset):
-    """BC windows plus a sub-goal: `goal` (H, W, 3) uint8 (the goal camera's frame t + k) and
-    `done` (W,) per window position (1 where the goal is at most one step ahead)."""
+    """BC windows (or chunks) plus a sub-goal per step: `goal` (S, H, W, 3) uint8 (the goal
+    camera's frame t + k for step t, k drawn per step) and `done` (S,) (1 where the goal is at
+    most one step ahead). A goal per step is what acting does: each step is encoded once, with
+    the sub-goal current at that step, and kept in the window."""
 
     def __init__(self, demos: Sequence[DemoRef], views: Sequence[str], image_hw: tuple[int, int], window: int,
                  goal_view: str, t_max: int, next_frame_prob: float, fixed_horizon: int | None = None,
-                 seed: int = 0, deterministic: bool = False):
-        super().__init__(demos, views, image_hw, window)
+                 seed: int = 0, deterministic: bool = False, chunk: int = 1):
+        super().__init__(demos, views, image_hw, window, chunk=chunk)
         self.goal_view = goal_view
         self.t_max = t_max
         self.next_frame_prob = next_frame_prob
@@ -75,16 +77,16 @@ class GoalWindowDataset(PolicyWindowDataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         sample = super().__getitem__(i)
         ref = self.demos[self.index[i][0]]
-        steps = self.steps(i)  # one window (chunk 1): the goal is the last step's
+        steps = self.steps(i)
         rng = item_rng(self.seed, i, self.deterministic)
-        goal = min(int(steps[-1]) + self.offset(rng), ref.length - 1)
-        sample["goal"] = torch.from_numpy(self.reader.frames(ref, self.goal_view, [goal])[0])
-        sample["done"] = torch.from_numpy((goal - steps <= 1).astype(np.float32))
+        goals = np.minimum(steps + np.array([self.offset(rng) for _ in steps]), ref.length - 1)
+        sample["goal"] = torch.from_numpy(self.reader.frames(ref, self.goal_view, goals))
+        sample["done"] = torch.from_numpy((goals - steps <= 1).astype(np.float32))
         return sample
 
 
 def goal_step(policy: TrackGuidedPolicy, train_cfg):
-    """Training step: windows + goal -> MSE on (action, done) at the window's last position."""
+    """Training step: chunks + a goal per step -> MSE on (action, done) at the steps with a full window."""
     from atm_bench.atm.track_transformer import to_model_images
 
     def step(batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
@@ -92,7 +94,7 @@ def goal_step(policy: TrackGuidedPolicy, train_cfg):
         b, t, v = raw.shape[:3]
         cams = window_images(raw)  # (B V T, 3, H, W)
         cams = cams.reshape(b, v, t, *cams.shape[1:])
-        goal = to_model_images(batch["goal"])[:, None, None].expand(b, 1, t, *cams.shape[3:])
+        goal = to_model_images(batch["goal"].reshape(b * t, *batch["goal"].shape[2:])).reshape(b, 1, t, *cams.shape[3:])
         # The goal is one more view: augmentation shifts it on its own and jitters it with its sample.
         images = torch.cat([cams, goal], dim=1).reshape(-1, *cams.shape[3:])
         if train:
@@ -120,7 +122,7 @@ def train_goal_policy(preset: Preset, cfg: UniPiConfig, labelled, out_dir: str |
     policy = TrackGuidedPolicy(pcfg)
     cams = tuple(preset.policy.views)
     common = dict(goal_view=cfg.video.view, t_max=t_max, next_frame_prob=cfg.next_frame_prob,
-                  fixed_horizon=fixed_horizon, seed=train_cfg.seed)
+                  fixed_horizon=fixed_horizon, seed=train_cfg.seed, chunk=train_cfg.chunk)
     train_ds = GoalWindowDataset(labelled.train, cams, pcfg.image_hw, pcfg.window, **common)
     val_ds = GoalWindowDataset(labelled.val, cams, pcfg.image_hw, pcfg.window, **common, deterministic=True)
     policy.set_proprio_stats(window_proprio(train_ds))

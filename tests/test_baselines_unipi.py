@@ -96,11 +96,16 @@ def test_goal_windows_sample_subgoals_as_the_paper(tmp_path):
         frames = f["data/demo_0/obs/agentview_rgb"][()]
     for t in (0, 5, 30, 38, 39):  # the goal is clipped to the last frame near the end
         sample = ds[t]
-        goal = min(t + ds.offset(np.random.default_rng([4, t])), 39)
-        assert np.array_equal(sample["goal"].numpy(), frames[goal])
         steps = np.clip(np.arange(t - 2, t + 1), 0, None)
-        assert sample["done"].tolist() == [float(goal - s <= 1) for s in steps]
-    assert ds[39]["done"].tolist() == [0.0, 1.0, 1.0]  # at the end the goal is the last frame
+        draws = np.random.default_rng([4, t])
+        goals = np.minimum(steps + np.array([ds.offset(draws) for _ in steps]), 39)  # one goal per step
+        assert np.array_equal(sample["goal"].numpy(), frames[goals])
+        assert sample["done"].tolist() == [float(g - s <= 1) for g, s in zip(goals, steps)]
+    assert ds[39]["done"].tolist()[-1] == 1.0  # at the end the goal is the last frame
+    chunks = GoalWindowDataset(refs, ("agentview", "eye_in_hand"), (32, 32), window=3, goal_view="agentview",
+                               t_max=16, next_frame_prob=0.1, seed=4, deterministic=True, chunk=8)
+    sample = chunks[1]
+    assert sample["goal"].shape == (10, 32, 32, 3) and sample["done"].shape == (10,)
     replan = GoalWindowDataset(refs, ("agentview",), (32, 32), 3, "agentview", t_max=50, next_frame_prob=0.1,
                                fixed_horizon=8)
     assert {replan.offset(rng) for _ in range(2000)} == set(range(1, 9))

@@ -1,0 +1,61 @@
+"""The policy learns: trained on one real demo it fits it (train MSE <= 10 % of the demo's action
+variance within a fixed number of steps), and rolled out in the simulator from that demo's own
+start state, closed loop on its own observations, it reaches the goal."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from atm_bench.agents.base import TaskInfo
+from atm_bench.atm.agent import BCAgent
+from atm_bench.atm.stages import stage_data, train_policy
+from atm_bench.data.episodes import EpisodeFile
+from atm_bench.envs.libero.env import LiberoEnv
+from atm_bench.envs.libero.suites import get_task
+from atm_bench.presets import get_preset
+
+TASK = 1  # the `sim_demo` fixture's task
+STEPS = 400  # optimiser steps allowed to fit the demo
+
+
+def _overfit_preset():
+    p = get_preset("smoke")
+    return dataclasses.replace(
+        p, policy=dataclasses.replace(p.policy, spatial_width=64, temporal_width=64, head_hidden=256),
+        policy_training=dataclasses.replace(p.policy_training, epochs=STEPS, max_steps_per_epoch=1, batch_size=8,
+                                            chunk=16, lr=1e-3, warmup_epochs=20, augment=False, val_fraction=0.0))
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_bc_overfits_one_demo_and_reaches_the_goal_from_its_start(sim_demo, tmp_path):
+    root, manifest = sim_demo
+    data = stage_data(manifest, root, "labelled")
+    data = dataclasses.replace(data, val=[])
+    preset = _overfit_preset()
+    result = train_policy(preset, data, tmp_path / "policy", language=True, progress=False)
+    with EpisodeFile(root / manifest.tasks[0].file) as f:
+        episode = f.read(manifest.tasks[0].labelled[0])
+    variance = float(episode.actions.var(0).mean())
+    final = result.history[-1]["train_loss"]
+    assert final <= 0.1 * variance, f"train MSE {final:.4f} vs action variance {variance:.4f}"
+
+    agent = BCAgent(preset=preset, progress=False)
+    agent.load(tmp_path)  # reads tmp_path/policy
+    spec = get_task("libero_goal", TASK)
+    agent.reset(TaskInfo("libero_goal", TASK, spec.name, spec.instruction))
+    env = LiberoEnv("libero_goal", TASK, image_size=32, render_quality="fast")
+    try:
+        env.init_states = np.asarray(episode.attrs["init_state"])[None]  # the demo's own start
+        obs, info = env.reset(seed=int(episode.attrs["seed"]), options={"init_state": 0})
+        success = False
+        for _ in range(2 * len(episode)):
+            action = agent.act({k: np.asarray(v)[None] for k, v in obs.items()})[0]
+            obs, _, terminated, truncated, info = env.step(action)
+            success = success or bool(info["is_success"])
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    assert success, f"the policy that fits the demo (MSE {final:.4f}) did not reach the goal from its start"

@@ -6,8 +6,8 @@
 
 Both paths run the real BC training step (`baselines.common.window_bc_step`: data loading from
 the HDF5 task files, augmentation, forward, backward, AdamW) on the same demos, with the same
-number of targets per optimiser step (the preset's batch of windows; chunks: batch / chunk
-chunks). Prints targets (= windows) per second of each path and their ratio.
+number of targets per optimiser step (the preset's batch of chunks x its chunk length; windows:
+that many separate windows). Prints targets (= windows) per second of each path and their ratio.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--suite", default="libero-goal")
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--chunk", type=int, default=None, help="default: the preset's")
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     preset = get_preset(args.preset)
     chunk = args.chunk or preset.policy_training.chunk
@@ -63,9 +63,10 @@ def main() -> None:
     refs = demo_refs([(args.data_dir / split.file, split.labelled, 0)])
     text = instruction_table([split.instruction], None)
     cfg = dataclasses.replace(preset.policy, language=True, text_dim=int(text.shape[1]))
-    windows_batch = chunk * max(1, preset.policy_training.batch_size // chunk)
+    chunks_batch = preset.policy_training.batch_size
+    windows_batch = chunks_batch * chunk  # the same targets per optimiser step
     rates = {}
-    for name, c, batch in (("windows", 1, windows_batch), ("chunks", chunk, windows_batch // chunk)):
+    for name, c, batch in (("windows", 1, windows_batch), ("chunks", chunk, chunks_batch)):
         torch.manual_seed(0)
         ds = PolicyWindowDataset(refs, cfg.views, cfg.image_hw, cfg.window, chunk=c)
         rates[name] = targets_per_second(TrackGuidedPolicy(cfg), ds, batch, args.steps, text)

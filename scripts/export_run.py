@@ -1,0 +1,60 @@
+"""Copy a run directory into the repository's results/ without what does not belong in git:
+checkpoints and weights stay behind (`atm-bench run` continues such a directory without them, see
+the README), and of the rollout videos only one per agent is kept (a successful episode's when
+there is one). Records, configs, histories, metrics, pictures and tables are copied as they are.
+
+    .venv/bin/python scripts/export_run.py /root/runs/goal-quick results/runs/libero-goal-quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+KEEP = {".json", ".jsonl", ".md", ".csv", ".tex", ".png"}
+
+
+def chosen_videos(run: Path) -> set[str]:
+    """One video per agent: the first successful recorded episode's, else the first one's."""
+    best: dict[str, tuple[bool, str]] = {}
+    records = run / "results.jsonl"
+    for line in records.read_text().splitlines() if records.exists() else []:
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "video" in r and (r["agent"] not in best or (r["success"] and not best[r["agent"]][0])):
+            best[r["agent"]] = (bool(r["success"]), r["video"])
+    return {video for _, video in best.values()}
+
+
+def export(run: Path, dest: Path) -> int:
+    videos = chosen_videos(run)
+    copied = 0
+    for path in sorted(p for p in run.rglob("*") if p.is_file()):
+        rel = path.relative_to(run)
+        if "checkpoint" in rel.parts or rel.name in ("model.safetensors", "resume.pt"):
+            continue
+        if path.suffix == ".mp4" and str(rel) not in videos:
+            continue
+        if path.suffix != ".mp4" and path.suffix not in KEEP:
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        copied += 1
+    return copied
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("dest", type=Path)
+    args = parser.parse_args()
+    print(f"{export(args.run, args.dest)} files copied into {args.dest}")
+
+
+if __name__ == "__main__":
+    main()

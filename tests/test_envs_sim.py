@@ -24,7 +24,7 @@ def goal_env():
 def test_reset_and_step_follow_the_spaces(goal_env):
     obs, info = goal_env.reset(seed=0, options={"init_state": 3})
     assert goal_env.observation_space.contains(obs)
-    assert info["init_state"] == 3 and info["instruction"] == "open the middle drawer of the cabinet"
+    assert info["init_state"] == 3 and info["instruction"] == "open the middle layer of the drawer"
     assert goal_env.instruction == info["instruction"]
     obs, reward, terminated, truncated, info = goal_env.step(goal_env.action_space.sample())
     assert goal_env.observation_space.contains(obs)

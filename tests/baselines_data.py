@@ -48,7 +48,7 @@ def act_in_simulator(agent, name: str, out_dir: Path, steps: int = 4, videos: in
     from atm_bench.bench.evaluation import EvalConfig, evaluate
 
     config = EvalConfig(agent=name, suite="libero_goal", tasks=(0,), episodes=1, n_envs=1, horizon=steps,
-                        videos=videos, asynchronous=False, preset="smoke")
+                        videos=videos, asynchronous=False, preset="smoke", image_size=agent.image_size() or 128)
     return evaluate(agent, config, out_dir, progress=False)
 
 

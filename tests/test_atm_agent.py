@@ -99,7 +99,7 @@ def test_rollout_video_shows_the_predicted_tracks(trained, tmp_path):
     from scipy.ndimage import binary_dilation
 
     from atm_bench.bench.evaluation import EvalConfig, evaluate
-    from atm_bench.bench.video import TRACK_SCALE, VIEWS, compose_frame, read_mp4
+    from atm_bench.bench.video import MIN_VIEW, TRACK_SCALE, VIEWS, compose_frame, read_mp4
 
     agent, _ = trained
     seen = []
@@ -113,7 +113,7 @@ def test_rollout_video_shows_the_predicted_tracks(trained, tmp_path):
     agent.act = watched
     try:
         config = EvalConfig(agent="atm", suite="libero_goal", tasks=(0,), episodes=1, n_envs=1, horizon=4, videos=1,
-                            asynchronous=False, preset="smoke")
+                            asynchronous=False, preset="smoke", image_size=agent.image_size())
         records = evaluate(agent, config, tmp_path, progress=False)
     finally:
         del agent.act
@@ -121,8 +121,9 @@ def test_rollout_video_shows_the_predicted_tracks(trained, tmp_path):
     assert video.shape == (5, 256, 512, 3) and len(seen) == 4  # 4 observations acted on + the last one
     for frame, (views, overlay) in zip(video, seen):
         assert set(overlay.tracks) == set(VIEWS)
-        drawn = compose_frame(views, overlay, scale=TRACK_SCALE)
-        plain = compose_frame(views, None, scale=TRACK_SCALE).astype(int)
+        scale = MIN_VIEW // len(views[0]) * TRACK_SCALE  # 32-px views: upscaled to 128, then doubled
+        drawn = compose_frame(views, overlay, scale=scale)
+        plain = compose_frame(views, None, scale=scale).astype(int)
         tracks = np.abs(drawn.astype(int) - plain).max(axis=-1) > 30
         assert tracks[:, :256].any() and tracks[:, 256:].any()  # both views carry tracks
         for v, view in enumerate(VIEWS):  # every point's dot (where it is now) is drawn

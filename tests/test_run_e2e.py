@@ -42,13 +42,14 @@ def test_smoke_run_resumes_and_tables_regenerate(plugin_site, tmp_path, capsys):
 
     # Rollout videos of each task's first episode show what the agent thinks: ATM its tracks
     # (views at twice their size), UniPi(-Replan) the sub-goal as a third view, the others plain.
-    # The views are the evaluation's frames: rendered at the data's size (32 at smoke), as in training.
+    # The views are the evaluation's frames, rendered at the data's size (32 at smoke) as in
+    # training, and upscaled to 128 for the videos.
     assert config["eval_rendering"] == {"image_size": 32, "render_quality": "fast"}
-    widths = {"atm": (64, 128), "unipi": (32, 96), "unipi-replan": (32, 96)}
+    widths = {"atm": (256, 512), "unipi": (128, 384), "unipi-replan": (128, 384)}
     for r in records:
         assert ("video" in r) == (r["init_state"] == 0)
         if "video" in r:
-            assert read_mp4(out / r["video"]).shape == (r["steps"] + 1, *widths.get(r["agent"], (32, 64)), 3)
+            assert read_mp4(out / r["video"]).shape == (r["steps"] + 1, *widths.get(r["agent"], (128, 256)), 3)
 
     # Throughput: per agent and seed the vector loop, once per agent the serial loop (20 steps:
     # the smoke horizon), their ratio; in the JSON and in the tables.

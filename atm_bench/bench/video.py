@@ -19,6 +19,7 @@ import numpy as np
 
 VIEWS = ("agentview", "eye_in_hand")
 TRACK_SCALE = 2  # views with drawn tracks are shown at twice their size
+MIN_VIEW = 128  # smaller renders (the quick and smoke presets' 64 and 32) are upscaled to this first
 
 
 def side_by_side(obs: dict[str, np.ndarray], views: Sequence[str] = VIEWS) -> np.ndarray:
@@ -52,10 +53,12 @@ def compose_frame(views: Sequence[np.ndarray], overlay=None, names: Sequence[str
 
 def compose_video(frames: Sequence[tuple[Sequence[np.ndarray], object]], names: Sequence[str] = VIEWS) -> Iterator[np.ndarray]:
     """An episode's frames, one size throughout: `frames` holds (views, overlay or None) per step;
-    views are upscaled by `TRACK_SCALE` when any frame has tracks, and every frame gets as many
-    panels as the frame with the most."""
+    views small renders are upscaled (pixel-exact, by an integer) to at least `MIN_VIEW`, then by
+    `TRACK_SCALE` when any frame has tracks, and every frame gets as many panels as the frame with
+    the most."""
     overlays = [overlay for _, overlay in frames if overlay is not None]
-    scale = TRACK_SCALE if any(getattr(o, "tracks", None) for o in overlays) else 1
+    height = np.asarray(frames[0][0][0]).shape[0] if frames else MIN_VIEW
+    scale = -(-MIN_VIEW // height) * (TRACK_SCALE if any(getattr(o, "tracks", None) for o in overlays) else 1)
     panels = max((len(getattr(o, "panels", ()) or ()) for o in overlays), default=0)
     for views, overlay in frames:
         yield compose_frame(views, overlay, names, scale=scale, panels=panels)

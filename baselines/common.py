@@ -113,6 +113,7 @@ def train_window_policy(preset: Preset, policy: torch.nn.Module, train_ds: Datas
     cfg = preset.policy_training
     torch.manual_seed(cfg.seed)
     policy.set_proprio_stats(window_proprio(train_ds))
+    policy.text_norm.fit(text)
     return train_loop(policy, window_bc_step(policy, text, cfg), loader(train_ds, cfg.batch_size, True, cfg.seed),
                       loader(val_ds, cfg.batch_size, False) if val_ds is not None and len(val_ds) else None,
                       cfg, out_dir, snapshot, epochs=epochs, seconds=seconds, progress=progress,

@@ -42,3 +42,27 @@ def test_errors_are_pixels_at_the_model_size_against_the_still_baseline():
     assert abs(perfect["static_rmse_px"] - (224 / 6) ** 0.5) < 1e-4
     assert abs(perfect["static_moving_rmse_px"] - (224 / 3) ** 0.5) < 1e-4
     assert perfect["model_rmse_px"] == 0.0 and still["model_rmse_px"] == still["static_rmse_px"]
+
+
+class _Reader(torch.nn.Module):
+    """Right for instruction 0, still points for any other: a model that reads the instruction."""
+
+    def __init__(self, truth):
+        super().__init__()
+        self.cfg = SimpleNamespace(image_hw=(20, 40))
+        self.truth = truth
+
+    def predict(self, images, queries, text):
+        still = queries[:, :, None].expand_as(self.truth)
+        return torch.where((text[:, 0] == 0)[:, None, None, None], self.truth, still)
+
+
+def test_swapping_the_instruction_shows_whether_the_model_reads_it():
+    data, tracks = _batch()
+    text = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    reader = track_errors(_Reader(tracks), data, text)
+    assert reader["model_moving_rmse_px"] == 0.0
+    assert abs(reader["swapped_instruction_moving_rmse_px"] - (224 / 3) ** 0.5) < 1e-4  # the still points' error
+    blind = track_errors(_Oracle(tracks), data, text)
+    assert blind["swapped_instruction_moving_rmse_px"] == blind["model_moving_rmse_px"] == 0.0
+    assert "swapped_instruction_moving_rmse_px" not in track_errors(_Oracle(tracks), data, text[:1])

@@ -166,3 +166,33 @@ def test_item_rng_is_fixed_for_validation_and_seeded_for_training():
     assert draws(1) == draws(1)  # reproducible from the run's seed
     assert draws(1) != draws(2) and len(set(draws(1))) == 3  # seeds differ, and so do epochs
     assert isinstance(item_rng(0, 5, False), np.random.Generator)
+
+
+def test_moving_fraction_draws_that_share_among_moving_points(tmp_path):
+    path = write_task_file(tmp_path / "a_demo.hdf5", demos=1, length=10)
+    refs = demo_refs([(path, ["demo_0"], 0)])
+    ds = TrackFrameDataset(refs, ["agentview"], (32, 32), num_points=8, track_len=4, moving_fraction=0.5)
+    visible = np.ones(100, bool)
+    moving = np.zeros(100, bool)
+    moving[:10] = True
+    for seed in range(20):
+        chosen = ds._sample_points(visible, np.random.default_rng(seed), moving)
+        assert len(chosen) == 8 and len(set(chosen.tolist())) == 8
+        assert (chosen < 10).sum() >= 4  # the rest is uniform over the visible points
+    # a window moves a point when it leaves its query position by more than 1 px
+    tracks = np.zeros((4, 3, 2), np.float32)
+    tracks[2, 1, 0] = 2 / 32
+    tracks[3, 2, 1] = 0.5 / 32
+    assert ds._moving(tracks).tolist() == [False, True, False]
+
+
+def test_instruction_norm_separates_near_identical_embeddings():
+    from atm_bench.atm.transformer import InstructionNorm
+
+    base = torch.randn(16)
+    table = torch.stack([base + 0.01 * torch.randn(16) for _ in range(4)])
+    norm = InstructionNorm(16)
+    norm.fit(table)
+    out = norm(table)
+    assert torch.allclose(out.mean(0), torch.zeros(16), atol=1e-3)
+    assert torch.cdist(out, out).fill_diagonal_(float("inf")).min() > 1.0  # raw distances are ~0.05

@@ -14,21 +14,27 @@ from baselines_data import synthetic_split, use_cache
 
 def _policies():
     from atm_bench.atm.policy import TrackGuidedPolicy
+    from atm_bench.atm.stages import policy_config
     from atm_bench.presets import get_preset
 
-    cfg = dataclasses.replace(get_preset("smoke").policy, text_dim=6)
+    preset = get_preset("smoke")
     torch.manual_seed(0)
-    return TrackGuidedPolicy(cfg).eval(), TrackGuidedPolicy(dataclasses.replace(cfg, language=True)).eval()
+    atm = TrackGuidedPolicy(dataclasses.replace(preset.policy, text_dim=6)).eval()
+    return atm, TrackGuidedPolicy(policy_config(preset, True, 6)).eval()
 
 
-def test_bc_is_atms_network_plus_a_text_projection_per_transformer():
+def test_bc_is_atms_network_without_track_inputs_plus_the_instruction():
     atm, bc = _policies()
     atm_shapes = {k: v.shape for k, v in atm.state_dict().items()}
     bc_shapes = {k: v.shape for k, v in bc.state_dict().items()}
-    assert {k: s for k, s in bc_shapes.items() if k in atm_shapes} == atm_shapes
-    assert sorted(k.split(".")[0] for k in set(bc_shapes) - set(atm_shapes)) == ["text_spatial", "text_spatial",
-                                                                                 "text_temporal", "text_temporal"]
-    assert not bc.uses_tracks
+    track_inputs = {k for k in atm_shapes if k.split(".")[0] in ("track_embed", "track_pos")}
+    head_in = "head.0.weight"  # ATM's head also reads the flattened tracks (late fusion)
+    assert {k: s for k, s in bc_shapes.items() if k in atm_shapes and k != head_in} == \
+        {k: s for k, s in atm_shapes.items() if k not in track_inputs and k != head_in}
+    assert bc_shapes[head_in][1] == bc.cfg.temporal_width < atm_shapes[head_in][1]
+    assert sorted({k.split(".")[0] for k in set(bc_shapes) - set(atm_shapes)}) == ["text_norm", "text_spatial",
+                                                                                  "text_temporal"]
+    assert not bc.uses_tracks and bc.late_dim == 0
     # the temporal transformer sees the instruction as a token of its own in every step
     assert (atm.tokens_per_step, bc.tokens_per_step) == (4, 5)
     assert bc.temporal_bias(bc.cfg.window).shape == (bc.cfg.temporal_heads, bc.cfg.window * 5, bc.cfg.window * 5)

@@ -107,8 +107,10 @@ class TrackFrameDataset(Dataset):
 
     def __init__(self, demos: Sequence[DemoRef], views: Sequence[str], image_hw: tuple[int, int], num_points: int,
                  track_len: int, tracks_dir: Path | None = None, frame_stride: int = 1, seed: int = 0,
-                 deterministic: bool = False):
+                 deterministic: bool = False, moving_fraction: float = 0.0, moving_px: float = 1.0):
         self.demos = list(demos)
+        self.moving_fraction = float(moving_fraction)
+        self.moving_threshold = float(moving_px) / max(image_hw)  # tracks are in normalised coordinates
         self.views = list(views)
         self.image_hw = tuple(image_hw)
         self.num_points = num_points
@@ -155,7 +157,7 @@ class TrackFrameDataset(Dataset):
             tracks = np.concatenate([tracks, np.repeat(tracks[-1:], pad, 0)])
             vis = np.concatenate([vis, np.repeat(vis[-1:], pad, 0)])
         rng = item_rng(self.seed, i, self.deterministic)
-        chosen = self._sample_points(vis[0], rng)
+        chosen = self._sample_points(vis[0], rng, self._moving(tracks))
         tracks = np.ascontiguousarray(tracks[:, chosen].transpose(1, 0, 2), dtype=np.float32)  # (N, L, 2)
         return {
             "image": torch.from_numpy(frame),
@@ -165,8 +167,23 @@ class TrackFrameDataset(Dataset):
             "task": torch.tensor(ref.task),
         }
 
-    def _sample_points(self, visible: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """`num_points` indices, among the points visible in the query frame when there are enough."""
+    def _moving(self, tracks: np.ndarray) -> np.ndarray:
+        """(N,) bool: points that leave their query position by more than `moving_px` in the window."""
+        return np.abs(tracks - tracks[:1]).max(axis=(0, 2)) > self.moving_threshold
+
+    def _sample_points(self, visible: np.ndarray, rng: np.random.Generator, moving: np.ndarray) -> np.ndarray:
+        """`num_points` indices, among the points visible in the query frame when there are enough;
+        with `moving_fraction` > 0 that share of them among the visible points that move. Most of a
+        scene is static: uniform draws teach mainly "nothing moves", the moving points (the arm, the
+        object in hand) are what differs between tasks."""
+        want = int(round(self.moving_fraction * self.num_points))
+        visible = np.asarray(visible, dtype=bool)
+        pool = np.flatnonzero(visible & moving)
+        if want and len(pool):
+            first = rng.choice(pool, min(want, len(pool)), replace=False)
+            rest = np.setdiff1d(np.flatnonzero(visible), first)
+            if len(rest) >= self.num_points - len(first):
+                return np.concatenate([first, rng.choice(rest, self.num_points - len(first), replace=False)])
         pool = np.flatnonzero(visible)
         if len(pool) < self.num_points:
             pool = np.arange(len(visible)) if len(visible) >= self.num_points else pool

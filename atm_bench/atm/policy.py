@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atm_bench.atm.transformer import Encoder, trunc_normal_init
+from atm_bench.atm.transformer import Encoder, InstructionNorm, trunc_normal_init
 from atm_bench.presets import PolicyConfig
 
 TOKENS_PER_STEP = 4  # action CLS, spatial summary, joint, gripper (+ 1 text token with `language`)
@@ -74,6 +74,7 @@ class TrackGuidedPolicy(nn.Module):
         self.gripper_embed = nn.Linear(cfg.gripper_dim, dt)
         self.action_cls = nn.Parameter(torch.zeros(1, 1, dt))
         if cfg.language:
+            self.text_norm = InstructionNorm(cfg.text_dim)
             self.text_spatial = nn.Linear(cfg.text_dim, ds)
             self.text_temporal = nn.Linear(cfg.text_dim, dt)
         self.temporal = Encoder(dt, cfg.temporal_depth, cfg.temporal_heads, cfg.temporal_mlp, cfg.temporal_head_dim,
@@ -124,7 +125,7 @@ class TrackGuidedPolicy(nn.Module):
         if cfg.early_fusion:
             tokens.append(self._track_tokens(tracks))
         if cfg.language:
-            tokens.append((self.text_spatial(text) + self.modality[v + 1])[:, None])
+            tokens.append((self.text_spatial(self.text_norm(text)) + self.modality[v + 1])[:, None])
         x = self.spatial(torch.cat(tokens, dim=1))
         proprio = (torch.cat([joint, gripper], dim=-1) - self.proprio_mean) / self.proprio_std
         joint, gripper = proprio.split([cfg.joint_dim, cfg.gripper_dim], dim=-1)
@@ -167,7 +168,7 @@ class TrackGuidedPolicy(nn.Module):
         b, t = steps.shape[:2]
         parts = [self.action_cls.expand(b, t, -1)[:, :, None], steps]
         if cfg.language:  # BC: the instruction is a token of every step, as in the spatial transformer
-            parts.append(self.text_temporal(text)[:, None, None].expand(b, t, 1, -1))
+            parts.append(self.text_temporal(self.text_norm(text))[:, None, None].expand(b, t, 1, -1))
         k = self.tokens_per_step
         x = torch.cat(parts, dim=2).reshape(b, t * k, -1)
         x = self.temporal(x, self.temporal_bias(t).to(x.dtype)).reshape(b, t, k, -1)[:, :, 0]

@@ -90,8 +90,9 @@ def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, view
     train_cfg = preset.track_training
     views = list(views or preset.policy.views)
     model = TrackTransformer(cfg)
+    model.text_norm.fit(text)
     common = dict(views=views, image_hw=cfg.image_hw, num_points=cfg.num_points, track_len=cfg.track_len,
-                  tracks_dir=data.tracks_dir, seed=train_cfg.seed)
+                  tracks_dir=data.tracks_dir, seed=train_cfg.seed, moving_fraction=train_cfg.moving_fraction)
     train_ds = TrackFrameDataset(data.train, **common)
     val_ds = TrackFrameDataset(data.val, **common, deterministic=True) if data.val else None
     shift = max(0, round(train_cfg.shift_px))
@@ -170,7 +171,11 @@ def predict_grid_tracks(track_model: TrackTransformer, frames: torch.Tensor, tex
 
 
 def policy_config(preset: Preset, language: bool, text_dim: int) -> PolicyConfig:
-    return dataclasses.replace(preset.policy, language=language, text_dim=text_dim)
+    """The preset's policy; with `language` (BC) without track inputs: no track tokens, no late
+    features (zeroed, they only cost compute: 64 of the spatial transformer's ~100 tokens)."""
+    if not language:
+        return preset.policy
+    return dataclasses.replace(preset.policy, language=True, text_dim=text_dim, early_fusion=False, late_fusion=False)
 
 
 def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_model_dir: str | Path | None = None,
@@ -206,6 +211,8 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
     val_ds = PolicyWindowDataset(data.val, cfg.views, cfg.image_hw, cfg.window, tables.get("val"), chunk) \
         if data.val else None
     policy.set_proprio_stats(train_ds.proprio())
+    if text is not None:
+        policy.text_norm.fit(text)
     shift = max(0, round(train_cfg.shift_px))
     v = len(cfg.views)
 

@@ -9,6 +9,11 @@ distances: `*_px` is the mean distance, `*_rmse_px` the root of the mean squared
 the MSE training objective minimises). They can disagree: where a point may or may not move, the
 MSE-optimal prediction is part of the expected motion, which lowers the squared error but raises
 the mean distance of the points that stay still.
+
+With more than one instruction, `swapped_instruction_moving_rmse_px` repeats the moving points'
+RMS error with each sample's instruction replaced by the next task's: a model that reads the
+instruction gets worse, one that ignores it (and then cannot tell the tasks of one scene apart,
+as in libero-goal) scores the same.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ def track_errors(model, dataset, text: torch.Tensor, batch_size: int = 64) -> di
     scale = torch.tensor([w, h], dtype=torch.float32)
     sums = {f"{who}{part}{kind}": 0.0 for who in ("model", "static") for part in ("", "_moving") for kind in ("", "_sq")}
     counts = {"all": 0, "moving": 0}
+    swapped_sq = 0.0
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         truth = batch["tracks"][:, :, 1:] * scale  # (B, N, L-1, 2) future steps, pixels
         visible = batch["vis"][:, :, 1:]
-        pred = model.predict(to_model_images(batch["image"]), batch["queries"], text[batch["task"]])[:, :, 1:] * scale
+        images = to_model_images(batch["image"])
+        pred = model.predict(images, batch["queries"], text[batch["task"]])[:, :, 1:] * scale
         static = (batch["queries"] * scale)[:, :, None].expand_as(truth)
         moving = ((truth - static).norm(dim=-1).amax(dim=-1) > 1.0)[..., None] & visible  # (B, N, L-1)
         err_model = (pred - truth).norm(dim=-1)
@@ -40,6 +47,9 @@ def track_errors(model, dataset, text: torch.Tensor, batch_size: int = 64) -> di
             for part, where in (("", visible), ("_moving", moving)):
                 sums[f"{who}{part}"] += float(err[where].sum())
                 sums[f"{who}{part}_sq"] += float(err[where].square().sum())
+        if len(text) > 1:
+            swapped = model.predict(images, batch["queries"], text[(batch["task"] + 1) % len(text)])[:, :, 1:] * scale
+            swapped_sq += float((swapped - truth).norm(dim=-1)[moving].square().sum())
         counts["all"] += int(visible.sum())
         counts["moving"] += int(moving.sum())
     out: dict[str, Any] = {"image_hw": [h, w], "visible_point_steps": counts["all"], "moving_point_steps": counts["moving"]}
@@ -49,4 +59,6 @@ def track_errors(model, dataset, text: torch.Tensor, batch_size: int = 64) -> di
             out[f"{key[:-3]}_rmse_px"] = (total / n) ** 0.5 if n else None
         else:
             out[f"{key}_px"] = total / n if n else None
+    if len(text) > 1:
+        out["swapped_instruction_moving_rmse_px"] = (swapped_sq / counts["moving"]) ** 0.5 if counts["moving"] else None
     return out

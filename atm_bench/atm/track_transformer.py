@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atm_bench.atm.transformer import Encoder, sincos_2d, sincos_points, trunc_normal_init
+from atm_bench.atm.transformer import Encoder, InstructionNorm, sincos_2d, sincos_points, trunc_normal_init
 from atm_bench.presets import TrackTransformerConfig
 
 
@@ -69,6 +69,7 @@ class TrackTransformer(nn.Module):
         self.mask_token = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.track_embed = nn.Conv1d(2, d, cfg.track_patch, cfg.track_patch)
         self.track_pos = nn.Parameter(torch.randn(1, 1, cfg.track_len // cfg.track_patch, d) * 0.02)
+        self.text_norm = InstructionNorm(cfg.text_dim)
         self.text_embed = nn.Linear(cfg.text_dim, d)
         self.encoder = Encoder(d, cfg.depth, cfg.heads, cfg.mlp_ratio * d, multi_query=cfg.multi_query, dropout=cfg.dropout)
         self.track_head = nn.Linear(d, cfg.track_patch * 2)
@@ -104,7 +105,7 @@ class TrackTransformer(nn.Module):
         image_mask = self._random_mask(b, img_tok.shape[1], mask_ratio, images.device)
         img_tok = torch.where(image_mask[..., None], self.mask_token.to(img_tok.dtype), img_tok) + self.image_pos
 
-        text_tok = self.text_embed(text)[:, None]
+        text_tok = self.text_embed(self.text_norm(text))[:, None]
         x = self.encoder(torch.cat([track_tok, img_tok, text_tok], dim=1))
         n_track = track_tok.shape[1]
         tracks = self.track_head(x[:, :n_track]).reshape(b, n, cfg.track_len, 2)

@@ -40,6 +40,7 @@ class TrackTransformerConfig:
     predict_offsets: bool = True  # head outputs displacement from the query (zero-initialised); False: absolute, as the paper
     query_position: bool = False  # add the image's 2-D sin-cos embedding at each query point to its track tokens
     query_features: bool = False  # add the patch embedding under each query point (bilinear) to its track tokens
+    instruction_per_track: bool = False  # add the instruction's projection to every track token (not only one text token)
 
     @property
     def num_image_tokens(self) -> int:

@@ -29,6 +29,7 @@ PAPER_T = {"ATM": 1.56, "UniPi": 39.29, "UniPi-Replan": 2946.75}
 def measure(preset_name: str, text_dim: int = 768) -> list[dict[str, Any]]:
     """One row per method: counted MACs per step and per 600-step task in both conventions."""
     from atm_bench.atm.policy import TrackGuidedPolicy
+    from atm_bench.atm.stages import policy_config
     from atm_bench.atm.track_transformer import TrackTransformer
     from atm_bench.baselines.presets import get_baseline_preset, replan_config
     from atm_bench.baselines.r3m import R3MPolicy
@@ -41,7 +42,7 @@ def measure(preset_name: str, text_dim: int = 768) -> list[dict[str, Any]]:
     hw = preset.policy.image_hw
     torch.manual_seed(0)
     track = TrackTransformer(preset.track_model)
-    bc_cfg = dataclasses.replace(preset.policy, language=True)
+    bc_cfg = policy_config(preset, True, preset.policy.text_dim)  # no track inputs, as BC trains
     rows = []
 
     def add(method: str, generator: float, full: float, note: str) -> None:
@@ -52,7 +53,7 @@ def measure(preset_name: str, text_dim: int = 768) -> list[dict[str, Any]]:
     atm = measure_atm_step(track, TrackGuidedPolicy(preset.policy))
     add("ATM", atm.track_model_macs, atm.full_macs, f"{atm.views} track-model forwards + policy step per env step")
     bc = measure_atm_step(track, TrackGuidedPolicy(bc_cfg))
-    add("BC", 0, bc.full_macs, "policy step (tracks zeroed, language token)")
+    add("BC", 0, bc.full_macs, "policy step (no track inputs, language token)")
     r3m = measure_atm_step(track, R3MPolicy(bc_cfg, base.r3m.resnet_width))
     add("R3M-finetune", 0, r3m.full_macs, f"BC network with ResNet-18 (width {base.r3m.resnet_width}) encoders")
     add("VPT", 0, bc.full_macs, "acts with the BC network; the IDM only labels videos offline")

@@ -21,6 +21,7 @@ import torch
 
 from atm_bench.atm.datasets import PolicyWindowDataset, demo_refs
 from atm_bench.atm.policy import TrackGuidedPolicy
+from atm_bench.atm.stages import policy_config
 from atm_bench.data.splits import make_split
 from atm_bench.presets import get_preset
 from atm_bench.baselines.common import instruction_table, loader, window_bc_step
@@ -62,7 +63,7 @@ def main() -> None:
     split = manifest.tasks[0]
     refs = demo_refs([(args.data_dir / split.file, split.labelled, 0)])
     text = instruction_table([split.instruction], None)
-    cfg = dataclasses.replace(preset.policy, language=True, text_dim=int(text.shape[1]))
+    cfg = policy_config(preset, True, int(text.shape[1]))  # BC's network, as the BC agent trains it
     chunks_batch = preset.policy_training.batch_size
     windows_batch = chunks_batch * chunk  # the same targets per optimiser step
     rates = {}

@@ -103,3 +103,17 @@ def test_query_features_and_positions_work_on_non_square_images():
     tracks.sum().backward()
     assert model.image_embed.weight.grad.abs().sum() > 0
 
+
+
+def test_instruction_per_track_adds_the_instruction_to_every_track_token():
+    torch.manual_seed(0)
+    plain = TrackTransformer(_cfg()).eval()
+    torch.nn.init.normal_(plain.track_head.weight)  # the offset head starts at zero: make tokens visible
+    per_track = TrackTransformer(_cfg(instruction_per_track=True)).eval()
+    per_track.load_state_dict(plain.state_dict())
+    images, queries, text = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 4, 2), torch.randn(2, plain.cfg.text_dim)
+    with torch.no_grad():
+        assert not torch.allclose(plain.predict(images, queries, text), per_track.predict(images, queries, text))
+        plain.text_embed.weight.zero_(), plain.text_embed.bias.zero_()
+        per_track.load_state_dict(plain.state_dict())  # a zero instruction projection: the same model
+        assert torch.allclose(plain.predict(images, queries, text), per_track.predict(images, queries, text))

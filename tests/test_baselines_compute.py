@@ -11,7 +11,6 @@ from atm_synthetic import write_task_file
 
 
 def test_compute_table_rows_follow_the_counted_models():
-    import dataclasses
 
     import torch
 
@@ -19,6 +18,7 @@ def test_compute_table_rows_follow_the_counted_models():
     from atm_bench.atm.track_transformer import TrackTransformer
     from atm_bench.baselines.compute import STEPS, markdown, measure, ratios
     from atm_bench.flops import measure_atm_step
+    from atm_bench.atm.stages import policy_config
     from atm_bench.presets import get_preset
 
     torch.set_num_threads(1)
@@ -28,7 +28,7 @@ def test_compute_table_rows_follow_the_counted_models():
     preset = get_preset("smoke").with_text_dim(6)
     track = TrackTransformer(preset.track_model)
     atm = measure_atm_step(track, TrackGuidedPolicy(preset.policy))
-    bc = measure_atm_step(track, TrackGuidedPolicy(dataclasses.replace(preset.policy, language=True)))
+    bc = measure_atm_step(track, TrackGuidedPolicy(policy_config(preset, True, 6)))  # BC: no track inputs
     assert by["ATM"]["paper_convention_tmac_per_task"] == pytest.approx(atm.track_model_macs * STEPS / 1e12)
     assert by["ATM"]["full_tmac_per_task"] == pytest.approx(atm.full_macs * STEPS / 1e12)
     assert by["BC"]["full_tmac_per_task"] == by["VPT"]["full_tmac_per_task"] == pytest.approx(bc.full_macs * STEPS / 1e12)

@@ -99,13 +99,15 @@ class TrackTransformer(nn.Module):
             grid = (queries * 2.0 - 1.0)[:, :, None]  # (B, N, 1, 2) in grid_sample's [-1, 1] (x, y)
             under = F.grid_sample(img_map, grid, mode="bilinear", padding_mode="border", align_corners=False)
             track_tok = track_tok + under[..., 0].transpose(1, 2)[:, :, None]
+        text_tok = self.text_embed(self.text_norm(text))[:, None]  # (B, 1, D)
+        if cfg.instruction_per_track:
+            track_tok = track_tok + text_tok[:, None]
         track_tok = track_tok.reshape(b, -1, cfg.width)
 
         img_tok = img_map.flatten(2).transpose(1, 2)  # (B, P, D)
         image_mask = self._random_mask(b, img_tok.shape[1], mask_ratio, images.device)
         img_tok = torch.where(image_mask[..., None], self.mask_token.to(img_tok.dtype), img_tok) + self.image_pos
 
-        text_tok = self.text_embed(self.text_norm(text))[:, None]
         x = self.encoder(torch.cat([track_tok, img_tok, text_tok], dim=1))
         n_track = track_tok.shape[1]
         tracks = self.track_head(x[:, :n_track]).reshape(b, n, cfg.track_len, 2)

@@ -22,6 +22,7 @@ def _describe(args) -> int:
     from rich.table import Table
 
     from atm_bench.atm.policy import TrackGuidedPolicy
+    from atm_bench.atm.stages import policy_config
     from atm_bench.atm.track_transformer import TrackTransformer
     from atm_bench.atm.transformer import count_parameters
     from atm_bench.flops import count_flops, measure_atm_step
@@ -34,7 +35,7 @@ def _describe(args) -> int:
     tcfg = preset.track_model
     track = TrackTransformer(tcfg).eval()
     atm = TrackGuidedPolicy(preset.policy).eval()
-    bc = TrackGuidedPolicy(dataclasses.replace(preset.policy, language=True)).eval()
+    bc = TrackGuidedPolicy(policy_config(preset, True, preset.policy.text_dim)).eval()
     h, w = tcfg.image_hw
     track_fwd, _ = count_flops(track.predict, torch.zeros(1, 3, h, w), torch.rand(1, tcfg.num_points, 2),
                                torch.zeros(1, tcfg.text_dim))

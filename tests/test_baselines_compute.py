@@ -11,7 +11,6 @@ from atm_synthetic import write_task_file
 
 
 def test_compute_table_rows_follow_the_counted_models():
-
     import torch
 
     from atm_bench.atm.policy import TrackGuidedPolicy

@@ -217,6 +217,13 @@ def _smoke() -> Preset:
 PRESETS = {"smoke": _smoke, "quick": _quick, "paper": _paper}
 
 
+def training_view(preset: "Preset", with_track_model: bool) -> dict[str, Any]:
+    """The parts of a preset an agent's training depends on, as a dict (its cache key): never the
+    evaluation settings; stage 1's model and training only for agents that use the track model."""
+    dropped = {"eval"} | (set() if with_track_model else {"track_model", "track_training"})
+    return {k: v for k, v in dataclasses.asdict(preset).items() if k not in dropped}
+
+
 def with_training_seed(config: Any, seed: int | None) -> Any:
     """`config` (a preset, or any dataclass holding TrainConfigs) with every TrainConfig's seed
     set to `seed`; None keeps it. A run's seed has to reach every stage an agent trains (its

@@ -329,6 +329,7 @@ class R3MAgent(BCAgent):
     """R3M-finetune. Acting, FLOPs and saving are BC's (`ATMAgent` with a language policy)."""
 
     name: ClassVar[str] = "r3m"
+    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress", "text_encoder", "r3m_weights")
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
                  text_encoder: str | None = None, r3m_weights: str | Path | None = None, progress: bool = True,
@@ -339,8 +340,8 @@ class R3MAgent(BCAgent):
         self.r3m_weights = Path(r3m_weights).expanduser() if r3m_weights else None
         self.r3m_init: dict[str, Any] = {}
 
-    def training_config(self) -> dict[str, Any]:
-        return {"r3m": self.baseline.to_dict()["r3m"], "init": self.init_info()}
+    def resolved_config(self) -> dict[str, Any]:
+        return {**super().resolved_config(), "r3m": self.baseline.to_dict()["r3m"], "init": self.init_info()}
 
     def init_info(self) -> dict[str, Any]:
         if self.r3m_weights is None:

@@ -37,7 +37,7 @@ from atm_bench.baselines.common import FrameReader, instruction_table
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
 from atm_bench.paths import cache_subdir
-from atm_bench.presets import Preset, get_preset, with_training_seed
+from atm_bench.presets import Preset, get_preset, training_view, with_training_seed
 from atm_bench.progress import bars
 
 PROPRIO = ("joint_states", "gripper_states")  # 7 + 2 dims
@@ -115,6 +115,7 @@ class ProprioMLPAgent(Agent):
     """`proprio-mlp`: see the module docstring."""
 
     name: ClassVar[str] = "proprio-mlp"
+    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress")
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None, progress: bool = True,
                  seed: int | None = None):
@@ -128,8 +129,8 @@ class ProprioMLPAgent(Agent):
         self.report: dict[str, Any] = {}
         self._text: torch.Tensor | None = None
 
-    def training_config(self) -> dict[str, Any]:
-        return {"mlp": dataclasses.asdict(self.config)}
+    def resolved_config(self) -> dict[str, Any]:
+        return {"preset": training_view(self.preset, False), "mlp": dataclasses.asdict(self.config)}
 
     def fit(self, data: TrainingData, budget: Budget) -> None:
         refs = _labelled(data, self.preset)
@@ -276,6 +277,7 @@ class KNNAgent(Agent):
     between demos from one step to the next."""
 
     name: ClassVar[str] = "knn"
+    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress")
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None, progress: bool = True,
                  seed: int | None = None, k: int = 5):
@@ -293,8 +295,8 @@ class KNNAgent(Agent):
         self._mean: torch.Tensor | None = None
         self._weight: torch.Tensor | None = None
 
-    def training_config(self) -> dict[str, Any]:
-        return {"knn": {"k": self.k, "thumb_hw": list(THUMB_HW), "views": list(KNN_VIEWS)}}
+    def resolved_config(self) -> dict[str, Any]:
+        return {"preset": training_view(self.preset, False), "knn": {"k": self.k, "thumb_hw": list(THUMB_HW), "views": list(KNN_VIEWS)}}
 
     def fit(self, data: TrainingData, budget: Budget) -> None:
         """Builds the database (the budget does not apply: there is nothing to train)."""

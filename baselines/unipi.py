@@ -37,7 +37,7 @@ from atm_bench.baselines.common import (TASK_STEPS, FrameReader, augment, copy_c
 from atm_bench.baselines.presets import BaselinePreset, UniPiConfig, get_baseline_preset, replan_config
 from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
-from atm_bench.presets import PolicyConfig, Preset, get_preset, with_training_seed
+from atm_bench.presets import PolicyConfig, Preset, get_preset, training_view, with_training_seed
 
 GOAL_VIEW = "goal"
 
@@ -179,6 +179,7 @@ class UniPiAgent(Agent):
     """UniPi (open-loop sub-goals); `UniPiReplanAgent` regenerates a sub-goal every H steps."""
 
     name: ClassVar[str] = "unipi"
+    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress", "text_encoder")
     replan: ClassVar[bool] = False
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
@@ -214,8 +215,8 @@ class UniPiAgent(Agent):
     def video_config(self):
         return replan_config(self.cfg) if self.replan else self.cfg.video
 
-    def training_config(self) -> dict[str, Any]:
-        return {"unipi": self.baseline.to_dict()["unipi"]}
+    def resolved_config(self) -> dict[str, Any]:
+        return {"preset": training_view(self.preset, False), "unipi": self.baseline.to_dict()["unipi"]}
 
     # -- training -------------------------------------------------------------------------------
 

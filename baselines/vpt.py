@@ -238,6 +238,7 @@ class VPTAgent(BCAgent):
     when acting); `save` also keeps the IDM, its report and the pseudo-labels."""
 
     name: ClassVar[str] = "vpt"
+    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress", "text_encoder")
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
                  text_encoder: str | None = None, progress: bool = True,
@@ -246,8 +247,8 @@ class VPTAgent(BCAgent):
         self.baseline = with_training_seed(baseline_preset or get_baseline_preset(self.preset.name), seed)
         self.report: dict[str, Any] = {}
 
-    def training_config(self) -> dict[str, Any]:
-        return {"idm": self.baseline.to_dict()["idm"]}
+    def resolved_config(self) -> dict[str, Any]:
+        return {**super().resolved_config(), "idm": self.baseline.to_dict()["idm"]}
 
     def fit(self, data: TrainingData, budget: Budget) -> None:
         from atm_bench.atm.stages import policy_config, stage_data

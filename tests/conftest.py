@@ -14,16 +14,18 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-EXAMPLE_PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "proprio_agent"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLE_PLUGINS = (EXAMPLES / "proprio_agent", EXAMPLES / "atm_variant")
 
 
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory):
-    """The example plug-in agent installed as its own package into a private site dir (on
-    sys.path for this session), as a user would `pip install` it."""
+    """The example plug-in agents (a new agent, and an ATM variant written as a subclass), each
+    installed as its own package into a private site dir (on sys.path for this session), as a user
+    would `pip install` them."""
     target = tmp_path_factory.mktemp("plugin-site")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(EXAMPLE_PLUGIN)], check=True)
+                    "--target", str(target), *map(str, EXAMPLE_PLUGINS)], check=True)
     sys.path.insert(0, str(target))
     yield target
     sys.path.remove(str(target))

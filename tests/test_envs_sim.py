@@ -155,3 +155,23 @@ def test_vector_env_gives_each_worker_its_init_state():
         assert obs["joint_states"].shape == (2, 7) and not terminated.any()
     finally:
         venv.close()
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_gymnasium_make_vec_works_as_users_call_it(mode):
+    """`gym.make_vec(..., vectorization_mode="async")` with Gymnasium's default start method (fork):
+    Gymnasium builds one env in the parent before forking, which once left every worker hung on
+    its first render; the env now makes its renderer lazily, in the process that renders."""
+    import gymnasium as gym
+
+    from atm_bench.envs.libero.suites import GYM_IDS
+
+    venv = gym.make_vec(GYM_IDS["libero_goal"], num_envs=2, vectorization_mode=mode, task=0, image_size=32)
+    try:
+        obs, info = venv.reset(seed=0, options={"init_state": 3})
+        assert obs["agentview"].shape == (2, 32, 32, 3) and obs["agentview"].any()
+        assert list(info["init_state"]) == [3, 3]
+        obs, *_ = venv.step(np.tile(NOOP, (2, 1)))
+        assert obs["eye_in_hand"].shape == (2, 32, 32, 3) and obs["eye_in_hand"].any()
+    finally:
+        venv.close()

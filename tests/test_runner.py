@@ -7,6 +7,9 @@ import dataclasses
 import json
 import shutil
 
+import pytest
+
+from atm_bench import presets
 from atm_bench.bench.results import ResultsStore
 from atm_bench.bench.runner import RunConfig, Runner
 from atm_bench.tables import load_runs
@@ -22,15 +25,26 @@ def _runner(tmp_path):
                             data_dir=tmp_path / "data"), progress=False)
 
 
+def _key(runner, name, seed, track_key="t"):
+    from types import SimpleNamespace
+
+    return runner._train_key(name, seed, runner._make_agent(name, seed), SimpleNamespace(manifest_sha256="m"), track_key)
+
+
 def test_stage_one_settings_retrain_only_the_agents_that_use_the_track_model(tmp_path):
     runner = _runner(tmp_path)
-    with_tracks, without = runner._training_preset(True, 0), runner._training_preset(False, 0)
-    runner.preset = dataclasses.replace(runner.preset, track_model=dataclasses.replace(runner.preset.track_model,
-                                                                                       invisible_weight=0.5))
-    assert runner._training_preset(False, 0) == without  # BC, R3M, VPT, UniPi keep their checkpoints
-    assert runner._training_preset(True, 0) != with_tracks  # ATM trains again
-    runner.preset = dataclasses.replace(runner.preset, policy=dataclasses.replace(runner.preset.policy, window=2))
-    assert runner._training_preset(False, 0) != without  # the policy network is everyone's
+    before = {name: _key(runner, name, 0) for name in ("atm", "bc", "unipi", "knn")}
+    stage1 = dataclasses.replace(runner.preset.track_model, invisible_weight=0.5)
+    preset = dataclasses.replace(runner.preset, track_model=stage1)
+    with pytest.MonkeyPatch.context() as mp:  # what the agents build from the preset's name
+        mp.setattr("atm_bench.presets.PRESETS", {**presets.PRESETS, "smoke": lambda: preset})
+        after = {name: _key(runner, name, 0) for name in before}
+        assert after["atm"] != before["atm"]  # ATM trains again
+        assert {n: after[n] for n in ("bc", "unipi", "knn")} == {n: before[n] for n in ("bc", "unipi", "knn")}
+        assert _key(runner, "bc", 0, "other stage 1") == before["bc"] != _key(runner, "atm", 0, "other stage 1")
+        windowed = dataclasses.replace(preset, policy=dataclasses.replace(preset.policy, window=2))
+        mp.setattr("atm_bench.presets.PRESETS", {**presets.PRESETS, "smoke": lambda: windowed})
+        assert _key(runner, "bc", 0) != before["bc"]  # the policy network is everyone's
 
 
 def test_each_seed_reaches_every_stage_an_agent_trains(tmp_path):
@@ -39,29 +53,36 @@ def test_each_seed_reaches_every_stage_an_agent_trains(tmp_path):
     from atm_bench.baselines.presets import get_baseline_preset
 
     runner = _runner(tmp_path)
-    assert runner._training_preset(True, 0) == dataclasses.asdict(runner.preset)  # seed 0: the preset as it is
-    assert runner._training_preset(False, 1) != runner._training_preset(False, 0)  # other seeds: their own cache
-    for name in ("atm", "bc", "r3m", "vpt", "unipi", "unipi-replan"):
-        agent = runner._make_agent(name, tmp_path / name, None, 3)
-        assert agent.preset.policy_training.seed == agent.preset.track_training.seed == 3, name
+    for name in ("atm", "bc", "r3m", "vpt", "unipi", "unipi-replan", "proprio-mlp", "knn"):
+        assert _key(runner, name, 1) != _key(runner, name, 0), name  # every seed: its own cache entry
+        agent = runner._make_agent(name, 3)
+        assert agent.preset.policy_training.seed == 3, name
+        assert agent.work_dir == runner.out / "agents" / name / "seed3", name  # writes inside the run only
         baseline = getattr(agent, "baseline", None)
         if baseline is not None:
             trainings = (baseline.r3m.training, baseline.idm.training, baseline.unipi.video.training)
             assert {t.seed for t in trainings} == {3}, name
+    assert runner._make_agent("atm", 3).preset.track_training.seed == 3
     assert get_baseline_preset("smoke").r3m.training.seed == 0  # the presets themselves are left alone
-    assert runner._make_agent("unipi", tmp_path / "u", None, 3).seed == 3  # and UniPi samples with it
+    assert runner._make_agent("unipi", 3).seed == 3  # and UniPi samples with it
 
 
-def test_baselines_name_their_own_settings_for_the_cache():
-    from atm_bench.agents.base import get_agent
+def test_agents_resolve_their_own_settings_for_the_cache():
+    from atm_bench.agents.base import RunContext, make_agent
     from atm_bench.baselines.presets import get_baseline_preset
 
     quick = get_baseline_preset("quick")
-    assert get_agent("vpt")("smoke").training_config() == {"idm": dataclasses.asdict(get_baseline_preset("smoke").idm)}
-    assert get_agent("unipi")("quick").training_config() == {"unipi": dataclasses.asdict(quick.unipi)}
-    r3m = get_agent("r3m")("quick").training_config()
+    vpt = make_agent("vpt", RunContext(preset="smoke")).resolved_config()
+    assert vpt["idm"] == dataclasses.asdict(get_baseline_preset("smoke").idm)
+    assert "track_model" not in vpt["preset"] and "eval" not in vpt["preset"]
+    assert make_agent("unipi", RunContext()).resolved_config()["unipi"] == dataclasses.asdict(quick.unipi)
+    r3m = make_agent("r3m", RunContext()).resolved_config()
     assert r3m["r3m"] == dataclasses.asdict(quick.r3m) and r3m["init"]["source"] == "random"
-    assert get_agent("bc")("smoke").training_config() == {}
+    atm = make_agent("atm", RunContext(preset="smoke")).resolved_config()
+    assert atm["preset"]["track_model"] == dataclasses.asdict(presets.get_preset("smoke").track_model)
+    ablated = make_agent("atm", RunContext(preset="smoke"))
+    ablated.policy_overrides = {"late_fusion": False}
+    assert ablated.resolved_config() != atm  # an ablation is another training
 
 
 def test_a_finished_agent_and_seed_is_not_run_again_even_without_its_checkpoint(tmp_path):
@@ -75,7 +96,7 @@ def test_a_finished_agent_and_seed_is_not_run_again_even_without_its_checkpoint(
     horizon = min(runner._horizon(), runner.protocol.horizon(runner.suite))
     store = ResultsStore(out / "results.jsonl")
     for name in ("atm", "bc"):
-        agent = runner._make_agent(name, tmp_path / name, None, 0)
+        agent = runner._make_agent(name, 0)
         runner._mark(f"train/{name}/seed0", runner._train_key(name, 0, agent, manifest, track_key))
         store.extend([{**_rec(name, 0, k), "task": t, "horizon": horizon}
                       for t in runner.tasks for k in range(runner._episodes())])
@@ -139,7 +160,9 @@ def test_retraining_without_the_checkpoint_keeps_records_when_it_gives_the_same_
     class Fake:
         weights = b"w1"
 
-        def training_config(self):
+        privileged = False
+
+        def resolved_config(self):
             return {}
 
         def fit(self, data, budget):

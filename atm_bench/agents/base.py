@@ -1,9 +1,9 @@
 """The agent interface (one for every method) and the registry that finds agents by name.
 
-An agent is trained once per (suite, seed) from the data split it is handed, then acts in
-closed loop on a batch of vector envs:
+An agent is built from a typed run context (`make_agent`), trained once per (suite, seed) from
+the data split it is handed, then acts in closed loop on a batch of vector envs:
 
-    agent = get_agent("bc")(config...)
+    agent = make_agent("bc", RunContext(preset="quick", seed=0, work_dir=run / "agents/bc/seed0"))
     agent.fit(TrainingData(...), Budget(epochs=...))       # trains, saves its own checkpoint
     agent.reset(TaskInfo(...))                             # once per task
     agent.on_episode_start(mask)                           # envs that just began an episode
@@ -19,12 +19,22 @@ the evaluation loop asks it for env i's `VideoOverlay` (predicted tracks drawn o
 views, extra panels such as a sub-goal frame beside them) while that env's episode is recorded.
 The default, None, keeps the plain side-by-side video.
 
-Registry: built-in agents call `register_agent(name, cls)`; third-party agents are found via
-the entry-point group `atm_bench.agents`, or named directly as `module:Class`.
+The contract a class declares (a subclass inherits it): `uses_track_model` (it is handed the
+run's shared stage-1 model in `RunContext.track_model_dir`), `privileged`, and `context_fields`,
+the run settings its constructor takes by name (`RunContext` fields, or keys of its `options`
+such as `r3m_weights`); `from_context` passes exactly those. Everything an agent writes goes under
+`RunContext.work_dir`. `resolved_config()` is everything `fit` depends on besides the data: the
+run's training cache key is its hash.
+
+Registry: one list of built-in agents (`BUILTIN_AGENTS`: name, class, which command trains it);
+every CLI choice list and the runner's default agents come from it. Third-party agents are found
+via the entry-point group `atm_bench.agents`, registered with `register_agent(name, cls)`, or
+named directly as `module:Class`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -36,19 +46,71 @@ import numpy as np
 from atm_bench.errors import UserError
 
 ENTRY_POINT_GROUP = "atm_bench.agents"
-# Built-in agents: name -> "module:Class", imported only when asked for (keeps the CLI fast).
-_BUILTIN: dict[str, str] = {
-    "expert": "atm_bench.agents.expert:ExpertAgent",
-    "atm": "atm_bench.atm.agent:ATMAgent",
-    "bc": "atm_bench.atm.agent:BCAgent",
-    "r3m": "atm_bench.baselines.r3m:R3MAgent",
-    "vpt": "atm_bench.baselines.vpt:VPTAgent",
-    "unipi": "atm_bench.baselines.unipi:UniPiAgent",
-    "unipi-replan": "atm_bench.baselines.unipi:UniPiReplanAgent",
-    "proprio-mlp": "atm_bench.baselines.reference:ProprioMLPAgent",
-    "knn": "atm_bench.baselines.reference:KNNAgent",
-}
+
+
+@dataclass(frozen=True)
+class AgentEntry:
+    """A built-in agent: its name, its class as "module:Class" (imported only when asked for, which
+    keeps the CLI fast) and how it is trained outside `atm-bench run`: "policy" (`atm-bench train
+    policy`), "baseline" (`atm-bench baselines train`), "reference" (cheap reference agents, trained
+    by the runner only) or None (no training: the scripted expert, not in a run by default)."""
+
+    name: str
+    spec: str
+    trained_by: str | None
+
+
+# The order is the runner's default order: cheap references first, so a run's first table shows
+# what the scene layout alone allows.
+BUILTIN_AGENTS: tuple[AgentEntry, ...] = (
+    AgentEntry("proprio-mlp", "atm_bench.baselines.reference:ProprioMLPAgent", "reference"),
+    AgentEntry("knn", "atm_bench.baselines.reference:KNNAgent", "reference"),
+    AgentEntry("atm", "atm_bench.atm.agent:ATMAgent", "policy"),
+    AgentEntry("bc", "atm_bench.atm.agent:BCAgent", "policy"),
+    AgentEntry("r3m", "atm_bench.baselines.r3m:R3MAgent", "baseline"),
+    AgentEntry("vpt", "atm_bench.baselines.vpt:VPTAgent", "baseline"),
+    AgentEntry("unipi", "atm_bench.baselines.unipi:UniPiAgent", "baseline"),
+    AgentEntry("unipi-replan", "atm_bench.baselines.unipi:UniPiReplanAgent", "baseline"),
+    AgentEntry("expert", "atm_bench.agents.expert:ExpertAgent", None),
+)
+_BUILTIN: dict[str, str] = {entry.name: entry.spec for entry in BUILTIN_AGENTS}
 _REGISTRY: dict[str, type["Agent"]] = {}
+
+
+def builtin_names(trained_by: str | None = "any") -> tuple[str, ...]:
+    """Built-in agent names in registry order: all that a run trains by default ("any"), or those
+    trained by one command ("policy", "baseline", "reference")."""
+    return tuple(e.name for e in BUILTIN_AGENTS
+                 if (e.trained_by is not None if trained_by == "any" else e.trained_by == trained_by))
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the runner (or a command) hands an agent it builds. `work_dir`: the only place the
+    agent may write. `track_model_dir`: the run's stage-1 model, for agents with
+    `uses_track_model` (None: the agent trains its own under `work_dir`). `seed`: its training
+    seed (None: the preset's). `options`: run settings only some agents take (`r3m_weights`,
+    `text_encoder`), passed to those that name them in `context_fields`."""
+
+    preset: str = "quick"
+    seed: int | None = None
+    work_dir: Path | None = None
+    track_model_dir: Path | None = None
+    device: str = "cpu"
+    progress: bool = True
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def kwargs(self, names: tuple[str, ...]) -> dict[str, Any]:
+        """Constructor arguments for the run settings `names`: context fields always, options
+        when the run has them (else the agent's own default)."""
+        fields = {f.name for f in dataclasses.fields(self)} - {"options"}
+        out: dict[str, Any] = {}
+        for name in names:
+            if name in fields:
+                out[name] = getattr(self, name)
+            elif self.options.get(name) is not None:
+                out[name] = self.options[name]
+        return out
 
 
 @dataclass(frozen=True)
@@ -103,6 +165,26 @@ class Agent(ABC):
 
     name: ClassVar[str] = "agent"
     privileged: ClassVar[bool] = False  # needs simulator state (acts through the env)
+    uses_track_model: ClassVar[bool] = False  # takes the run's shared stage-1 track model
+    # The run settings the constructor takes by name (see `RunContext.kwargs`); None = undeclared.
+    context_fields: ClassVar[tuple[str, ...] | None] = None
+
+    @classmethod
+    def from_context(cls, context: RunContext) -> "Agent":
+        """The agent for one run: its constructor called with the `context_fields` it declares.
+        A class that builds itself otherwise overrides this."""
+        cls.check_contract()
+        return cls(**context.kwargs(cls.context_fields))
+
+    @classmethod
+    def check_contract(cls) -> None:
+        """One clear error, before any work, for a class the runner cannot build from a run context
+        (a plug-in written before `context_fields`: it would silently get none of the run's settings)."""
+        if cls.context_fields is None and cls.from_context.__func__ is Agent.from_context.__func__:
+            raise UserError(
+                f"agent class {cls.__module__}:{cls.__qualname__} does not say which run settings it takes: add "
+                "`context_fields = (\"preset\", \"seed\", \"work_dir\")` (the constructor arguments it takes, from "
+                "atm_bench.agents.RunContext) or override `from_context(cls, context)`; see the README's 'Plug in an agent'")
 
     @abstractmethod
     def fit(self, data: TrainingData, budget: Budget) -> None:
@@ -130,10 +212,10 @@ class Agent(ABC):
         must not change what the agent does."""
         return None
 
-    def training_config(self) -> dict[str, Any]:
-        """What `fit` depends on besides the data, the seed and the core preset's policy parts
-        (see `bench.runner`): the run's stage cache retrains the agent when it changes. Agents
-        with settings of their own (the baselines' presets) return them; default: none."""
+    def resolved_config(self) -> dict[str, Any]:
+        """Everything `fit` depends on besides the data (hyperparameters as resolved from the
+        preset, seeds, ablation flags): the run retrains the agent when its hash changes. Default:
+        nothing beyond the run's preset and seed, which the runner adds to the key itself."""
         return {}
 
     def image_size(self) -> int | None:
@@ -162,7 +244,11 @@ class Agent(ABC):
 
     def describe(self) -> dict[str, Any]:
         """Config snapshot for result files."""
-        return {"name": self.name, "class": f"{type(self).__module__}:{type(self).__qualname__}"}
+        return {"name": self.name, "class": class_path(type(self))}
+
+
+def class_path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def register_agent(name: str, cls: type[Agent] | None = None):
@@ -211,3 +297,11 @@ def get_agent(name: str) -> type[Agent]:
         return register_agent(name, _load_spec(eps[name].value))
     listed = ", ".join(agent_names())
     raise UserError(f"unknown agent {name!r}; valid choices: {listed}, or module:Class")
+
+
+def make_agent(name: str | type[Agent], context: RunContext) -> Agent:
+    """The one factory: the agent registered as `name`, built for `context`."""
+    agent = (get_agent(name) if isinstance(name, str) else name).from_context(context)
+    if not isinstance(agent, Agent):
+        raise UserError(f"{name}: from_context returned {type(agent).__name__}, not an atm_bench agent")
+    return agent

@@ -20,12 +20,14 @@ import torch
 from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData, VideoOverlay
 from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
-from atm_bench.presets import Preset, get_preset, with_training_seed
+from atm_bench.presets import Preset, get_preset, training_view, with_training_seed
 
 
 class ATMAgent(Agent):
     name: ClassVar[str] = "atm"
-    language_policy: ClassVar[bool] = False
+    uses_track_model: ClassVar[bool] = True  # False: the BC family (language token, no tracks)
+    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "track_model_dir", "progress",
+                                                 "text_encoder")
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
                  text_encoder: str | None = None, track_model_dir: str | Path | None = None,
@@ -57,14 +59,14 @@ class ATMAgent(Agent):
         from atm_bench.atm.stages import stage_data, train_policy, train_track_model
 
         max_frames = self.preset.data.max_frames_per_demo
-        if not self.language_policy and self.track_model_dir is None:
+        if self.uses_track_model and self.track_model_dir is None:
             videos = stage_data(data.manifest, data.data_dir, "videos", data.tracks_dir, max_frames)
             self.track_model_dir = self.work_dir / "track_model"
             train_track_model(self.preset, videos, self.track_model_dir, text_encoder=self.text_encoder,
                               progress=self.progress)
         labelled = stage_data(data.manifest, data.data_dir, "labelled", None, max_frames)
         train_policy(self.preset, labelled, self.work_dir / "policy", track_model_dir=self.track_model_dir,
-                     language=self.language_policy, text_encoder=self.text_encoder, epochs=budget.epochs,
+                     language=not self.uses_track_model, text_encoder=self.text_encoder, epochs=budget.epochs,
                      seconds=budget.seconds, progress=self.progress, policy_overrides=self.policy_overrides)
         self._load_models(self.work_dir / "policy", self.track_model_dir)
 
@@ -214,16 +216,21 @@ class ATMAgent(Agent):
         track = directory / "track_model"
         self._load_models(directory / "policy", track if track.is_dir() else None)
 
+    def resolved_config(self) -> dict[str, Any]:
+        """The preset as trained (with the seed; stage 1's parts only when the agent uses tracks,
+        evaluation settings never), the ablation flags and the text encoder."""
+        return {"preset": training_view(self.preset, self.uses_track_model), "policy_overrides": self.policy_overrides, "text_encoder": self.text_encoder}
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "preset": self.preset.name, "text_encoder": self.text_encoder,
-                "policy_overrides": self.policy_overrides, "language_policy": self.language_policy}
+                "policy_overrides": self.policy_overrides, "uses_track_model": self.uses_track_model}
 
 
 class BCAgent(ATMAgent):
     """BC baseline: the same policy network with tracks zeroed and a language token."""
 
     name: ClassVar[str] = "bc"
-    language_policy: ClassVar[bool] = True
+    uses_track_model: ClassVar[bool] = False
 
 
 def _copy_checkpoint(src: Path, dst: Path) -> None:

@@ -19,7 +19,6 @@ plain lines (stage start/end, each finished task) when stdout is a file.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import platform
@@ -30,6 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from atm_bench.agents.base import (Budget, RunContext, TaskInfo, TrainingData, builtin_names, class_path, get_agent,
+                                   make_agent)
 from atm_bench.bench.timing import StageTimes
 from atm_bench.blas import active_openblas_core, cpu_model
 from atm_bench.data.splits import data_rendering
@@ -38,7 +39,7 @@ from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
 from atm_bench.progress import RunDisplay
 
-ALL_AGENTS = ("proprio-mlp", "knn", "atm", "bc", "r3m", "vpt", "unipi", "unipi-replan")  # cheap references first
+ALL_AGENTS = builtin_names()  # the registry's order: cheap references first
 SERIAL_STEPS = 100  # the serial throughput loop's env steps (capped at one episode's horizon)
 
 
@@ -133,9 +134,7 @@ class Runner:
 
     @staticmethod
     def _check_agent(name: str) -> str:
-        from atm_bench.agents.base import get_agent
-
-        get_agent(name)  # unknown names fail here, before hours of work
+        get_agent(name).check_contract()  # unknown or unbuildable agents fail here, before hours of work
         return name
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -281,36 +280,33 @@ class Runner:
 
     @staticmethod
     def _uses_tracks(agent: str) -> bool:
-        from atm_bench.agents.base import get_agent
+        return get_agent(agent).uses_track_model
 
-        return bool(getattr(get_agent(agent), "uses_track_model", agent == "atm"))
+    def _make_agent(self, name: str, seed: int, track_model_dir: Path | None = None):
+        """The agent for one seed, built through the registry's factory with the run's context: it
+        writes only under the run's `agents/<name>/seed<seed>/` (`seed`: its training seed; the
+        runner also seeds torch and numpy before `fit`)."""
+        options = {"r3m_weights": self.config.r3m_weights}
+        context = RunContext(preset=self.preset.name, seed=seed, work_dir=self._work_dir(name, seed),
+                             track_model_dir=track_model_dir if self._uses_tracks(name) else None,
+                             device=self.config.device, progress=self.progress, options=options)
+        return make_agent(name, context)
 
-    def _make_agent(self, name: str, work_dir: Path, track_model_dir: Path | None, seed: int):
-        """The agent, given those of the run's settings its constructor takes (`seed`: its
-        training seed; the runner also seeds torch and numpy before `fit` for agents without one)."""
-        from atm_bench.agents.base import get_agent
-
-        cls = get_agent(name)
-        params = inspect.signature(cls).parameters
-        kwargs: dict[str, Any] = {}
-        for key, value in (("preset", self.preset.name), ("work_dir", work_dir), ("progress", self.progress),
-                           ("track_model_dir", track_model_dir), ("r3m_weights", self.config.r3m_weights),
-                           ("seed", seed)):
-            if key in params and value is not None:
-                kwargs[key] = value
-        return cls(**kwargs)
+    def _work_dir(self, name: str, seed: int) -> Path:
+        return self.out / "agents" / name / f"seed{seed}"
 
     def _train_key(self, name: str, seed: int, agent, manifest, track_key: str) -> str:
-        uses_tracks = self._uses_tracks(name)
-        return _hash([name, seed, self._training_preset(uses_tracks, seed), agent.training_config(),
-                      manifest.manifest_sha256, track_key if uses_tracks else None])
+        """The hash of what the agent's training depends on: its class and resolved config, the
+        run's preset and seed, the split, and the stage-1 model for agents that use it."""
+        return _hash([name, class_path(type(agent)), self.preset.name, seed, agent.resolved_config(),
+                      manifest.manifest_sha256, track_key if self._uses_tracks(name) else None])
 
     def _finished(self, name: str, seed: int, manifest, track_key: str) -> bool:
         """Trained under the current key, with every episode, the FLOPs and the serial throughput
         recorded: nothing of this agent and seed is left to run, so no checkpoint is needed (a
         run directory kept without checkpoints, as under `results/`, takes more seeds or agents)."""
-        agent = self._make_agent(name, self.out / "agents" / name / f"seed{seed}", None, seed)
-        privileged = getattr(agent, "privileged", False)
+        agent = self._make_agent(name, seed)
+        privileged = agent.privileged
         trained = privileged or self._done(f"train/{name}/seed{seed}", self._train_key(name, seed, agent, manifest, track_key))
         flops = self.out / "flops.json"
         counted = privileged or (flops.exists() and name in json.loads(flops.read_text()))
@@ -321,17 +317,16 @@ class Runner:
         import numpy as np
         import torch
 
-        from atm_bench.agents.base import Budget, TrainingData
         from atm_bench.bench.evaluation import EvalConfig, run_evaluation
 
-        work = self.out / "agents" / name / f"seed{seed}"
-        agent = self._make_agent(name, work, track_model_dir if self._uses_tracks(name) else None, seed)
+        work = self._work_dir(name, seed)
+        agent = self._make_agent(name, seed, track_model_dir)
         key = self._train_key(name, seed, agent, manifest, track_key)
         stage = f"train/{name}/seed{seed}"
         checkpoint = work / "checkpoint"
         if self._done(stage, key) and checkpoint.exists():
             agent.load(checkpoint)
-        elif getattr(agent, "privileged", False):
+        elif agent.privileged:
             pass  # the scripted expert needs no training
         else:
             # The checkpoint the recorded episodes were made with: on disk, or (a run directory
@@ -361,17 +356,6 @@ class Runner:
                 self.display.line(f"  eval {name} seed {seed}: {stats.env_steps} env steps of {stats.episodes} "
                                   f"episodes on {stats.n_envs} env(s): {stats.steps_per_second:.1f} env steps/s")
         self._measure_serial(name, agent, config)
-
-    def _training_preset(self, uses_tracks: bool, seed: int) -> dict[str, Any]:
-        """The core preset, with the seed's training seeds, as far as an agent's training depends
-        on it (its cache key): without a track model, stage 1's model and training are none of
-        its business."""
-        from atm_bench.presets import with_training_seed
-
-        preset = asdict(with_training_seed(self.preset, seed))
-        if not uses_tracks:
-            preset = {k: v for k, v in preset.items() if k not in ("track_model", "track_training")}
-        return preset
 
     def _supersede(self, name: str, seed: int) -> None:
         """After training gave an agent a new checkpoint: the episodes, counted FLOPs and
@@ -444,9 +428,8 @@ class Runner:
 
         path = self.out / "flops.json"
         flops = json.loads(path.read_text()) if path.exists() else {}
-        if name in flops or getattr(agent, "privileged", False):
+        if name in flops or agent.privileged:
             return
-        from atm_bench.agents.base import TaskInfo
         from atm_bench.envs.libero.suites import get_task
 
         spec = get_task(self.suite, self.tasks[0])

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 
+from atm_bench.agents.base import builtin_names
 from atm_bench.commands.data import add_data_dir_arg
 from atm_bench.commands.envs import add_suite_arg
-
-BASELINES = ("r3m", "vpt", "unipi", "unipi-replan")
 
 
 def register(sub) -> None:
@@ -21,7 +20,7 @@ def register(sub) -> None:
     group_sub.required = True
 
     train = group_sub.add_parser("train", help="train one baseline (all its stages) from a matched split")
-    train.add_argument("--agent", required=True, choices=BASELINES, help="which baseline")
+    train.add_argument("--agent", required=True, choices=builtin_names("baseline"), help="which baseline")
     add_suite_arg(train)
     add_data_dir_arg(train)
     train.add_argument("--preset", default="quick", help="smoke, quick (default) or paper")
@@ -50,7 +49,7 @@ def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from atm_bench.agents.base import Budget, TrainingData, get_agent
+    from atm_bench.agents.base import Budget, RunContext, TrainingData, make_agent
     from atm_bench.commands.train import _manifest, _preset, _run_dir
     from atm_bench.errors import UserError
 
@@ -59,10 +58,9 @@ def _train(args: argparse.Namespace) -> int:
     preset = _preset(args)
     manifest, data_dir = _manifest(args, preset)
     out = Path(args.out) if args.out else _run_dir(args, preset) / f"{args.agent}_seed{args.seed}"
-    kwargs = {"preset": preset, "work_dir": out, "text_encoder": args.text_encoder, "seed": args.seed}
-    if args.agent == "r3m":
-        kwargs["r3m_weights"] = args.r3m_weights
-    agent = get_agent(args.agent)(**kwargs)
+    context = RunContext(preset=preset.name, seed=args.seed, work_dir=out,
+                         options={"text_encoder": args.text_encoder, "r3m_weights": args.r3m_weights})
+    agent = make_agent(args.agent, context)
     agent.fit(TrainingData(manifest=manifest, data_dir=data_dir), Budget(epochs=args.epochs))
     agent.save(out / "checkpoint")
     described = agent.describe()

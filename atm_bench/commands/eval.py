@@ -33,13 +33,13 @@ def _eval(args) -> int:
     from pathlib import Path
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from atm_bench.agents.base import get_agent
+    from atm_bench.agents.base import RunContext, make_agent
     from atm_bench.bench.evaluation import EvalConfig, evaluate
     from atm_bench.envs.libero.suites import canonical_suite
     from atm_bench.paths import cache_subdir
 
     suite = canonical_suite(args.suite)
-    agent = get_agent(args.agent)()
+    agent = make_agent(args.agent, RunContext(progress=False))  # what it is comes from the checkpoint it loads
     if args.checkpoint:
         agent.load(args.checkpoint)
     config = EvalConfig(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from atm_bench.agents.base import builtin_names
 from atm_bench.commands.data import add_data_dir_arg
 from atm_bench.commands.envs import add_suite_arg
 
@@ -37,7 +38,8 @@ def register(sub) -> None:
 
     policy = train_sub.add_parser("policy", help="stage 2: policy on action-labelled demos")
     _common(policy)
-    policy.add_argument("--agent", default="atm", choices=["atm", "bc"], help="atm (track-guided) or bc (language, no tracks)")
+    policy.add_argument("--agent", default="atm", choices=builtin_names("policy"),
+                        help="atm (track-guided) or bc (language, no tracks)")
     policy.add_argument("--track-model", default=None, help="stage-1 directory (default: the one `train tracks` wrote)")
     policy.add_argument("--track-len", type=int, default=None, choices=[4, 8, 16], help="ablation: future steps used")
     policy.add_argument("--no-early-fusion", action="store_true", help="ablation: no track tokens in the spatial transformer")
@@ -114,8 +116,10 @@ def _train_tracks(args) -> int:
 
 
 def _train_policy(args) -> int:
+    from atm_bench.agents.base import get_agent
     from atm_bench.atm.stages import stage_data, train_policy
 
+    uses_tracks = get_agent(args.agent).uses_track_model
     preset = _preset(args)
     manifest, data_dir = _manifest(args, preset)
     data = stage_data(manifest, data_dir, "labelled", max_frames=preset.data.max_frames_per_demo)
@@ -127,9 +131,9 @@ def _train_policy(args) -> int:
         overrides["early_fusion"] = False
     if args.no_late_fusion:
         overrides["late_fusion"] = False
-    track_dir = args.track_model or (None if args.agent == "bc" else run / "track_model")
+    track_dir = args.track_model or (run / "track_model" if uses_tracks else None)
     out = run if args.out else run / f"{args.agent}_seed{args.seed}" / "policy"
-    result = train_policy(preset, data, out, track_model_dir=track_dir, language=args.agent == "bc",
+    result = train_policy(preset, data, out, track_model_dir=track_dir, language=not uses_tracks,
                           text_encoder=args.text_encoder, epochs=args.epochs, policy_overrides=overrides)
     print(f"{args.agent} policy: best validation loss {result.best_val:.4f} at epoch {result.best_epoch}; "
           f"{result.epochs_run} epochs in {result.seconds:.0f} s; wrote {out}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -72,19 +73,11 @@ class LiberoEnv(gym.Env):
 
         self._env = self._make_task_env()
         self.sim = self._env.sim
-        self.renderer = None
-        if render_quality != "none":
-            self.renderer = SceneRenderer(
-                self.sim.model._model,
-                self._env.model.get_xml(),
-                list(CAMERAS.values()),
-                self.height,
-                self.width,
-                quality=render_quality,
-            )
+        self._renderer: SceneRenderer | None = None
+        self._renderer_pid: int | None = None
 
         obs_spaces: dict[str, spaces.Space] = {}
-        if self.renderer is not None:
+        if render_quality != "none":
             for key in CAMERAS:
                 obs_spaces[key] = spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)
                 if camera_depths:
@@ -103,6 +96,21 @@ class LiberoEnv(gym.Env):
         self._raw_obs: dict[str, np.ndarray] = {}
 
     # -- construction -------------------------------------------------------------------
+
+    @property
+    def renderer(self) -> SceneRenderer | None:
+        """The scene renderer (None without cameras), made on first use in the process that uses
+        it. A GL context must not cross a fork: Gymnasium's `AsyncVectorEnv` builds one env in the
+        parent before it forks its workers, and a worker that inherited the parent's context (and
+        the GL driver's threads, which do not survive a fork) hung on its first render. A renderer
+        inherited from another process is dropped unclosed (it belongs to the parent) and made anew."""
+        if self.render_quality == "none":
+            return None
+        if self._renderer is None or self._renderer_pid != os.getpid():
+            self._renderer = SceneRenderer(self.sim.model._model, self._env.model.get_xml(), list(CAMERAS.values()),
+                                           self.height, self.width, quality=self.render_quality)
+            self._renderer_pid = os.getpid()
+        return self._renderer
 
     def _make_task_env(self):
         """LIBERO's task class, built directly (no ControlEnv) so we choose every option."""
@@ -196,9 +204,9 @@ class LiberoEnv(gym.Env):
         return np.concatenate([frames[c].rgb for c in CAMERAS.values()], axis=1)
 
     def close(self):
-        if self.renderer is not None:
-            self.renderer.close()
-            self.renderer = None
+        if self._renderer is not None and self._renderer_pid == os.getpid():
+            self._renderer.close()
+        self._renderer = None
         if getattr(self, "_env", None) is not None:
             self._env.close()
             self._env = None

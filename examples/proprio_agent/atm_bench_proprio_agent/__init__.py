@@ -26,9 +26,14 @@ def _features(obs: dict[str, np.ndarray]) -> np.ndarray:
 
 class ProprioRidgeAgent(Agent):
     name = "proprio-ridge"
+    # The run settings (fields of atm_bench.agents.RunContext) the constructor takes: a run passes
+    # exactly these. Ridge regression is deterministic, so the seed is only recorded.
+    context_fields = ("preset", "seed", "work_dir")
 
-    def __init__(self, preset: str = "quick", work_dir: str | Path | None = None, ridge: float = 1e-3) -> None:
+    def __init__(self, preset: str = "quick", seed: int | None = None, work_dir: str | Path | None = None,
+                 ridge: float = 1e-3) -> None:
         self.preset = preset
+        self.seed = seed
         self.ridge = ridge
         self.weights: np.ndarray | None = None  # (features + 1, 7)
 
@@ -58,7 +63,13 @@ class ProprioRidgeAgent(Agent):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         np.save(directory / "weights.npy", self.weights)
-        (directory / "agent.json").write_text(json.dumps({"ridge": self.ridge, "features": FEATURES}))
+        (directory / "agent.json").write_text(json.dumps({"ridge": self.ridge, "features": FEATURES, "preset": self.preset,
+                                                          "seed": self.seed}))
+
+    def resolved_config(self) -> dict:
+        """What `fit` depends on besides the data, the preset and the seed: a run retrains the
+        agent when it changes."""
+        return {"ridge": self.ridge}
 
     def load(self, directory: str | Path) -> None:
         self.weights = np.load(Path(directory) / "weights.npy")

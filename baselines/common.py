@@ -13,47 +13,12 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from atm_bench.atm.datasets import VIEW_KEYS, DemoRef, _Files, _resize, _upright
-from atm_bench.errors import UserError
 from atm_bench.presets import Preset, TrainConfig
 
 TASK_STEPS = 600  # the paper's compute table: one task of 600 control steps
-
-
-class FrameReader:
-    """Upright frames of one demo and view, resized to the model's size; handles cached per process."""
-
-    def __init__(self, image_hw: tuple[int, int]):
-        self.image_hw = tuple(image_hw)
-        self._files = _Files()
-
-    def frames(self, ref: DemoRef, view: str, index: Sequence[int] | np.ndarray | slice) -> np.ndarray:
-        """(len(index), H, W, 3) uint8 frames at `index` (any order, repeats allowed)."""
-        if view not in VIEW_KEYS:
-            raise UserError(f"unknown camera view {view!r}; valid: {', '.join(VIEW_KEYS)}")
-        handle = self._files.get(ref.file)
-        data = handle[f"data/{ref.demo}/obs/{VIEW_KEYS[view]}"]
-        if isinstance(index, slice):
-            frames = data[index]
-        else:
-            index = np.asarray(index, dtype=np.int64)
-            unique, inverse = np.unique(index, return_inverse=True)  # h5py wants increasing indices
-            frames = data[unique.tolist()][inverse]
-        if not _upright(handle):
-            frames = frames[:, ::-1]
-        return _resize(np.ascontiguousarray(frames), self.image_hw)
-
-    def has(self, ref: DemoRef, key: str) -> bool:
-        """Whether the demo holds `key` (e.g. "actions": action-free videos may not)."""
-        return f"data/{ref.demo}/{key}" in self._files.get(ref.file)
-
-    def array(self, ref: DemoRef, key: str) -> np.ndarray:
-        """A whole per-step array of a demo (e.g. "actions", "obs/joint_states"), cut to the ref's length."""
-        return self._files.get(ref.file)[f"data/{ref.demo}/{key}"][: ref.length]
 
 
 def loader(ds: Dataset, batch: int, shuffle: bool, seed: int = 0, workers: int = 0) -> DataLoader:

@@ -17,7 +17,6 @@ frames at full width, while ours stacks the frames along channels (see `video_di
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -34,7 +33,7 @@ def measure(preset_name: str, text_dim: int = 768) -> list[dict[str, Any]]:
     from atm_bench.baselines.presets import get_baseline_preset, replan_config
     from atm_bench.baselines.r3m import R3MPolicy
     from atm_bench.baselines.unipi import goal_policy_config, task_cost
-    from atm_bench.flops import measure_atm_step
+    from atm_bench.atm.step_cost import measure_atm_step
     from atm_bench.presets import get_preset
 
     preset = get_preset(preset_name).with_text_dim(text_dim)

@@ -37,9 +37,9 @@ from torch.utils.data import Dataset
 
 from atm_bench.agents.base import Budget, TrainingData
 from atm_bench.atm.agent import BCAgent
-from atm_bench.atm.datasets import DemoRef, item_rng
+from atm_bench.atm.datasets import DemoRef, FrameReader, item_rng
 from atm_bench.atm.policy import TrackGuidedPolicy
-from atm_bench.baselines.common import (FrameReader, copy_checkpoint, instruction_table, loader, stage_epochs,
+from atm_bench.baselines.common import (copy_checkpoint, instruction_table, loader, stage_epochs,
                                         train_window_policy)
 from atm_bench.baselines.presets import BaselinePreset, R3MConfig, get_baseline_preset
 from atm_bench.baselines.resnet import ImageNetNormalize, ResNet18, feature_hw

@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData
-from atm_bench.atm.datasets import DemoRef, _resize
+from atm_bench.atm.datasets import DemoRef, FrameReader, resize_frames
 from atm_bench.atm.stages import stage_data
 from atm_bench.atm.training import load_model, lr_factor, save_checkpoint
-from atm_bench.baselines.common import FrameReader, instruction_table
+from atm_bench.baselines.common import instruction_table
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
 from atm_bench.paths import cache_subdir
@@ -233,7 +233,7 @@ def _thumbnails(frames: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) upright uint8 -> (N, 256) grey 16x16 thumbnails in [0, 1] (INTER_AREA):
     coarse enough that the nearest step is decided by where the arm and objects are, and the
     same at any rendered size."""
-    small = _resize(np.ascontiguousarray(frames, dtype=np.uint8), THUMB_HW).astype(np.float32)
+    small = resize_frames(np.ascontiguousarray(frames, dtype=np.uint8), THUMB_HW).astype(np.float32)
     return (small @ GREY).reshape(len(frames), -1) / np.float32(255.0)
 
 

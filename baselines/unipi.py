@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData, VideoOverlay
-from atm_bench.atm.datasets import DemoRef, PolicyWindowDataset, item_rng, window_proprio
+from atm_bench.atm.datasets import DemoRef, FrameReader, PolicyWindowDataset, item_rng, window_proprio
 from atm_bench.atm.policy import TrackGuidedPolicy
-from atm_bench.baselines.common import (TASK_STEPS, FrameReader, augment, copy_checkpoint, loader,
+from atm_bench.baselines.common import (TASK_STEPS, augment, copy_checkpoint, loader,
                                         stage_epochs, window_images)
 from atm_bench.baselines.presets import BaselinePreset, UniPiConfig, get_baseline_preset, replan_config
 from atm_bench.errors import UserError
@@ -279,14 +279,14 @@ class UniPiAgent(Agent):
 
     def _images(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
         """(N, 2, 3, H, W) camera images in [-1, 1] at the models' size."""
-        from atm_bench.atm.datasets import _resize
+        from atm_bench.atm.datasets import resize_frames
         from atm_bench.atm.track_transformer import to_model_images
 
         views = []
         for view in self.policy.cfg.views[:-1]:
             if view not in obs:
                 raise UserError(f"the observation has no '{view}' image; keys: {sorted(obs)}")
-            frames = _resize(np.asarray(obs[view], dtype=np.uint8), self.policy.cfg.image_hw)
+            frames = resize_frames(np.asarray(obs[view], dtype=np.uint8), self.policy.cfg.image_hw)
             views.append(to_model_images(torch.from_numpy(np.ascontiguousarray(frames))))
         return torch.stack(views, dim=1)
 

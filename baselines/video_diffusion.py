@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from atm_bench.atm.datasets import DemoRef, item_rng
-from atm_bench.baselines.common import FrameReader, augment, instruction_table, loader
+from atm_bench.atm.datasets import DemoRef, FrameReader, item_rng
+from atm_bench.baselines.common import augment, instruction_table, loader
 from atm_bench.baselines.presets import VideoModelConfig
 from atm_bench.errors import UserError
 

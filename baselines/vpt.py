@@ -29,9 +29,9 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from atm_bench.agents.base import Budget, TrainingData
 from atm_bench.atm.agent import BCAgent
-from atm_bench.atm.datasets import DemoRef, PolicyWindowDataset
+from atm_bench.atm.datasets import DemoRef, FrameReader, PolicyWindowDataset
 from atm_bench.atm.transformer import Encoder, trunc_normal_init
-from atm_bench.baselines.common import (FrameReader, augment, copy_checkpoint, instruction_table, loader,
+from atm_bench.baselines.common import (augment, copy_checkpoint, instruction_table, loader,
                                         stage_epochs, train_window_policy)
 from atm_bench.baselines.presets import BaselinePreset, IDMConfig, get_baseline_preset
 from atm_bench.errors import UserError

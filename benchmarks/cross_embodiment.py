@@ -7,7 +7,7 @@ transformer that also saw videos of another robot help a policy learnt from a fe
 The task is "put the tomato into the pan" in the simulated table scene (`envs/real/sim_scene.py`).
 1. UR5e demos: `--demos` successful episodes of the scripted leader, recorded through
    `RealRobotEnv` and the recorder exactly as `atm-bench record --robot sim-ur5e` does, then
-   given exact sim tracks (`envs/real/sim_data.py`).
+   given exact sim tracks (`atm_bench/data/robot_sim_videos.py`).
 2. Panda videos: `--videos` successful scripted episodes of the Franka Panda in the same scene,
    kept as action-free videos (frames + exact tracks of both cameras; no actions, no states).
 3. Stage 1: the track transformer on the mixture {Panda videos, UR5e demos} (`atm/mixture.py`,
@@ -15,7 +15,7 @@ The task is "put the tomato into the pan" in the simulated table scene (`envs/re
 4. Stage 2: the ATM policy on the UR5e demos with that track model; BC (the same network, tracks
    zeroed, instruction token) on the same demos. Actions are normalised joint steps
    (`envs/real/joint_actions.py`); both see joints, gripper and both cameras.
-5. Both evaluated closed loop on the simulated UR5e (`envs/real/rollout.py`): `--episodes`
+5. Both evaluated closed loop on the simulated UR5e (`atm_bench/bench/robot_rollout.py`): `--episodes`
    scenes each, the same seeds for both, none a demo's.
 
 Writes `--results` (JSON, atomically): success per agent and per episode, the numbers of videos
@@ -100,8 +100,8 @@ def ur5e_setup(image_size: int, horizon: int):
 def record_demos(env, rig, args, out: Path, sampling) -> dict[str, Any]:
     """Successful scripted UR5e demos with exact tracks, and their copy with joint-step actions."""
     from atm_bench.envs.real.joint_actions import write_step_action_file
-    from atm_bench.envs.real.recording import RecordConfig, record
-    from atm_bench.envs.real.sim_data import track_recorded_file
+    from atm_bench.data.robot_recording import RecordConfig, record
+    from atm_bench.data.robot_sim_videos import track_recorded_file
     from atm_bench.envs.real.teleop import SimPickPlaceLeader
 
     raw, steps = out / "ur5e" / "recorded_demo.hdf5", out / "ur5e" / "joint_steps_demo.hdf5"
@@ -115,7 +115,7 @@ def record_demos(env, rig, args, out: Path, sampling) -> dict[str, Any]:
 def panda_videos(args, out: Path, image_size: int, sampling) -> dict[str, Any]:
     from atm_bench.envs.real.arm import SimPandaArm
     from atm_bench.envs.real.cameras import SimCameraRig
-    from atm_bench.envs.real.sim_data import ScriptedVideoConfig, write_scripted_videos
+    from atm_bench.data.robot_sim_videos import ScriptedVideoConfig, write_scripted_videos
     from atm_bench.envs.real.teleop import SimPickPlaceLeader
 
     arm = SimPandaArm()
@@ -149,7 +149,8 @@ def train_track_model(preset, demos: dict, videos: dict, args, out: Path) -> dic
 def train_policy(preset, agent: str, demos: dict, dof: int, args, out: Path) -> dict[str, Any]:
     """Stage 2 for `agent` (atm: track-guided; bc: language, no tracks) on every UR5e demo."""
     from atm_bench.atm.datasets import demo_refs
-    from atm_bench.atm.stages import StageData, train_policy as train
+    from atm_bench.atm.datasets import StageData
+    from atm_bench.atm.stages import train_policy as train
     from atm_bench.data.episodes import EpisodeFile
 
     with EpisodeFile(demos["policy_file"]) as ef:
@@ -166,7 +167,7 @@ def train_policy(preset, agent: str, demos: dict, dof: int, args, out: Path) -> 
 def evaluate(preset, agent_name: str, env, args, out: Path) -> dict[str, Any]:
     from atm_bench.atm.agent import ATMAgent, BCAgent
     from atm_bench.envs.real.joint_actions import JointStepActions
-    from atm_bench.envs.real.rollout import evaluate_on_robot
+    from atm_bench.bench.robot_rollout import evaluate_on_robot
 
     agent = (ATMAgent if agent_name == "atm" else BCAgent)(preset, work_dir=out / agent_name, progress=False)
     agent.load(out / agent_name)

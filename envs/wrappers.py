@@ -1,9 +1,6 @@
-"""Observation wrappers: predicted point tracks per view, and frame stacking.
-
-`TrackObservation` runs a track transformer on each view's current (upright) image for a fixed
-set of query points and adds `<view>_tracks` (N, L, 2) in normalised (x, y) = (column / W,
-row / H) to the observation, so any agent can consume ATM's track predictions.
-`StackFrames` keeps the last k values of chosen keys (the first one repeated after reset).
+"""Observation wrappers of the env layer (no model inside): `StackFrames` keeps the last k values
+of chosen keys (the first one repeated after reset). The wrapper that adds a track model's
+predictions to the observation lives beside the model: `atm_bench.atm.track_observation`.
 """
 
 from __future__ import annotations
@@ -14,76 +11,6 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-
-DEFAULT_VIEWS = ("agentview", "eye_in_hand")
-
-
-class TrackObservation(gym.ObservationWrapper):
-    """Add `<view>_tracks` (N, L, 2) float32 for each view.
-
-    track_model: a `TrackTransformer` or a stage-1 checkpoint directory. queries: (N, 2)
-    normalised points (default: the policy's 32-point double grid). text: the instruction
-    embedding (dim,) the model expects; by default the env's `instruction` is embedded with the
-    encoder the model was trained with. Tracks may leave [0, 1] (points move out of view), so
-    the space is unbounded.
-    """
-
-    def __init__(self, env: gym.Env, track_model: Any, views: Sequence[str] = DEFAULT_VIEWS,
-                 queries: np.ndarray | None = None, text: np.ndarray | None = None):
-        super().__init__(env)
-        import torch
-
-        from atm_bench.atm.policy import policy_query_points
-
-        if not hasattr(track_model, "predict"):
-            from atm_bench.atm.stages import load_track_model
-
-            track_model, config = load_track_model(track_model)
-            self._encoder = config.get("text_encoder")
-        else:
-            self._encoder = None
-        self.model = track_model.eval()
-        self.views = tuple(views)
-        q = policy_query_points(32) if queries is None else torch.as_tensor(queries, dtype=torch.float32)
-        self.queries = q.reshape(-1, 2)
-        self._text = None if text is None else torch.as_tensor(text, dtype=torch.float32).reshape(1, -1)
-        length = self.model.cfg.track_len
-        obs_spaces = dict(env.observation_space.spaces)
-        for view in self.views:
-            if view not in obs_spaces:
-                raise ValueError(f"the env observation has no '{view}' image; keys: {sorted(obs_spaces)}")
-            obs_spaces[f"{view}_tracks"] = spaces.Box(-np.inf, np.inf, (len(self.queries), length, 2), np.float32)
-        self.observation_space = spaces.Dict(obs_spaces)
-
-    def _text_embedding(self):
-        import torch
-
-        if self._text is None:
-            from atm_bench.atm.language import embed_instructions
-
-            instruction = getattr(self.env.unwrapped, "instruction", None)
-            if instruction is None:
-                raise ValueError("the env has no `instruction`; pass `text=` (an instruction embedding)")
-            self._text = torch.from_numpy(embed_instructions([instruction], self._encoder))
-        return self._text
-
-    def observation(self, observation: dict[str, Any]) -> dict[str, Any]:
-        import torch
-
-        from atm_bench.atm.datasets import _resize
-        from atm_bench.atm.track_transformer import to_model_images
-
-        frames = np.stack([_resize(np.asarray(observation[v], dtype=np.uint8), self.model.cfg.image_hw)
-                           for v in self.views])
-        images = to_model_images(torch.from_numpy(np.ascontiguousarray(frames)))
-        queries = self.queries[None].expand(len(self.views), -1, -1)
-        text = self._text_embedding().expand(len(self.views), -1)
-        tracks = self.model.predict(images, queries, text).numpy().astype(np.float32)
-        out = dict(observation)
-        for view, t in zip(self.views, tracks):
-            out[f"{view}_tracks"] = t
-        return out
-
 
 class StackFrames(gym.ObservationWrapper):
     """Observation keys in `keys` become (k, ...) stacks of the last k values, oldest first;

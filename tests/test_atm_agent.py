@@ -56,7 +56,7 @@ def test_agent_acts_in_batches_and_resets_episodes(trained):
 
 def test_agent_flops_and_save_load(trained):
     from atm_bench.atm.agent import ATMAgent
-    from atm_bench.flops import measure_atm_step
+    from atm_bench.atm.step_cost import measure_atm_step
 
     agent, tmp = trained
     rng = np.random.default_rng(1)

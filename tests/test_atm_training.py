@@ -93,7 +93,8 @@ def _overfit_preset():
 
 
 def test_both_stages_overfit_a_tiny_dataset_and_checkpoint(tmp_path, cache):
-    from atm_bench.atm.stages import StageData, load_policy, load_track_model, train_policy, train_track_model
+    from atm_bench.atm.datasets import StageData
+    from atm_bench.atm.stages import load_policy, load_track_model, train_policy, train_track_model
 
     path = write_task_file(tmp_path / "data" / "a_demo.hdf5", demos=2, length=10)
     refs = demo_refs([(path, ["demo_0", "demo_1"], 0)])
@@ -120,7 +121,8 @@ def test_both_stages_overfit_a_tiny_dataset_and_checkpoint(tmp_path, cache):
 
 
 def test_bc_variant_trains_without_a_track_model(tmp_path, cache):
-    from atm_bench.atm.stages import StageData, load_policy, train_policy
+    from atm_bench.atm.datasets import StageData
+    from atm_bench.atm.stages import load_policy, train_policy
 
     path = write_task_file(tmp_path / "data" / "a_demo.hdf5", demos=1, length=8)
     refs = demo_refs([(path, ["demo_0"], 0)])

@@ -16,7 +16,7 @@ def test_compute_table_rows_follow_the_counted_models():
     from atm_bench.atm.policy import TrackGuidedPolicy
     from atm_bench.atm.track_transformer import TrackTransformer
     from atm_bench.baselines.compute import STEPS, markdown, measure, ratios
-    from atm_bench.flops import measure_atm_step
+    from atm_bench.atm.step_cost import measure_atm_step
     from atm_bench.atm.stages import policy_config
     from atm_bench.presets import get_preset
 

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.atm.track_transformer import TrackTransformer
-from atm_bench.flops import count_flops, measure_atm_step, track_transformer_macs
+from atm_bench.atm.step_cost import measure_atm_step
+from atm_bench.flops import count_flops, track_transformer_macs
 from atm_bench.presets import get_preset
 
 

@@ -6,7 +6,8 @@ import torch
 import pytest
 from gymnasium import spaces
 
-from atm_bench.envs.wrappers import StackFrames, TrackObservation
+from atm_bench.atm.track_observation import TrackObservation
+from atm_bench.envs.wrappers import StackFrames
 
 
 class FakeEnv(gym.Env):

@@ -109,7 +109,7 @@ class ATMAgent(Agent):
 
     def _images(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
         """(N, V, 3, H, W) in [-1, 1] at the policy's size, from upright uint8 observations."""
-        from atm_bench.atm.datasets import _resize
+        from atm_bench.atm.datasets import resize_frames
         from atm_bench.atm.track_transformer import to_model_images
 
         hw = self.policy.cfg.image_hw
@@ -117,7 +117,7 @@ class ATMAgent(Agent):
         for view in self.policy.cfg.views:
             if view not in obs:
                 raise UserError(f"the observation has no '{view}' image; keys: {sorted(obs)}")
-            frames = _resize(np.asarray(obs[view], dtype=np.uint8), hw)
+            frames = resize_frames(np.asarray(obs[view], dtype=np.uint8), hw)
             views.append(to_model_images(torch.from_numpy(np.ascontiguousarray(frames))))
         return torch.stack(views, dim=1)
 

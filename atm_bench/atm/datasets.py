@@ -72,7 +72,7 @@ def item_rng(seed: int, index: int, deterministic: bool) -> np.random.Generator:
     return np.random.default_rng([seed, index, int(torch.randint(0, 2**62, ()).item())])
 
 
-def _resize(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+def resize_frames(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     if frames.shape[-3:-1] == tuple(hw):
         return frames
     import cv2
@@ -86,6 +86,50 @@ def _upright(handle) -> bool:
     from atm_bench.data.episodes import images_upright
 
     return images_upright(handle["data"].attrs)
+
+
+class FrameReader:
+    """Upright frames of one demo and view, resized to the model's size; handles cached per process."""
+
+    def __init__(self, image_hw: tuple[int, int]):
+        self.image_hw = tuple(image_hw)
+        self._files = _Files()
+
+    def frames(self, ref: DemoRef, view: str, index: Sequence[int] | np.ndarray | slice) -> np.ndarray:
+        """(len(index), H, W, 3) uint8 frames at `index` (any order, repeats allowed)."""
+        if view not in VIEW_KEYS:
+            raise UserError(f"unknown camera view {view!r}; valid: {', '.join(VIEW_KEYS)}")
+        handle = self._files.get(ref.file)
+        data = handle[f"data/{ref.demo}/obs/{VIEW_KEYS[view]}"]
+        if isinstance(index, slice):
+            frames = data[index]
+        else:
+            index = np.asarray(index, dtype=np.int64)
+            unique, inverse = np.unique(index, return_inverse=True)  # h5py wants increasing indices
+            frames = data[unique.tolist()][inverse]
+        if not _upright(handle):
+            frames = frames[:, ::-1]
+        return resize_frames(np.ascontiguousarray(frames), self.image_hw)
+
+    def has(self, ref: DemoRef, key: str) -> bool:
+        """Whether the demo holds `key` (e.g. "actions": action-free videos may not)."""
+        return f"data/{ref.demo}/{key}" in self._files.get(ref.file)
+
+    def array(self, ref: DemoRef, key: str) -> np.ndarray:
+        """A whole per-step array of a demo (e.g. "actions", "obs/joint_states"), cut to the ref's length."""
+        return self._files.get(ref.file)[f"data/{ref.demo}/{key}"][: ref.length]
+
+
+@dataclass
+class StageData:
+    """Demos of one stage: train and validation, and one instruction per task row."""
+
+    train: list[DemoRef]
+    val: list[DemoRef]
+    instructions: list[str]
+    tracks_dir: Path | None = None
+    mixture: list[dict] | None = None  # stage 1 from several sources (`mixture.py`): recorded in config.json
+    source_weights: dict[str, float] | None = None  # source name -> share of the training draws
 
 
 def track_file(task_file: Path, tracks_dir: Path | None) -> Path:
@@ -147,7 +191,7 @@ class TrackFrameDataset(Dataset):
         frame = handle[f"data/{ref.demo}/obs/{VIEW_KEYS[view]}"][t]
         if not _upright(handle):
             frame = frame[::-1]
-        frame = _resize(np.ascontiguousarray(frame), self.image_hw)
+        frame = resize_frames(np.ascontiguousarray(frame), self.image_hw)
         group = self._files.get(track_file(ref.file, self.tracks_dir))[f"data/{ref.demo}/tracks/{view}"]
         stop = min(t + self.track_len, ref.length)
         tracks = group["tracks"][t:stop]
@@ -232,7 +276,7 @@ class PolicyWindowDataset(Dataset):
         frames = handle[f"data/{ref.demo}/obs/{VIEW_KEYS[view]}"][()]
         if not _upright(handle):
             frames = frames[:, ::-1]
-        return _resize(np.ascontiguousarray(frames), self.image_hw)
+        return resize_frames(np.ascontiguousarray(frames), self.image_hw)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         d = self.index[i][0]
@@ -248,7 +292,7 @@ class PolicyWindowDataset(Dataset):
             frames = group[f"obs/{VIEW_KEYS[view]}"][lo:hi][rel]
             if not upright:
                 frames = frames[:, ::-1]
-            images.append(_resize(np.ascontiguousarray(frames), self.image_hw))
+            images.append(resize_frames(np.ascontiguousarray(frames), self.image_hw))
         sample = {
             "images": torch.from_numpy(np.stack(images, axis=1)),
             "joint": torch.from_numpy(group["obs/joint_states"][lo:hi][rel].astype(np.float32)),

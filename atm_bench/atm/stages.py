@@ -11,7 +11,6 @@ steps (`TrainConfig.chunk`, see `PolicyWindowDataset`): each frame is encoded on
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,24 +19,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from atm_bench.atm.augment import color_jitter, random_shift
-from atm_bench.atm.datasets import DemoRef, PolicyWindowDataset, TrackFrameDataset, demo_refs
+from atm_bench.atm.datasets import DemoRef, PolicyWindowDataset, StageData, TrackFrameDataset, demo_refs
+from atm_bench.atm.mixture import sample_weights
 from atm_bench.atm.policy import TrackGuidedPolicy, policy_query_points
 from atm_bench.atm.track_transformer import TrackTransformer, to_model_images
 from atm_bench.atm.training import TrainResult, load_model, model_config, train_loop
 from atm_bench.errors import UserError
 from atm_bench.presets import PolicyConfig, Preset, TrackTransformerConfig
-
-
-@dataclass
-class StageData:
-    """Demos of one stage: train and validation, and one instruction per task row."""
-
-    train: list[DemoRef]
-    val: list[DemoRef]
-    instructions: list[str]
-    tracks_dir: Path | None = None
-    mixture: list[dict] | None = None  # stage 1 from several sources (`mixture.py`): recorded in config.json
-    source_weights: dict[str, float] | None = None  # source name -> share of the training draws
 
 
 def stage_data(manifest, data_dir: str | Path, which: str, tracks_dir: str | Path | None = None,
@@ -125,8 +113,6 @@ def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, view
                 "mixture": data.mixture}
     weights = None
     if data.source_weights:
-        from atm_bench.atm.mixture import sample_weights
-
         weights = sample_weights(train_ds.index, train_ds.demos, data.source_weights)
     result = train_loop(model, step, _loader(train_ds, train_cfg.batch_size, True, train_cfg.num_workers,
                                              train_cfg.seed, weights),

@@ -15,8 +15,6 @@ def register(sub) -> None:
 
 
 def _describe(args) -> int:
-    import dataclasses
-
     import torch
     from rich.console import Console
     from rich.table import Table
@@ -25,7 +23,8 @@ def _describe(args) -> int:
     from atm_bench.atm.stages import policy_config
     from atm_bench.atm.track_transformer import TrackTransformer
     from atm_bench.atm.transformer import count_parameters
-    from atm_bench.flops import count_flops, measure_atm_step
+    from atm_bench.atm.step_cost import measure_atm_step
+    from atm_bench.flops import count_flops
     from atm_bench.presets import get_preset
 
     torch.set_num_threads(1)

@@ -150,7 +150,7 @@ def _record(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from atm_bench.envs.real.env import RealRobotEnv
-    from atm_bench.envs.real.recording import RecordConfig, existing_parts, record
+    from atm_bench.data.robot_recording import RecordConfig, existing_parts, record
     from atm_bench.envs.real.safety import SafetyConfig
     from atm_bench.errors import UserError
 

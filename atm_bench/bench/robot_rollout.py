@@ -14,15 +14,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from atm_bench.agents.base import TaskInfo
+from atm_bench.bench.evaluation import episode_seed
 from atm_bench.errors import UserError
 
 
 def evaluate_on_robot(env, agent, instruction: str, episodes: int, seed: int = 0, horizon: int = 600,
                       on_episode: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Run `episodes` episodes of `agent` in `env`; one record per episode."""
-    from atm_bench.agents.base import TaskInfo
-    from atm_bench.bench.evaluation import episode_seed
-
     if episodes < 1 or horizon < 1:
         raise UserError(f"episodes and horizon must be >= 1, got {episodes} and {horizon}")
     agent.reset(TaskInfo(suite="real", task=0, name=instruction.replace(" ", "_"), instruction=instruction))

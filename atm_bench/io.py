@@ -35,3 +35,21 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+class JsonFile:
+    """A small JSON object on disk (a run's stages, FLOPs, throughput, timing): read fresh for
+    every use and written atomically on every change, so a crash loses at most the change."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def read(self) -> dict[str, Any]:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    @contextmanager
+    def edit(self) -> Iterator[dict[str, Any]]:
+        """`with store.edit() as data:` change `data`; written when the block ends without error."""
+        data = self.read()
+        yield data
+        write_json_atomic(self.path, data)

@@ -28,6 +28,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from atm_bench.agents.base import BUILTIN_AGENTS, builtin_names
 from atm_bench.bench.results import ResultsStore, is_superseded_file
 from atm_bench.bench.stats import ALPHA, Tally, fisher, format_p, tallies
 from atm_bench.errors import UserError
@@ -36,13 +37,13 @@ from atm_bench.io import write_text_atomic
 SUITE_ORDER = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
 SUITE_TITLES = {"libero_spatial": "Spatial", "libero_object": "Object", "libero_goal": "Goal",
                 "libero_10": "Long", "libero_90": "LIBERO-90"}
-AGENT_TITLES = {"atm": "ATM", "bc": "BC", "r3m": "R3M-finetune", "vpt": "VPT", "unipi": "UniPi",
-                "unipi-replan": "UniPi-Replan", "bc-full": "BC-Full-Trainset", "expert": "Scripted expert",
-                "proprio-mlp": "Proprio MLP (ref.)", "knn": "Nearest neighbour (ref.)"}
-AGENT_ORDER = ("proprio-mlp", "knn", "bc-full", "bc", "r3m", "vpt", "unipi", "unipi-replan", "atm")
+# Titles from the agent registry, plus the paper's row we never run (BC on every demo).
+AGENT_TITLES = {**{e.name: e.title for e in BUILTIN_AGENTS}, "bc-full": "BC-Full-Trainset"}
 # Cheap agents (an MLP on proprioception + instruction, nearest neighbour over thumbnails +
 # proprioception) that a learned agent must beat before its success means anything.
-REFERENCE_AGENTS = ("proprio-mlp", "knn")
+REFERENCE_AGENTS = builtin_names("reference")
+# The paper's table order: references, BC variants, the baselines, ATM last.
+AGENT_ORDER = (*REFERENCE_AGENTS, "bc-full", "bc", *builtin_names("baseline"), "atm")
 NOT_LEARNED = REFERENCE_AGENTS + ("expert",)  # agents not held to the reference agents
 TASK_STEPS = 600  # the paper's compute table counts one 600-step task
 

@@ -16,6 +16,10 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from atm_bench.atm.augment import color_jitter, random_shift
+from atm_bench.atm.datasets import to_model_images, window_proprio
+from atm_bench.atm.language import embed_instructions
+from atm_bench.atm.training import CONFIG, WEIGHTS, train_loop
 from atm_bench.presets import Preset, TrainConfig
 
 TASK_STEPS = 600  # the paper's compute table: one task of 600 control steps
@@ -29,22 +33,16 @@ def loader(ds: Dataset, batch: int, shuffle: bool, seed: int = 0, workers: int =
 
 def instruction_table(instructions: Sequence[str], encoder_path: str | None) -> torch.Tensor:
     """(tasks, D) instruction embeddings (cached on disk by `atm_bench.atm.language`)."""
-    from atm_bench.atm.language import embed_instructions
-
     return torch.from_numpy(embed_instructions(list(instructions), encoder_path))
 
 
 def window_images(raw: torch.Tensor) -> torch.Tensor:
     """Window images (B, T, V, H, W, 3) uint8 -> (B * V * T, 3, H, W) in [-1, 1], grouped per (sample, view)."""
-    from atm_bench.atm.track_transformer import to_model_images
-
     return to_model_images(raw.permute(0, 2, 1, 3, 4, 5).reshape(-1, *raw.shape[3:]))
 
 
 def augment(images: torch.Tensor, samples: int, views: int, cfg: TrainConfig) -> torch.Tensor:
     """BC's augmentation: a random shift per (sample, view), colour jitter per sample."""
-    from atm_bench.atm.augment import color_jitter, random_shift
-
     if not cfg.augment:
         return images
     images, _ = random_shift(images, max(0, round(cfg.shift_px)), groups=samples * views)
@@ -71,10 +69,6 @@ def train_window_policy(preset: Preset, policy: torch.nn.Module, train_ds: Datas
                         text: torch.Tensor, out_dir: str | Path, snapshot: dict[str, Any], epochs: int | None = None,
                         seconds: float | None = None, progress: bool = True, description: str = "policy"):
     """BC's stage 2 (same optimiser, schedule, augmentation) for a policy of the BC family."""
-    from atm_bench.atm.training import train_loop
-
-    from atm_bench.atm.datasets import window_proprio
-
     cfg = preset.policy_training
     torch.manual_seed(cfg.seed)
     policy.set_proprio_stats(window_proprio(train_ds))
@@ -87,8 +81,6 @@ def train_window_policy(preset: Preset, policy: torch.nn.Module, train_ds: Datas
 
 def copy_checkpoint(src: str | Path, dst: str | Path, extra: Sequence[str] = ()) -> None:
     """Copy a checkpoint directory's weights + config (and `extra` files when present)."""
-    from atm_bench.atm.training import CONFIG, WEIGHTS
-
     src, dst = Path(src), Path(dst)
     if not src.is_dir() or src.resolve() == dst.resolve():
         return

@@ -21,21 +21,21 @@ from typing import Any
 
 import torch
 
+from atm_bench.atm.policy import TrackGuidedPolicy
+from atm_bench.atm.stages import policy_config
+from atm_bench.atm.step_cost import measure_atm_step
+from atm_bench.atm.track_transformer import TrackTransformer
+from atm_bench.baselines.presets import get_baseline_preset, replan_config
+from atm_bench.baselines.r3m import R3MPolicy
+from atm_bench.baselines.unipi import goal_policy_config, task_cost
+from atm_bench.presets import get_preset
+
 STEPS = 600  # the paper's table IV: one task of 600 control steps
 PAPER_T = {"ATM": 1.56, "UniPi": 39.29, "UniPi-Replan": 2946.75}
 
 
 def measure(preset_name: str, text_dim: int = 768) -> list[dict[str, Any]]:
     """One row per method: counted MACs per step and per 600-step task in both conventions."""
-    from atm_bench.atm.policy import TrackGuidedPolicy
-    from atm_bench.atm.stages import policy_config
-    from atm_bench.atm.track_transformer import TrackTransformer
-    from atm_bench.baselines.presets import get_baseline_preset, replan_config
-    from atm_bench.baselines.r3m import R3MPolicy
-    from atm_bench.baselines.unipi import goal_policy_config, task_cost
-    from atm_bench.atm.step_cost import measure_atm_step
-    from atm_bench.presets import get_preset
-
     preset = get_preset(preset_name).with_text_dim(text_dim)
     base = get_baseline_preset(preset_name)
     hw = preset.policy.image_hw

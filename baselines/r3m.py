@@ -37,9 +37,11 @@ from torch.utils.data import Dataset
 
 from atm_bench.agents.base import Budget, TrainingData
 from atm_bench.atm.agent import BCAgent
-from atm_bench.atm.datasets import DemoRef, FrameReader, item_rng
+from atm_bench.atm.datasets import DemoRef, FrameReader, PolicyWindowDataset, item_rng, to_model_images
 from atm_bench.atm.policy import TrackGuidedPolicy
-from atm_bench.baselines.common import (copy_checkpoint, instruction_table, loader, stage_epochs,
+from atm_bench.atm.stages import policy_config, stage_data
+from atm_bench.atm.training import load_checkpoint, load_model, model_config, train_loop
+from atm_bench.baselines.common import (augment, copy_checkpoint, instruction_table, loader, stage_epochs,
                                         train_window_policy)
 from atm_bench.baselines.presets import BaselinePreset, R3MConfig, get_baseline_preset
 from atm_bench.baselines.resnet import ImageNetNormalize, ResNet18, feature_hw
@@ -240,10 +242,6 @@ def pretrain_r3m(cfg: R3MConfig, preset: Preset, videos, out_dir: str | Path, te
                  init: dict[str, torch.Tensor] | None = None, init_info: dict[str, Any] | None = None,
                  epochs: int | None = None, seconds: float | None = None, progress: bool = True):
     """Train R3M's objective on the split's action-free videos (both views); best checkpoint to `out_dir`."""
-    from atm_bench.atm.training import train_loop
-    from atm_bench.atm.track_transformer import to_model_images
-    from atm_bench.baselines.common import augment
-
     train_cfg = cfg.training
     torch.manual_seed(train_cfg.seed)
     text = instruction_table(videos.instructions, text_encoder)
@@ -274,8 +272,6 @@ def pretrain_r3m(cfg: R3MConfig, preset: Preset, videos, out_dir: str | Path, te
 
 def load_r3m_encoder(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The ResNet weights of a pre-trained R3M checkpoint (`pretrain_r3m`'s output) and its config."""
-    from atm_bench.atm.training import load_checkpoint
-
     state, config = load_checkpoint(directory)
     if config.get("kind") != "r3m":
         raise UserError(f"{directory}: not an R3M checkpoint (kind {config.get('kind')!r})")
@@ -316,8 +312,6 @@ class R3MPolicy(TrackGuidedPolicy):
 
 
 def load_r3m_policy(directory: str | Path) -> tuple[R3MPolicy, dict[str, Any]]:
-    from atm_bench.atm.training import load_model, model_config
-
     return load_model(directory, "r3m_policy", "R3M policy",
                       lambda config: R3MPolicy(PolicyConfig(**model_config(config)), int(config["resnet_width"])))
 
@@ -349,9 +343,6 @@ class R3MAgent(BCAgent):
         return {"source": "checkpoint", "path": str(self.r3m_weights), "sha256": file_sha256(self.r3m_weights)}
 
     def fit(self, data: TrainingData, budget: Budget) -> None:
-        from atm_bench.atm.datasets import PolicyWindowDataset
-        from atm_bench.atm.stages import policy_config, stage_data
-
         cfg = self.baseline.r3m
         init = load_r3m_checkpoint(self.r3m_weights, cfg.resnet_width) if self.r3m_weights else None
         info = self.init_info()

@@ -29,14 +29,21 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import torch
 
-from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData, VideoOverlay
-from atm_bench.atm.datasets import DemoRef, FrameReader, PolicyWindowDataset, item_rng, window_proprio
+from atm_bench.agents.base import Budget, TaskInfo, TrainingData, VideoOverlay
+from atm_bench.agents.windowed import WindowedAgent
+from atm_bench.atm.datasets import (DemoRef, FrameReader, PolicyWindowDataset, camera_images, item_rng, to_model_images,
+                                    window_proprio)
+from atm_bench.atm.language import embed_instructions
 from atm_bench.atm.policy import TrackGuidedPolicy
-from atm_bench.baselines.common import (TASK_STEPS, augment, copy_checkpoint, loader,
-                                        stage_epochs, window_images)
+from atm_bench.atm.stages import stage_data
+from atm_bench.atm.training import load_model, model_config, train_loop
+from atm_bench.baselines.common import TASK_STEPS, augment, copy_checkpoint, loader, stage_epochs, window_images
 from atm_bench.baselines.presets import BaselinePreset, UniPiConfig, get_baseline_preset, replan_config
+from atm_bench.baselines.video_diffusion import generation_macs, load_video_model, train_video_model
 from atm_bench.errors import UserError
+from atm_bench.flops import count_flops
 from atm_bench.io import write_json_atomic
+from atm_bench.paths import cache_subdir
 from atm_bench.presets import PolicyConfig, Preset, get_preset, training_view, with_training_seed
 
 GOAL_VIEW = "goal"
@@ -87,8 +94,6 @@ class GoalWindowDataset(PolicyWindowDataset):
 
 def goal_step(policy: TrackGuidedPolicy, train_cfg):
     """Training step: chunks + a goal per step -> MSE on (action, done) at the steps with a full window."""
-    from atm_bench.atm.track_transformer import to_model_images
-
     def step(batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         raw = batch["images"]  # (B, T, V, H, W, 3)
         b, t, v = raw.shape[:3]
@@ -114,8 +119,6 @@ def train_goal_policy(preset: Preset, cfg: UniPiConfig, labelled, out_dir: str |
                       fixed_horizon: int | None, epochs: int | None = None, seconds: float | None = None,
                       progress: bool = True):
     """The goal-conditioned policy on the labelled demos (BC's optimiser and augmentation)."""
-    from atm_bench.atm.training import train_loop
-
     train_cfg = preset.policy_training
     torch.manual_seed(train_cfg.seed)
     pcfg = goal_policy_config(preset)
@@ -137,8 +140,6 @@ def train_goal_policy(preset: Preset, cfg: UniPiConfig, labelled, out_dir: str |
 
 
 def load_goal_policy(directory: str | Path) -> tuple[TrackGuidedPolicy, dict[str, Any]]:
-    from atm_bench.atm.training import load_model, model_config
-
     return load_model(directory, "unipi_policy", "UniPi policy",
                       lambda config: TrackGuidedPolicy(PolicyConfig(**model_config(config))))
 
@@ -150,9 +151,6 @@ def task_cost(video_cfg, image_hw: tuple[int, int], text_dim: int, policy: Track
     step per control step, and the window re-encodings at goal changes (UniPi: at most N - 1
     switches; Replan: one per regeneration). `paper_convention_macs` is the generation alone (what
     the paper's table IV counts for UniPi); `macs` is everything."""
-    from atm_bench.baselines.video_diffusion import generation_macs
-    from atm_bench.flops import count_flops
-
     pcfg = policy.cfg
     generation = generation_macs(video_cfg, image_hw, text_dim)
     was = policy.training
@@ -175,7 +173,7 @@ def task_cost(video_cfg, image_hw: tuple[int, int], text_dim: int, policy: Track
             "task_steps": float(steps)}
 
 
-class UniPiAgent(Agent):
+class UniPiAgent(WindowedAgent):
     """UniPi (open-loop sub-goals); `UniPiReplanAgent` regenerates a sub-goal every H steps."""
 
     name: ClassVar[str] = "unipi"
@@ -187,8 +185,6 @@ class UniPiAgent(Agent):
                  baseline_preset: BaselinePreset | None = None, seed: int | None = None):
         """`seed`: the training seed of every stage `fit` runs (None: the presets') and of the
         sampler's noise (None: 0)."""
-        from atm_bench.paths import cache_subdir
-
         self.preset = with_training_seed(get_preset(preset) if isinstance(preset, str) else preset, seed)
         self.baseline = with_training_seed(baseline_preset or get_baseline_preset(self.preset.name), seed)
         self.work_dir = Path(work_dir) if work_dir else cache_subdir("runs") / f"{self.name}-{self.preset.name}"
@@ -221,9 +217,6 @@ class UniPiAgent(Agent):
     # -- training -------------------------------------------------------------------------------
 
     def fit(self, data: TrainingData, budget: Budget) -> None:
-        from atm_bench.atm.stages import stage_data
-        from atm_bench.baselines.video_diffusion import train_video_model
-
         max_frames = self.preset.data.max_frames_per_demo
         videos = stage_data(data.manifest, data.data_dir, "videos", None, max_frames)
         labelled = stage_data(data.manifest, data.data_dir, "labelled", None, max_frames)
@@ -239,8 +232,6 @@ class UniPiAgent(Agent):
         self._load_models(self.work_dir)
 
     def _load_models(self, directory: Path) -> None:
-        from atm_bench.baselines.video_diffusion import load_video_model
-
         self.video_model, self._video_config = load_video_model(Path(directory) / "video_model")
         self.policy, self._policy_config = load_goal_policy(Path(directory) / "policy")
         if tuple(self.video_model.image_hw) != tuple(self.policy.cfg.image_hw):
@@ -266,29 +257,14 @@ class UniPiAgent(Agent):
         self._fresh = None  # (N,) episode just began
 
     def reset(self, task: TaskInfo) -> None:
-        from atm_bench.atm.language import embed_instructions
-
         self._require_models()
         self._text = torch.from_numpy(embed_instructions([task.instruction], self._video_config.get("text_encoder")))
         self._generator.manual_seed(self.seed)
         self._clear()
 
-    def on_episode_start(self, mask: np.ndarray) -> None:
-        if self._fresh is not None:
-            self._fresh |= np.asarray(mask, dtype=bool)
-
     def _images(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
-        """(N, 2, 3, H, W) camera images in [-1, 1] at the models' size."""
-        from atm_bench.atm.datasets import resize_frames
-        from atm_bench.atm.track_transformer import to_model_images
-
-        views = []
-        for view in self.policy.cfg.views[:-1]:
-            if view not in obs:
-                raise UserError(f"the observation has no '{view}' image; keys: {sorted(obs)}")
-            frames = resize_frames(np.asarray(obs[view], dtype=np.uint8), self.policy.cfg.image_hw)
-            views.append(to_model_images(torch.from_numpy(np.ascontiguousarray(frames))))
-        return torch.stack(views, dim=1)
+        """(N, 2, 3, H, W): the camera views (the policy's last view is the sub-goal)."""
+        return camera_images(obs, self.policy.cfg.views[:-1], self.policy.cfg.image_hw)
 
     def _generate(self, cond: torch.Tensor) -> torch.Tensor:
         """Sub-goals (k, frames, 3, H, W) from conditioning frames (k, 3, H, W)."""
@@ -323,9 +299,8 @@ class UniPiAgent(Agent):
             self._plan[idx] = plan
             self._goal_index[new_goal] = 0
             self._since_plan[new_goal] = 0
-        self._push(images, joint, gripper)
         changed = new_goal & ~self._fresh
-        self._fresh[:] = False
+        self._push(images, joint, gripper)
         if changed.any():
             self._reencode(changed)
         out = self.policy.act(self._steps, self._steps.new_zeros(n, self._steps.shape[1], 0))
@@ -353,20 +328,9 @@ class UniPiAgent(Agent):
 
     def _push(self, images: torch.Tensor, joint: torch.Tensor, gripper: torch.Tensor) -> None:
         """Append this step (encoded with each env's current goal); a fresh env's window is this step repeated."""
-        w = self.policy.cfg.window
         step = self._encode(images, self._goals(), joint, gripper)
-        raw = (images, joint, gripper)
-        if self._steps is None:
-            self._raw = [x[:, None].repeat(1, w, *([1] * (x.dim() - 1))) for x in raw]
-            self._steps = step[:, None].repeat(1, w, 1, 1)
-            return
-        self._raw = [torch.cat([old[:, 1:], x[:, None]], dim=1) for old, x in zip(self._raw, raw)]
-        self._steps = torch.cat([self._steps[:, 1:], step[:, None]], dim=1)
-        fresh = torch.from_numpy(self._fresh)
-        if fresh.any():
-            for old, x in zip(self._raw, raw):
-                old[fresh] = x[fresh][:, None]
-            self._steps[fresh] = step[fresh][:, None]
+        windows = None if self._steps is None else (*self._raw, self._steps)
+        *self._raw, self._steps = self.roll(windows, (images, joint, gripper, step), self.policy.cfg.window)
 
     def _reencode(self, rows: np.ndarray) -> None:
         """Encode the cached windows of envs `rows` again with their (new) current goal."""

@@ -28,10 +28,14 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from atm_bench.atm.datasets import DemoRef, FrameReader, item_rng
+from atm_bench.atm.datasets import DemoRef, FrameReader, item_rng, to_model_images
+from atm_bench.atm.plots import write_grid
+from atm_bench.atm.training import load_model, train_loop
 from atm_bench.baselines.common import augment, instruction_table, loader
 from atm_bench.baselines.presets import VideoModelConfig
 from atm_bench.errors import UserError
+from atm_bench.flops import count_flops
+from atm_bench.presets import TrainConfig
 
 
 def unet_kwargs(cfg: VideoModelConfig, image_hw: tuple[int, int], text_dim: int) -> dict[str, Any]:
@@ -135,8 +139,6 @@ def generation_macs(cfg: VideoModelConfig, image_hw: tuple[int, int], text_dim: 
     Each DDIM step runs the same UNet forward and scheduler update, so the count is exact when
     taken as (count of 1 step) + (steps - 1) x (count of 2 steps - count of 1 step); the tests
     check this against a direct count at `smoke`."""
-    from atm_bench.flops import count_flops
-
     steps = steps or cfg.sampling_steps
     with torch.device("meta"):
         model = VideoDiffusion(cfg, image_hw, text_dim)
@@ -192,9 +194,6 @@ def train_video_model(cfg: VideoModelConfig, image_hw: tuple[int, int], videos, 
                       pictures: int = 4):
     """Train on the split's action-free videos (validation: its held-out demos); best checkpoint to
     `out_dir`, and `pictures/plans.png`: generated vs real sub-goals of `pictures` validation videos."""
-    from atm_bench.atm.training import train_loop
-    from atm_bench.atm.track_transformer import to_model_images
-
     train_cfg = cfg.training
     torch.manual_seed(train_cfg.seed)
     text = instruction_table(videos.instructions, text_encoder)
@@ -231,9 +230,6 @@ def train_video_model(cfg: VideoModelConfig, image_hw: tuple[int, int], videos, 
 def write_plan_pictures(model: VideoDiffusion, ds: SubgoalVideoDataset, text: torch.Tensor, path: Path,
                         count: int = 4) -> Path:
     """Per sample two rows: the conditioning frame + the generated frames, then the real frames."""
-    from atm_bench.atm.plots import write_grid
-    from atm_bench.atm.track_transformer import to_model_images
-
     tiles = []
     generator = torch.Generator().manual_seed(0)
     for i in range(min(count, len(ds))):
@@ -247,8 +243,6 @@ def write_plan_pictures(model: VideoDiffusion, ds: SubgoalVideoDataset, text: to
 
 
 def config_from_dict(data: dict[str, Any]) -> VideoModelConfig:
-    from atm_bench.presets import TrainConfig
-
     fields = dict(data)
     fields["block_out_channels"] = tuple(fields["block_out_channels"])
     fields["attention_levels"] = tuple(fields["attention_levels"])
@@ -257,8 +251,6 @@ def config_from_dict(data: dict[str, Any]) -> VideoModelConfig:
 
 
 def load_video_model(directory: str | Path) -> tuple[VideoDiffusion, dict[str, Any]]:
-    from atm_bench.atm.training import load_model
-
     return load_model(directory, "video_diffusion", "video-diffusion",
                       lambda config: VideoDiffusion(config_from_dict(config["video"]), tuple(config["image_hw"]),
                                                     int(config["text_dim"])))

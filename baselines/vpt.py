@@ -29,10 +29,13 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from atm_bench.agents.base import Budget, TrainingData
 from atm_bench.atm.agent import BCAgent
-from atm_bench.atm.datasets import DemoRef, FrameReader, PolicyWindowDataset
+from atm_bench.atm.datasets import DemoRef, FrameReader, PolicyWindowDataset, to_model_images
+from atm_bench.atm.policy import TrackGuidedPolicy
+from atm_bench.atm.stages import policy_config, stage_data
+from atm_bench.atm.training import load_model, train_loop
 from atm_bench.atm.transformer import Encoder, trunc_normal_init
-from atm_bench.baselines.common import (augment, copy_checkpoint, instruction_table, loader,
-                                        stage_epochs, train_window_policy)
+from atm_bench.baselines.common import (augment, copy_checkpoint, instruction_table, loader, stage_epochs,
+                                        train_window_policy)
 from atm_bench.baselines.presets import BaselinePreset, IDMConfig, get_baseline_preset
 from atm_bench.errors import UserError
 from atm_bench.io import atomic_path, write_json_atomic
@@ -114,8 +117,6 @@ class IDMDataset(Dataset):
 def model_frames(raw: torch.Tensor, cfg_train=None) -> torch.Tensor:
     """(B, F, V, H, W, 3) uint8 -> (B, F, V, 3, H, W) in [-1, 1]; with a TrainConfig, BC's
     augmentation with one shift per (sample, view) shared by all its frames (motion intact)."""
-    from atm_bench.atm.track_transformer import to_model_images
-
     b, f, v = raw.shape[:3]
     images = to_model_images(raw.permute(0, 2, 1, 3, 4, 5).reshape(-1, *raw.shape[3:]))  # (B V F) 3 H W
     if cfg_train is not None:
@@ -126,8 +127,6 @@ def model_frames(raw: torch.Tensor, cfg_train=None) -> torch.Tensor:
 def train_idm(cfg: IDMConfig, preset: Preset, labelled, out_dir: str | Path, epochs: int | None = None,
               seconds: float | None = None, progress: bool = True):
     """Train the IDM on the labelled demos (validation: the held-out demos); best checkpoint to `out_dir`."""
-    from atm_bench.atm.training import train_loop
-
     train_cfg = cfg.training
     torch.manual_seed(train_cfg.seed)
     views, hw = preset.policy.views, preset.policy.image_hw
@@ -149,8 +148,6 @@ def train_idm(cfg: IDMConfig, preset: Preset, labelled, out_dir: str | Path, epo
 
 
 def load_idm(directory: str | Path) -> tuple[InverseDynamicsModel, dict[str, Any]]:
-    from atm_bench.atm.training import load_model
-
     return load_model(directory, "vpt_idm", "VPT inverse-dynamics",
                       lambda config: InverseDynamicsModel(
                           IDMConfig(**{k: v for k, v in config["idm"].items() if k != "training"}),
@@ -251,8 +248,6 @@ class VPTAgent(BCAgent):
         return {**super().resolved_config(), "idm": self.baseline.to_dict()["idm"]}
 
     def fit(self, data: TrainingData, budget: Budget) -> None:
-        from atm_bench.atm.stages import policy_config, stage_data
-
         cfg = self.baseline.idm
         max_frames = self.preset.data.max_frames_per_demo
         labelled = stage_data(data.manifest, data.data_dir, "labelled", None, max_frames)
@@ -279,7 +274,6 @@ class VPTAgent(BCAgent):
 
         text = instruction_table(labelled.instructions, self.text_encoder)
         pcfg = policy_config(self.preset, True, int(text.shape[1]))
-        from atm_bench.atm.policy import TrackGuidedPolicy
 
         policy = TrackGuidedPolicy(pcfg)
         chunk = self.preset.policy_training.chunk

@@ -9,7 +9,7 @@ import torch
 
 from atm_bench.atm.augment import random_shift
 from atm_bench.atm.datasets import PolicyWindowDataset, TrackFrameDataset, demo_refs
-from atm_bench.atm.track_transformer import to_model_images
+from atm_bench.atm.datasets import to_model_images
 from atm_bench.presets import get_preset
 
 from atm_synthetic import write_task_file

@@ -1,6 +1,9 @@
 """The LIBERO environments on the real simulator: reset/step, upright images, success,
 protocol horizon, Gymnasium's checker, physics untouched by fast rendering, vector envs."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -157,21 +160,41 @@ def test_vector_env_gives_each_worker_its_init_state():
         venv.close()
 
 
+MAKE_VEC = """
+import numpy as np, gymnasium as gym
+import atm_bench.envs
+from atm_bench.envs.libero.suites import GYM_IDS
+{before}
+venv = gym.make_vec(GYM_IDS["libero_goal"], num_envs=2, vectorization_mode="{mode}", task=0, image_size=32)
+try:
+    obs, info = venv.reset(seed=0, options={{"init_state": 3}})
+    assert obs["agentview"].shape == (2, 32, 32, 3) and obs["agentview"].any()
+    assert list(info["init_state"]) == [3, 3]
+    obs, *_ = venv.step(np.tile(np.array([0, 0, 0, 0, 0, 0, -1.0]), (2, 1)))
+    assert obs["eye_in_hand"].shape == (2, 32, 32, 3) and obs["eye_in_hand"].any()
+    print("ok")
+finally:
+    venv.close()
+"""
+
+
+def _script(code: str) -> subprocess.CompletedProcess:
+    """A user's script in a fresh interpreter (a hang fails after 5 minutes instead of blocking CI)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
 @pytest.mark.parametrize("mode", ["async", "sync"])
 def test_gymnasium_make_vec_works_as_users_call_it(mode):
     """`gym.make_vec(..., vectorization_mode="async")` with Gymnasium's default start method (fork):
     Gymnasium builds one env in the parent before forking, which once left every worker hung on
     its first render; the env now makes its renderer lazily, in the process that renders."""
-    import gymnasium as gym
+    result = _script(MAKE_VEC.format(mode=mode, before=""))
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]
 
-    from atm_bench.envs.libero.suites import GYM_IDS
 
-    venv = gym.make_vec(GYM_IDS["libero_goal"], num_envs=2, vectorization_mode=mode, task=0, image_size=32)
-    try:
-        obs, info = venv.reset(seed=0, options={"init_state": 3})
-        assert obs["agentview"].shape == (2, 32, 32, 3) and obs["agentview"].any()
-        assert list(info["init_state"]) == [3, 3]
-        obs, *_ = venv.step(np.tile(NOOP, (2, 1)))
-        assert obs["eye_in_hand"].shape == (2, 32, 32, 3) and obs["eye_in_hand"].any()
-    finally:
-        venv.close()
+def test_forking_after_rendering_fails_with_the_fix_instead_of_hanging():
+    """A process that has rendered cannot hand GL to forked workers: they hung on their first
+    render; now the worker refuses with the fix, and the error reaches the user."""
+    before = "from atm_bench.envs.libero.env import LiberoEnv; LiberoEnv('libero_goal', 0, image_size=32).reset(seed=0)"
+    result = _script(MAKE_VEC.format(mode="async", before=before))
+    assert result.returncode != 0 and "GL state does not survive a fork" in result.stderr, result.stderr[-2000:]

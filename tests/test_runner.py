@@ -93,7 +93,7 @@ def test_a_finished_agent_and_seed_is_not_run_again_even_without_its_checkpoint(
     runner = _runner(tmp_path)
     out, manifest = runner.out, SimpleNamespace(manifest_sha256="m" * 64)
     track_key = runner._track_model_key(manifest)
-    horizon = min(runner._horizon(), runner.protocol.horizon(runner.suite))
+    horizon = runner.horizon
     store = ResultsStore(out / "results.jsonl")
     for name in ("atm", "bc"):
         agent = runner._make_agent(name, 0)
@@ -155,7 +155,7 @@ def test_retraining_without_the_checkpoint_keeps_records_when_it_gives_the_same_
     digest keeps the episodes made with it; other bytes supersede them."""
     from types import SimpleNamespace
 
-    import atm_bench.bench.evaluation as evaluation
+    import atm_bench.bench.runner as runner_module
 
     class Fake:
         weights = b"w1"
@@ -178,7 +178,7 @@ def test_retraining_without_the_checkpoint_keeps_records_when_it_gives_the_same_
     monkeypatch.setattr(runner, "_make_agent", lambda *args: agent)
     monkeypatch.setattr(runner, "_record_flops", lambda *args: None)
     monkeypatch.setattr(runner, "_measure_serial", lambda *args: None)
-    monkeypatch.setattr(evaluation, "run_evaluation", lambda *a, **k: SimpleNamespace(run=lambda: None, stats=None))
+    monkeypatch.setattr(runner_module, "run_evaluation", lambda *a, **k: SimpleNamespace(run=lambda: None, stats=None))
     manifest, store = SimpleNamespace(manifest_sha256="m" * 64), ResultsStore(runner.out / "results.jsonl")
     checkpoint = runner.out / "agents" / "bc" / "seed0" / "checkpoint"
 

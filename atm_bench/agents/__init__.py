@@ -1,6 +1,8 @@
-"""The agent interface every method implements, and the registry that finds agents by name."""
+"""The agent interface every method implements, the run context agents are built from, and the
+registry that finds agents by name."""
 
-from atm_bench.agents.base import (Agent, Budget, TaskInfo, TrainingData, VideoOverlay, agent_names, get_agent,
-                                   register_agent)
+from atm_bench.agents.base import (BUILTIN_AGENTS, Agent, Budget, RunContext, TaskInfo, TrainingData, VideoOverlay,
+                                   agent_names, get_agent, make_agent, register_agent)
 
-__all__ = ["Agent", "Budget", "TaskInfo", "TrainingData", "VideoOverlay", "agent_names", "get_agent", "register_agent"]
+__all__ = ["BUILTIN_AGENTS", "Agent", "Budget", "RunContext", "TaskInfo", "TrainingData", "VideoOverlay", "agent_names",
+           "get_agent", "make_agent", "register_agent"]

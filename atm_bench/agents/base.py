@@ -51,27 +51,29 @@ ENTRY_POINT_GROUP = "atm_bench.agents"
 @dataclass(frozen=True)
 class AgentEntry:
     """A built-in agent: its name, its class as "module:Class" (imported only when asked for, which
-    keeps the CLI fast) and how it is trained outside `atm-bench run`: "policy" (`atm-bench train
-    policy`), "baseline" (`atm-bench baselines train`), "reference" (cheap reference agents, trained
-    by the runner only) or None (no training: the scripted expert, not in a run by default)."""
+    keeps the CLI fast), how it is trained outside `atm-bench run` ("policy": `atm-bench train
+    policy`; "baseline": `atm-bench baselines train`; "reference": cheap reference agents, trained
+    by the runner only; None: no training, the scripted expert, not in a run by default) and its
+    title in tables."""
 
     name: str
     spec: str
     trained_by: str | None
+    title: str
 
 
 # The order is the runner's default order: cheap references first, so a run's first table shows
 # what the scene layout alone allows.
 BUILTIN_AGENTS: tuple[AgentEntry, ...] = (
-    AgentEntry("proprio-mlp", "atm_bench.baselines.reference:ProprioMLPAgent", "reference"),
-    AgentEntry("knn", "atm_bench.baselines.reference:KNNAgent", "reference"),
-    AgentEntry("atm", "atm_bench.atm.agent:ATMAgent", "policy"),
-    AgentEntry("bc", "atm_bench.atm.agent:BCAgent", "policy"),
-    AgentEntry("r3m", "atm_bench.baselines.r3m:R3MAgent", "baseline"),
-    AgentEntry("vpt", "atm_bench.baselines.vpt:VPTAgent", "baseline"),
-    AgentEntry("unipi", "atm_bench.baselines.unipi:UniPiAgent", "baseline"),
-    AgentEntry("unipi-replan", "atm_bench.baselines.unipi:UniPiReplanAgent", "baseline"),
-    AgentEntry("expert", "atm_bench.agents.expert:ExpertAgent", None),
+    AgentEntry("proprio-mlp", "atm_bench.baselines.reference:ProprioMLPAgent", "reference", "Proprio MLP (ref.)"),
+    AgentEntry("knn", "atm_bench.baselines.reference:KNNAgent", "reference", "Nearest neighbour (ref.)"),
+    AgentEntry("atm", "atm_bench.atm.agent:ATMAgent", "policy", "ATM"),
+    AgentEntry("bc", "atm_bench.atm.agent:BCAgent", "policy", "BC"),
+    AgentEntry("r3m", "atm_bench.baselines.r3m:R3MAgent", "baseline", "R3M-finetune"),
+    AgentEntry("vpt", "atm_bench.baselines.vpt:VPTAgent", "baseline", "VPT"),
+    AgentEntry("unipi", "atm_bench.baselines.unipi:UniPiAgent", "baseline", "UniPi"),
+    AgentEntry("unipi-replan", "atm_bench.baselines.unipi:UniPiReplanAgent", "baseline", "UniPi-Replan"),
+    AgentEntry("expert", "atm_bench.agents.expert:ExpertAgent", None, "Scripted expert"),
 )
 _BUILTIN: dict[str, str] = {entry.name: entry.spec for entry in BUILTIN_AGENTS}
 _REGISTRY: dict[str, type["Agent"]] = {}
@@ -184,7 +186,7 @@ class Agent(ABC):
             raise UserError(
                 f"agent class {cls.__module__}:{cls.__qualname__} does not say which run settings it takes: add "
                 "`context_fields = (\"preset\", \"seed\", \"work_dir\")` (the constructor arguments it takes, from "
-                "atm_bench.agents.RunContext) or override `from_context(cls, context)`; see the README's 'Plug in an agent'")
+                "atm_bench.agents.RunContext) or override `from_context(cls, context)`; see the README's 'Plugging in an agent'")
 
     @abstractmethod
     def fit(self, data: TrainingData, budget: Budget) -> None:
@@ -272,6 +274,14 @@ def _load_spec(spec: str) -> type[Agent]:
     if not (isinstance(obj, type) and issubclass(obj, Agent)):
         raise UserError(f"{spec!r} is not an atm_bench agent (subclass atm_bench.agents.Agent)")
     return obj
+
+
+def agent_source(name: str) -> str:
+    """Where an agent name comes from, for `atm-bench agents list`."""
+    if name in _BUILTIN:
+        return "built-in"
+    plugged = _entry_points()
+    return f"entry point {plugged[name].value}" if name in plugged else "registered"
 
 
 def _entry_points() -> dict[str, Any]:

@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData
+from atm_bench.experts import ScriptedExpert
 
 
 class ExpertWrapper(gym.Wrapper):
@@ -24,8 +25,6 @@ class ExpertWrapper(gym.Wrapper):
         self.expert = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        from atm_bench.experts import ScriptedExpert
-
         obs, info = self.env.reset(seed=seed, options=options)
         self.expert = ScriptedExpert(self.env.unwrapped, seed=0 if seed is None else int(seed))
         self.expert.reset()

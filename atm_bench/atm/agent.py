@@ -17,13 +17,21 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData, VideoOverlay
+from atm_bench.agents.base import Budget, TaskInfo, TrainingData, VideoOverlay
+from atm_bench.agents.windowed import WindowedAgent
+from atm_bench.atm.datasets import camera_images
+from atm_bench.atm.language import embed_instructions
+from atm_bench.atm.stages import (load_policy, load_track_model, predict_grid_tracks, stage_data, train_policy,
+                                  train_track_model)
+from atm_bench.atm.training import CONFIG, WEIGHTS
 from atm_bench.errors import UserError
+from atm_bench.flops import count_flops
 from atm_bench.io import write_json_atomic
+from atm_bench.paths import cache_subdir
 from atm_bench.presets import Preset, get_preset, training_view, with_training_seed
 
 
-class ATMAgent(Agent):
+class ATMAgent(WindowedAgent):
     name: ClassVar[str] = "atm"
     uses_track_model: ClassVar[bool] = True  # False: the BC family (language token, no tracks)
     context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "track_model_dir", "progress",
@@ -36,8 +44,6 @@ class ATMAgent(Agent):
         trains one into `work_dir/track_model`. `policy_overrides`: ablation flags of PolicyConfig
         (early_fusion, late_fusion, track_len). `seed`: the training seed of every stage `fit`
         runs (None: the preset's)."""
-        from atm_bench.paths import cache_subdir
-
         self.preset = with_training_seed(get_preset(preset) if isinstance(preset, str) else preset, seed)
         self.work_dir = Path(work_dir) if work_dir else cache_subdir("runs") / f"{self.name}-{self.preset.name}"
         self.text_encoder = text_encoder
@@ -56,8 +62,6 @@ class ATMAgent(Agent):
     # -- training -------------------------------------------------------------------------------
 
     def fit(self, data: TrainingData, budget: Budget) -> None:
-        from atm_bench.atm.stages import stage_data, train_policy, train_track_model
-
         max_frames = self.preset.data.max_frames_per_demo
         if self.uses_track_model and self.track_model_dir is None:
             videos = stage_data(data.manifest, data.data_dir, "videos", data.tracks_dir, max_frames)
@@ -71,8 +75,6 @@ class ATMAgent(Agent):
         self._load_models(self.work_dir / "policy", self.track_model_dir)
 
     def _load_models(self, policy_dir: Path, track_dir: Path | None) -> None:
-        from atm_bench.atm.stages import load_policy, load_track_model
-
         self.policy, self._policy_config = load_policy(policy_dir)
         self.track_model = None
         if self.policy.uses_tracks:
@@ -91,8 +93,6 @@ class ATMAgent(Agent):
             raise UserError("the ATM agent has no trained models: call fit() or load() first")
 
     def reset(self, task: TaskInfo) -> None:
-        from atm_bench.atm.language import embed_instructions
-
         self._require_models()
         if self.track_model is not None:
             path = self._track_config.get("text_encoder")
@@ -103,29 +103,12 @@ class ATMAgent(Agent):
         self._steps = self._late = self._fresh = None
         self._last_tracks = None
 
-    def on_episode_start(self, mask: np.ndarray) -> None:
-        if self._fresh is not None:
-            self._fresh |= np.asarray(mask, dtype=bool)
-
     def _images(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
-        """(N, V, 3, H, W) in [-1, 1] at the policy's size, from upright uint8 observations."""
-        from atm_bench.atm.datasets import resize_frames
-        from atm_bench.atm.track_transformer import to_model_images
-
-        hw = self.policy.cfg.image_hw
-        views = []
-        for view in self.policy.cfg.views:
-            if view not in obs:
-                raise UserError(f"the observation has no '{view}' image; keys: {sorted(obs)}")
-            frames = resize_frames(np.asarray(obs[view], dtype=np.uint8), hw)
-            views.append(to_model_images(torch.from_numpy(np.ascontiguousarray(frames))))
-        return torch.stack(views, dim=1)
+        return camera_images(obs, self.policy.cfg.views, self.policy.cfg.image_hw)
 
     @torch.no_grad()
     def predict_tracks(self, images: torch.Tensor) -> torch.Tensor | None:
         """Tracks (N, V, 32, L, 2) of the policy's query grid on each view's current frame."""
-        from atm_bench.atm.stages import predict_grid_tracks
-
         if self.track_model is None:
             return None
         n, v = images.shape[:2]
@@ -145,24 +128,9 @@ class ATMAgent(Agent):
         joint = torch.as_tensor(np.asarray(obs["joint_states"]), dtype=torch.float32)
         gripper = torch.as_tensor(np.asarray(obs["gripper_states"]), dtype=torch.float32)
         step, late = self.policy.encode_step(images, tracks, joint, gripper, text)
-        self._push(step, late)
+        windows = None if self._steps is None else (self._steps, self._late)
+        self._steps, self._late = self.roll(windows, (step, late), self.policy.cfg.window)
         return self.policy.act(self._steps, self._late, text).numpy().astype(np.float64)
-
-    def _push(self, step: torch.Tensor, late: torch.Tensor) -> None:
-        """Append this step to each env's window; a fresh env's window is this step repeated."""
-        n, w = step.shape[0], self.policy.cfg.window
-        if self._steps is None or self._steps.shape[0] != n:
-            self._steps = step[:, None].repeat(1, w, 1, 1)
-            self._late = late[:, None].repeat(1, w, 1)
-            self._fresh = np.zeros(n, dtype=bool)
-            return
-        self._steps = torch.cat([self._steps[:, 1:], step[:, None]], dim=1)
-        self._late = torch.cat([self._late[:, 1:], late[:, None]], dim=1)
-        fresh = torch.from_numpy(self._fresh)
-        if fresh.any():
-            self._steps[fresh] = step[fresh][:, None]
-            self._late[fresh] = late[fresh][:, None]
-            self._fresh[:] = False
 
     def video_overlay(self, i: int) -> VideoOverlay | None:
         """Env i's tracks predicted by the last `act`, one (P, L, 2) array per camera view (drawn
@@ -180,8 +148,6 @@ class ATMAgent(Agent):
     def flops_per_step(self, obs: dict[str, np.ndarray]) -> dict[str, float]:
         """Counted MACs of one `act` for one env (both views of the track model + the policy), and
         the paper's convention: one track-model forward (one view) per step."""
-        from atm_bench.flops import count_flops
-
         self._require_models()
         one = {k: np.asarray(v)[:1] for k, v in obs.items()}
         saved = (self._steps, self._late, self._fresh, self._last_tracks)
@@ -234,8 +200,6 @@ class BCAgent(ATMAgent):
 
 
 def _copy_checkpoint(src: Path, dst: Path) -> None:
-    from atm_bench.atm.training import CONFIG, WEIGHTS
-
     if Path(src).resolve() == Path(dst).resolve():
         return
     dst.mkdir(parents=True, exist_ok=True)

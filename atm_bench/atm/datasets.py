@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from atm_bench.data.episodes import images_upright
 from atm_bench.errors import UserError
 
 VIEW_KEYS = {"agentview": "agentview_rgb", "eye_in_hand": "eye_in_hand_rgb"}
@@ -72,6 +73,11 @@ def item_rng(seed: int, index: int, deterministic: bool) -> np.random.Generator:
     return np.random.default_rng([seed, index, int(torch.randint(0, 2**62, ()).item())])
 
 
+def to_model_images(frames: torch.Tensor) -> torch.Tensor:
+    """Upright uint8 frames (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
+    return frames.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
 def resize_frames(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     if frames.shape[-3:-1] == tuple(hw):
         return frames
@@ -83,8 +89,6 @@ def resize_frames(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def _upright(handle) -> bool:
-    from atm_bench.data.episodes import images_upright
-
     return images_upright(handle["data"].attrs)
 
 
@@ -130,6 +134,18 @@ class StageData:
     tracks_dir: Path | None = None
     mixture: list[dict] | None = None  # stage 1 from several sources (`mixture.py`): recorded in config.json
     source_weights: dict[str, float] | None = None  # source name -> share of the training draws
+
+
+def camera_images(obs: dict[str, np.ndarray], views: Sequence[str], hw: tuple[int, int]) -> torch.Tensor:
+    """(N, V, 3, H, W) in [-1, 1] at the model's size, from the upright uint8 views of a batch of
+    env observations: the evaluation path's counterpart of the frames training reads."""
+    out = []
+    for view in views:
+        if view not in obs:
+            raise UserError(f"the observation has no '{view}' image; keys: {sorted(obs)}")
+        frames = resize_frames(np.asarray(obs[view], dtype=np.uint8), hw)
+        out.append(to_model_images(torch.from_numpy(np.ascontiguousarray(frames))))
+    return torch.stack(out, dim=1)
 
 
 def track_file(task_file: Path, tracks_dir: Path | None) -> Path:

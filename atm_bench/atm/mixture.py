@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from atm_bench.atm.datasets import DemoRef, StageData
+from atm_bench.data.episodes import EpisodeFile
 from atm_bench.errors import UserError
 
 KINDS = ("robot", "other_robot", "human")
@@ -104,8 +105,6 @@ def mixture_stage_data(mixture: Mixture, max_frames: int | None = None):
     """`StageData` over all sources: one instruction row per distinct instruction, a seeded
     train/validation split per file, demos restricted to the views they have tracks for."""
     import h5py
-
-    from atm_bench.data.episodes import EpisodeFile
 
     instructions: list[str] = []
     train, val, summary = [], [], []

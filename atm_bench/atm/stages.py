@@ -19,12 +19,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from atm_bench.atm.augment import color_jitter, random_shift
-from atm_bench.atm.datasets import DemoRef, PolicyWindowDataset, StageData, TrackFrameDataset, demo_refs
+from atm_bench.atm.datasets import (DemoRef, PolicyWindowDataset, StageData, TrackFrameDataset, demo_refs,
+                                    to_model_images)
+from atm_bench.atm.language import embed_instructions
 from atm_bench.atm.mixture import sample_weights
+from atm_bench.atm.plots import draw_tracks, write_grid
 from atm_bench.atm.policy import TrackGuidedPolicy, policy_query_points
-from atm_bench.atm.track_transformer import TrackTransformer, to_model_images
+from atm_bench.atm.track_metrics import track_errors
+from atm_bench.atm.track_transformer import TrackTransformer
 from atm_bench.atm.training import TrainResult, load_model, model_config, train_loop
 from atm_bench.errors import UserError
+from atm_bench.io import write_json_atomic
 from atm_bench.presets import PolicyConfig, Preset, TrackTransformerConfig
 
 
@@ -42,8 +47,6 @@ def stage_data(manifest, data_dir: str | Path, which: str, tracks_dir: str | Pat
 
 
 def _text_table(instructions: Sequence[str], encoder_path: str | None) -> torch.Tensor:
-    from atm_bench.atm.language import embed_instructions
-
     return torch.from_numpy(embed_instructions(list(instructions), encoder_path))
 
 
@@ -100,8 +103,6 @@ def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, view
     picture_batch = _spread_batch(val_ds or train_ds, pictures) if pictures else None
 
     def draw(epoch: int, net: torch.nn.Module) -> None:
-        from atm_bench.atm.plots import draw_tracks, write_grid
-
         b = picture_batch
         pred = net.predict(to_model_images(b["image"]), b["queries"], text[b["task"]]).numpy()
         tiles = [draw_tracks(b["image"][i].numpy(), pred[i], b["tracks"][i].numpy()) for i in range(len(pred))]
@@ -134,9 +135,6 @@ def _spread_batch(dataset, count: int) -> dict[str, torch.Tensor]:
 
 def _write_track_metrics(out_dir: Path, dataset, text: torch.Tensor, split: str) -> None:
     """Pixel error of the best checkpoint's tracks against "points stay still" (metrics.json)."""
-    from atm_bench.atm.track_metrics import track_errors
-    from atm_bench.io import write_json_atomic
-
     model, _ = load_track_model(out_dir)
     write_json_atomic(out_dir / "metrics.json", {"split": split, **track_errors(model, dataset, text)})
 

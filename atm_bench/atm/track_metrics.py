@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from atm_bench.atm.datasets import to_model_images
+
 
 @torch.no_grad()
 def track_errors(model, dataset, text: torch.Tensor, batch_size: int = 64) -> dict[str, Any]:
-    from atm_bench.atm.track_transformer import to_model_images
-
     model.eval()
     h, w = model.cfg.image_hw
     scale = torch.tensor([w, h], dtype=torch.float32)

@@ -13,11 +13,10 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from atm_bench.atm.datasets import resize_frames
+from atm_bench.atm.datasets import camera_images
 from atm_bench.atm.language import embed_instructions
 from atm_bench.atm.policy import policy_query_points
 from atm_bench.atm.stages import load_track_model
-from atm_bench.atm.track_transformer import to_model_images
 
 DEFAULT_VIEWS = ("agentview", "eye_in_hand")
 
@@ -62,9 +61,8 @@ class TrackObservation(gym.ObservationWrapper):
         return self._text
 
     def observation(self, observation: dict[str, Any]) -> dict[str, Any]:
-        frames = np.stack([resize_frames(np.asarray(observation[v], dtype=np.uint8), self.model.cfg.image_hw)
-                           for v in self.views])
-        images = to_model_images(torch.from_numpy(np.ascontiguousarray(frames)))
+        batch = {v: np.asarray(observation[v])[None] for v in self.views}
+        images = camera_images(batch, self.views, self.model.cfg.image_hw)[0]  # (V, 3, H, W)
         queries = self.queries[None].expand(len(self.views), -1, -1)
         text = self._text_embedding().expand(len(self.views), -1)
         tracks = self.model.predict(images, queries, text).numpy().astype(np.float32)

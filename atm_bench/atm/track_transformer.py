@@ -26,11 +26,6 @@ from atm_bench.atm.transformer import Encoder, InstructionNorm, sincos_2d, sinco
 from atm_bench.presets import TrackTransformerConfig
 
 
-def to_model_images(frames: torch.Tensor) -> torch.Tensor:
-    """Upright uint8 frames (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
-    return frames.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
     """(B, 3, H, W) -> (B, H/p * W/p, p*p*3), patches row-major, pixels (row, col, channel)."""
     b, c, h, w = images.shape

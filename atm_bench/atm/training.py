@@ -21,6 +21,7 @@ from torch import nn
 from atm_bench.errors import UserError
 from atm_bench.io import atomic_path, write_json_atomic
 from atm_bench.presets import TrainConfig
+from atm_bench.progress import bars
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -188,8 +189,6 @@ def evaluate(model: nn.Module, step_fn: StepFn, loader, limit: int | None = None
 
 def _progress(enabled: bool):
     """A bar per training loop: a row of the run's display inside `atm-bench run`, else its own."""
-    from atm_bench.progress import bars
-
     return bars(enabled, transient=False)
 
 

@@ -31,8 +31,16 @@ from typing import Any, Callable
 
 import numpy as np
 
+from atm_bench import progress as display
+from atm_bench.agents.base import TaskInfo
 from atm_bench.bench.results import ResultsStore, record_key
+from atm_bench.bench.video import VIEWS, compose_video, video_name, write_mp4
+from atm_bench.envs.libero.protocols import get_protocol
+from atm_bench.envs.libero.spaces import ACTION_DIM
+from atm_bench.envs.libero.suites import get_suite, load_init_states
+from atm_bench.envs.libero.vector import make_vector_env
 from atm_bench.errors import UserError
+from atm_bench.io import write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -95,8 +103,6 @@ class _Running:
 
 def make_eval_vector_env(config: EvalConfig, task: int, n_envs: int, wrapper: Callable | None = None):
     """The task's vector env (autoreset disabled); `wrapper` wraps each worker's env."""
-    from atm_bench.envs.libero.vector import make_vector_env
-
     return make_vector_env(config.suite, task, n_envs, asynchronous=config.asynchronous, wrapper=wrapper,
                            image_size=config.image_size, render_quality=config.render_quality,
                            protocol=config.protocol)
@@ -106,19 +112,17 @@ class Evaluator:
     """Runs one agent under one `EvalConfig`, writing records to `out_dir/results.jsonl`."""
 
     def __init__(self, agent, config: EvalConfig, out_dir: str | Path, progress: bool = True) -> None:
-        from atm_bench.envs.libero.protocols import get_protocol
-        from atm_bench.envs.libero.suites import canonical_suite, list_tasks
-
         self.agent = agent
         self.config = config
-        self.suite = canonical_suite(config.suite)
+        suite = get_suite(config.suite)
+        self.suite = suite.name
         self.protocol = get_protocol(config.protocol)
-        self.specs = list_tasks(self.suite)
+        self.specs = suite.tasks
         for t in config.tasks:
             if not 0 <= t < len(self.specs):
                 raise UserError(f"unknown task index {t} for {config.suite}; valid: 0..{len(self.specs) - 1}")
         self.episodes = config.episodes or self.protocol.episodes_per_task
-        self.horizon = min(config.horizon or 10**9, self.protocol.horizon(self.suite))
+        self.horizon = suite.horizon(self.protocol, config.horizon)
         if self.episodes < 1:
             raise UserError(f"--episodes must be >= 1, got {self.episodes}")
         if config.videos and config.render_quality == "none":
@@ -160,8 +164,6 @@ class Evaluator:
         then holds this call's throughput (None when nothing was pending)."""
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        from atm_bench import progress
-
         self.out_dir.mkdir(parents=True, exist_ok=True)
         todo = {t: self.pending(t) for t in self.config.tasks}
         total = sum(len(v) for v in todo.values())
@@ -170,21 +172,21 @@ class Evaluator:
         started = time.perf_counter()
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn()]
-        with progress.bars(self.progress and total > 0, columns) as bar:
+        with display.bars(self.progress and total > 0, columns) as bar:
             job = bar.add_task(f"eval {self.config.agent} seed {self.config.seed} on {self.suite}", total=total,
                                log=False)  # one line per task instead (below)
 
             def advance() -> None:
                 bar.advance(job)
-                progress.episode_finished()
+                display.episode_finished()
 
             for task, indices in todo.items():
                 if not indices:
                     continue
-                progress.status(task=f"{task} {self.specs[task].name}")
+                display.status(task=f"{task} {self.specs[task].name}")
                 task_started, before = time.perf_counter(), len(self._finished)
                 self._run_task(task, indices, advance)
-                progress.line(self._task_line(task, self._finished[before:], time.perf_counter() - task_started))
+                display.line(self._task_line(task, self._finished[before:], time.perf_counter() - task_started))
         if self._finished:
             self.stats = EvalStats(episodes=len(self._finished), env_steps=sum(r["steps"] for r in self._finished),
                                    seconds=round(self.loop_seconds - self.video_seconds, 3),
@@ -203,8 +205,6 @@ class Evaluator:
         return max(1, min(wanted, pending))
 
     def _run_task(self, task: int, indices: list[int], advance: Callable[[], None]) -> None:
-        from atm_bench.envs.libero.suites import load_init_states
-
         spec = self.specs[task]
         available = len(load_init_states(self.suite, task))
         if max(indices) >= available:
@@ -222,8 +222,6 @@ class Evaluator:
                 self._after_crash(task, spec.name, queue, crashes, exc, advance)
 
     def _run_envs(self, task: int, spec, n: int, queue: deque, advance: Callable[[], None]) -> None:
-        from atm_bench.agents.base import TaskInfo
-
         self._slots: list[_Running | None] = [None] * n
         venv = make_eval_vector_env(self.config, task, n, self.agent.env_wrapper())
         self.max_envs = max(self.max_envs, n)
@@ -234,7 +232,7 @@ class Evaluator:
             slots = self._slots
             obs = self._start(venv, task, slots, queue, np.ones(n, dtype=bool), None)
             while any(s is not None and s.index >= 0 for s in slots):
-                actions = np.asarray(self.agent.act_vector(venv, obs), dtype=np.float64).reshape(n, 7)
+                actions = np.asarray(self.agent.act_vector(venv, obs), dtype=np.float64).reshape(n, ACTION_DIM)
                 self._check_actions(actions, task, slots)
                 self._record_frames(obs, slots)  # the observation acted on, with what the agent made of it
                 step_obs, _, terminated, truncated, info = venv.step(actions)
@@ -310,8 +308,6 @@ class Evaluator:
     def _record_frames(self, obs: dict[str, np.ndarray], slots, only: int | None = None) -> None:
         """Append env i's camera views (copies) and the agent's `video_overlay(i)` to each
         recorded episode (all, or env `only`); frames are composed when the video is written."""
-        from atm_bench.bench.video import VIEWS
-
         for i, run in enumerate(slots):
             if run is None or run.frames is None or (only is not None and i != only):
                 continue
@@ -319,8 +315,6 @@ class Evaluator:
             run.frames.append((views, self.agent.video_overlay(i)))
 
     def _finish(self, task: int, task_name: str, run: _Running, error: str | None = None) -> None:
-        from atm_bench.bench.video import compose_video, video_name, write_mp4
-
         record = {
             **self._base(task),
             "task_name": task_name,
@@ -365,8 +359,6 @@ def evaluate(agent, config: EvalConfig, out_dir: str | Path, progress: bool = Tr
 def run_evaluation(agent, config: EvalConfig, out_dir: str | Path, progress: bool = True) -> Evaluator:
     """The Evaluator of `config` with its config snapshot written; call `.run()` on it (after
     which `.stats` holds the throughput)."""
-    from atm_bench.io import write_json_atomic
-
     evaluator = Evaluator(agent, config, out_dir, progress=progress)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     write_json_atomic(Path(out_dir) / "configs" / f"eval_{config.agent}_{stamp}.json", evaluator.snapshot())
@@ -381,16 +373,12 @@ def serial_throughput(agent, config: EvalConfig, steps: int = 100) -> dict[str, 
     is recorded; the agent is `reset` for the task first."""
     import dataclasses
 
-    from atm_bench.agents.base import TaskInfo
-    from atm_bench.envs.libero.protocols import get_protocol
-    from atm_bench.envs.libero.suites import canonical_suite, get_task, load_init_states
-
-    suite = canonical_suite(config.suite)
+    suite = get_suite(config.suite)
     task = config.tasks[0]
-    spec = get_task(suite, task)
-    horizon = min(config.horizon or 10**9, get_protocol(config.protocol).horizon(suite))
-    states = len(load_init_states(suite, task))
-    serial = dataclasses.replace(config, suite=suite, n_envs=1, asynchronous=False, videos=0)
+    spec = suite.task(task)
+    horizon = suite.horizon(config.protocol, config.horizon)
+    states = len(load_init_states(suite.name, task))
+    serial = dataclasses.replace(config, suite=suite.name, n_envs=1, asynchronous=False, videos=0)
     venv = make_eval_vector_env(serial, task, 1, agent.env_wrapper())
     one = np.ones(1, dtype=bool)
 
@@ -402,12 +390,12 @@ def serial_throughput(agent, config: EvalConfig, steps: int = 100) -> dict[str, 
         return {k: np.array(v, copy=True) for k, v in obs.items()}
 
     try:
-        agent.reset(TaskInfo(suite, task, spec.name, spec.instruction))
+        agent.reset(TaskInfo(suite.name, task, spec.name, spec.instruction))
         start = time.perf_counter()
         episode, length, done = 0, 0, 0
         obs = reset(episode)
         while done < steps:
-            actions = np.asarray(agent.act_vector(venv, obs), dtype=np.float64).reshape(1, 7)
+            actions = np.asarray(agent.act_vector(venv, obs), dtype=np.float64).reshape(1, ACTION_DIM)
             step_obs, _, terminated, truncated, _ = venv.step(actions)
             obs = {k: np.array(v, copy=True) for k, v in step_obs.items()}
             done, length = done + 1, length + 1

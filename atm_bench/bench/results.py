@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from atm_bench.io import write_text_atomic
+
 # Fields that identify an episode: a rerun with the same values skips it.
 KEY_FIELDS = ("agent", "suite", "task", "init_state", "seed", "protocol", "preset", "horizon")
 REQUIRED_FIELDS = KEY_FIELDS + ("success", "steps", "seconds")
@@ -96,8 +98,6 @@ class ResultsStore:
         (appended), e.g. the episodes of a checkpoint that was trained again: they no longer
         describe the agent and must be run again. The store is rewritten atomically (bad lines
         are dropped with the warning `read` gives). Returns how many records moved."""
-        from atm_bench.io import write_text_atomic
-
         records = self.read().records
         old = [r for r in records if match(r)]
         if not old:

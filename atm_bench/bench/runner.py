@@ -31,13 +31,25 @@ from typing import Any, Iterator
 
 from atm_bench.agents.base import (Budget, RunContext, TaskInfo, TrainingData, builtin_names, class_path, get_agent,
                                    make_agent)
+from atm_bench.atm.stages import stage_data, train_track_model
+from atm_bench.atm.training import WEIGHTS
+from atm_bench.bench.evaluation import EvalConfig, run_evaluation, serial_throughput
+from atm_bench.bench.results import ResultsStore, record_key
 from atm_bench.bench.timing import StageTimes
 from atm_bench.blas import active_openblas_core, cpu_model
-from atm_bench.data.splits import data_rendering
-from atm_bench.envs.libero.suites import get_task
+from atm_bench.data.generate import GenerateConfig, generate, task_path
+from atm_bench.data.splits import data_rendering, load_split, make_split, save_split
+from atm_bench.envs.libero.protocols import get_protocol
+from atm_bench.envs.libero.spaces import zero_observation
+from atm_bench.envs.libero.suites import get_suite
 from atm_bench.errors import UserError
-from atm_bench.io import write_json_atomic
+from atm_bench.io import JsonFile, write_json_atomic
+from atm_bench.paths import cache_subdir
+from atm_bench.presets import get_preset
 from atm_bench.progress import RunDisplay
+from atm_bench.tables import write_tables
+from atm_bench.tracking.annotate import AnnotateConfig, Annotator
+from atm_bench.tracking.sampling import SamplingConfig
 
 ALL_AGENTS = builtin_names()  # the registry's order: cheap references first
 SERIAL_STEPS = 100  # the serial throughput loop's env steps (capped at one episode's horizon)
@@ -102,33 +114,31 @@ class Runner:
     """Runs the stages of one `RunConfig`; every stage is skipped when its cache key matches."""
 
     def __init__(self, config: RunConfig, progress: bool = True) -> None:
-        from atm_bench.envs.libero.protocols import get_protocol
-        from atm_bench.envs.libero.suites import canonical_suite, cli_name, list_tasks
-        from atm_bench.paths import cache_subdir
-        from atm_bench.presets import get_preset
-
-        self.suite = canonical_suite(config.suite)
+        self.suite_spec = get_suite(config.suite)  # resolved once, handed down
+        self.suite = self.suite_spec.name
         self.preset = get_preset(config.preset)
         self.protocol = get_protocol(config.protocol)
         self.labelled = config.labelled if config.labelled is not None else self.preset.data.labelled_demos
         self.seeds = tuple(config.seeds) if config.seeds is not None else tuple(self.preset.eval.seeds)
-        n_tasks = len(list_tasks(self.suite))
+        self.horizon = self.suite_spec.horizon(self.protocol, self.preset.eval.horizon)
+        n_tasks = len(self.suite_spec.tasks)
         tasks = config.tasks if config.tasks is not None else (self.preset.data.tasks or tuple(range(n_tasks)))
         bad = [t for t in tasks if not 0 <= t < n_tasks]
         if bad:
-            raise UserError(f"unknown task index {bad[0]} for {cli_name(self.suite)}; valid: 0..{n_tasks - 1}")
+            raise UserError(f"unknown task index {bad[0]} for {self.suite_spec.cli_name}; valid: 0..{n_tasks - 1}")
         self.tasks = tuple(tasks)
         self.config = config
-        default_out = Path("runs") / f"{cli_name(self.suite)}-{self.preset.name}-{self.protocol.name}-l{self.labelled}"
+        default_out = Path("runs") / f"{self.suite_spec.cli_name}-{self.preset.name}-{self.protocol.name}-l{self.labelled}"
         self.out = Path(config.out) if config.out else default_out
         self.data_dir = Path(config.data_dir) if config.data_dir else cache_subdir("data") / f"expert-{self.preset.image_size}"
         self.progress = progress
-        self.display = RunDisplay(enabled=progress, title=f"{cli_name(self.suite)} {self.preset.name}")
+        self.display = RunDisplay(enabled=progress, title=f"{self.suite_spec.cli_name} {self.preset.name}")
         self.out.mkdir(parents=True, exist_ok=True)
         self.stages_path = self.out / "stages.json"
         self.stages: dict[str, Any] = json.loads(self.stages_path.read_text()) if self.stages_path.exists() else {}
         self.timing = StageTimes(self.out / "timing.json")
-        self.throughput_path = self.out / "throughput.json"
+        self.flops = JsonFile(self.out / "flops.json")
+        self.throughput = JsonFile(self.out / "throughput.json")
         self.agents = [self._check_agent(a) for a in config.agents]
         self.rendering: tuple[int, str] | None = None  # (image size, render quality) of the split's data
 
@@ -165,16 +175,11 @@ class Runner:
 
     def _wanted(self, agents: list[str], seeds: tuple[int, ...]) -> set:
         """The record keys of these agents' and seeds' episodes (x tasks x episodes per task)."""
-        from atm_bench.bench.results import record_key
-
-        horizon = min(self._horizon(), self.protocol.horizon(self.suite))
         return {record_key({"agent": a, "suite": self.suite, "task": t, "init_state": k, "seed": s,
-                            "protocol": self.protocol.name, "preset": self.preset.name, "horizon": horizon})
+                            "protocol": self.protocol.name, "preset": self.preset.name, "horizon": self.horizon})
                 for a in agents for s in seeds for t in self.tasks for k in range(self._episodes())}
 
     def _recorded(self) -> set:
-        from atm_bench.bench.results import ResultsStore
-
         return ResultsStore(self.out / "results.jsonl").keys()
 
     def _count_episodes(self) -> None:
@@ -207,17 +212,15 @@ class Runner:
         snapshot = {
             "suite": self.suite, "tasks": list(self.tasks), "agents": list(self.agents), "seeds": list(self.seeds),
             "preset": self.preset.name, "protocol": self.protocol.name, "labelled": self.labelled,
-            "episodes_per_task": self._episodes(), "horizon": self._horizon(), "device": self.config.device,
+            "episodes_per_task": self._episodes(), "horizon": self.horizon, "device": self.config.device,
             "tracker": self.config.tracker, "data_dir": str(self.data_dir), "split_manifest_hash": manifest_hash,
             "eval_rendering": dict(zip(("image_size", "render_quality"), self.rendering)) if self.rendering else None,
-            "instructions": {str(t): get_task(self.suite, t).instruction for t in self.tasks},
+            "instructions": {str(t): self.suite_spec.task(t).instruction for t in self.tasks},
             "preset_config": asdict(self.preset), **environment_snapshot(),
         }
         write_json_atomic(self.out / "config.json", snapshot)
 
     def generate_data(self) -> None:
-        from atm_bench.data.generate import GenerateConfig, generate
-
         sim_tracks = self.config.tracker == "sim" and any(self._uses_tracks(a) for a in self.agents)
         gen = GenerateConfig(suite=self.suite, tasks=self.tasks, demos=self.preset.data.demos_per_task,
                              image_size=self.preset.image_size, tracks="sim" if sim_tracks else None,
@@ -231,8 +234,6 @@ class Runner:
         self._mark("data", key)
 
     def make_split(self):
-        from atm_bench.data.splits import load_split, make_split, save_split
-
         path = self.out / "split.json"
         manifest = make_split(self.data_dir, self.suite, labelled=self.labelled, seed=0, tasks=list(self.tasks))
         if path.exists() and load_split(path).manifest_sha256 == manifest.manifest_sha256:
@@ -241,10 +242,6 @@ class Runner:
         return manifest
 
     def annotate_tracks(self) -> None:
-        from atm_bench.data.generate import task_path
-        from atm_bench.tracking.annotate import AnnotateConfig, Annotator
-        from atm_bench.tracking.sampling import SamplingConfig
-
         if not any(self._uses_tracks(a) for a in self.agents):
             return
         cfg = AnnotateConfig(tracker=self.config.tracker,
@@ -266,9 +263,6 @@ class Runner:
                       self.stages.get("tracks")])
 
     def train_track_model(self, manifest, key: str) -> Path:
-        from atm_bench.atm.stages import stage_data, train_track_model
-        from atm_bench.atm.training import WEIGHTS
-
         out = self.out / "track_model"
         if self._done("track_model", key) and (out / WEIGHTS).exists():
             return out
@@ -308,16 +302,13 @@ class Runner:
         agent = self._make_agent(name, seed)
         privileged = agent.privileged
         trained = privileged or self._done(f"train/{name}/seed{seed}", self._train_key(name, seed, agent, manifest, track_key))
-        flops = self.out / "flops.json"
-        counted = privileged or (flops.exists() and name in json.loads(flops.read_text()))
-        serial = "serial" in self._throughput().get("agents", {}).get(name, {})
+        counted = privileged or name in self.flops.read()
+        serial = "serial" in self.throughput.read().get("agents", {}).get(name, {})
         return trained and counted and serial and self._wanted([name], (seed,)) <= self._recorded()
 
     def run_agent(self, name: str, seed: int, manifest, track_model_dir: Path | None, track_key: str) -> None:
         import numpy as np
         import torch
-
-        from atm_bench.bench.evaluation import EvalConfig, run_evaluation
 
         work = self._work_dir(name, seed)
         agent = self._make_agent(name, seed, track_model_dir)
@@ -345,7 +336,7 @@ class Runner:
         config = EvalConfig(agent=name, suite=self.suite, tasks=self.tasks, protocol=self.protocol.name,
                             episodes=self._episodes(), seed=seed, preset=self.preset.name,
                             n_envs=self.preset.eval.n_envs, image_size=self.rendering[0],
-                            render_quality=self.rendering[1], horizon=self._horizon(),
+                            render_quality=self.rendering[1], horizon=self.horizon,
                             asynchronous=self.preset.eval.n_envs > 1)
         with self._timed(f"eval/{name}/seed{seed}", agent=name, seed=seed):
             evaluator = run_evaluation(agent, config, self.out, progress=self.progress)
@@ -361,54 +352,40 @@ class Runner:
         """After training gave an agent a new checkpoint: the episodes, counted FLOPs and
         throughput recorded for an earlier checkpoint of it in this run no longer describe it (its
         serial-loop speed, measured once per agent, is kept)."""
-        from atm_bench.bench.results import ResultsStore
-
         moved = ResultsStore(self.out / "results.jsonl").supersede(lambda r: r["agent"] == name and r["seed"] == seed)
-        throughput = self._throughput()
-        measured = throughput.get("agents", {}).get(name, {}).get("seeds", {}).pop(str(seed), None)
+        with self.throughput.edit() as throughput:
+            measured = throughput.get("agents", {}).get(name, {}).get("seeds", {}).pop(str(seed), None)
         if not moved and measured is None:
             return  # first training of this seed
         self.display.line(f"  {name} seed {seed} is trained again: its {moved} earlier episode record(s) "
                           "moved to results.superseded.jsonl and will be run again")
-        if measured is not None:
-            write_json_atomic(self.throughput_path, throughput)
-        flops_path = self.out / "flops.json"
-        flops = json.loads(flops_path.read_text()) if flops_path.exists() else {}
-        if flops.pop(name, None) is not None:
-            write_json_atomic(flops_path, flops)
+        with self.flops.edit() as flops:
+            flops.pop(name, None)
 
     # -- throughput -----------------------------------------------------------------------
-
-    def _throughput(self) -> dict[str, Any]:
-        if self.throughput_path.exists():
-            return json.loads(self.throughput_path.read_text())
-        return {}
 
     def _update_throughput(self, name: str, seed: int | None = None, vector: dict[str, Any] | None = None,
                            serial: dict[str, Any] | None = None) -> None:
         """Merge a measurement into `throughput.json` (atomically) and refresh the speed-ups:
         vector env steps/s over the same agent's serial env steps/s, per seed."""
-        data = self._throughput()
-        entry = data.setdefault("agents", {}).setdefault(name, {"seeds": {}})
-        if vector is not None:
-            entry.setdefault("seeds", {})[str(seed)] = vector
-        if serial is not None:
-            entry["serial"] = serial
-        base = entry.get("serial", {}).get("steps_per_second")
-        for stats in entry.get("seeds", {}).values():
-            if base:
-                stats["speedup_vs_serial"] = round(stats["steps_per_second"] / base, 3)
-        data["serial_steps"] = self._serial_steps()
-        write_json_atomic(self.throughput_path, data)
+        with self.throughput.edit() as data:
+            entry = data.setdefault("agents", {}).setdefault(name, {"seeds": {}})
+            if vector is not None:
+                entry.setdefault("seeds", {})[str(seed)] = vector
+            if serial is not None:
+                entry["serial"] = serial
+            base = entry.get("serial", {}).get("steps_per_second")
+            for stats in entry.get("seeds", {}).values():
+                if base:
+                    stats["speedup_vs_serial"] = round(stats["steps_per_second"] / base, 3)
+            data["serial_steps"] = self._serial_steps()
 
     def _serial_steps(self) -> int:
-        return min(SERIAL_STEPS, self._horizon(), self.protocol.horizon(self.suite))
+        return min(SERIAL_STEPS, self.horizon)
 
     def _measure_serial(self, name: str, agent, config) -> None:
         """Once per agent and run: the same agent in a plain serial loop (one env, this process)."""
-        from atm_bench.bench.evaluation import serial_throughput
-
-        if "serial" in self._throughput().get("agents", {}).get(name, {}):
+        if "serial" in self.throughput.read().get("agents", {}).get(name, {}):
             return
         with self._timed(f"throughput/{name}", agent=name):
             serial = serial_throughput(agent, config, steps=self._serial_steps())
@@ -419,29 +396,16 @@ class Runner:
     def _episodes(self) -> int:
         return self.config.episodes or self.preset.eval.episodes_per_task
 
-    def _horizon(self) -> int:
-        return self.preset.eval.horizon or self.protocol.horizon(self.suite)
-
     def _record_flops(self, name: str, agent) -> None:
         """Counted cost of one env step on an observation of the evaluation's shape."""
-        import numpy as np
-
-        path = self.out / "flops.json"
-        flops = json.loads(path.read_text()) if path.exists() else {}
-        if name in flops or agent.privileged:
+        if name in self.flops.read() or agent.privileged:
             return
-        from atm_bench.envs.libero.suites import get_task
-
-        spec = get_task(self.suite, self.tasks[0])
+        spec = self.suite_spec.task(self.tasks[0])
         agent.reset(TaskInfo(self.suite, spec.index, spec.name, spec.instruction))
-        size = self.rendering[0]
-        obs = {"agentview": np.zeros((1, size, size, 3), np.uint8), "eye_in_hand": np.zeros((1, size, size, 3), np.uint8),
-               "joint_states": np.zeros((1, 7)), "gripper_states": np.zeros((1, 2)), "ee_states": np.zeros((1, 6))}
-        flops[name] = agent.flops_per_step(obs)
-        write_json_atomic(path, flops)
+        counted = agent.flops_per_step(zero_observation(self.suite_spec.observation_space(*self.rendering)))
+        with self.flops.edit() as flops:
+            flops[name] = counted
 
     def write_tables(self) -> list[Path]:
-        from atm_bench.tables import write_tables
-
         with self._timed("tables"):
             return write_tables([self.out], self.out / "tables")

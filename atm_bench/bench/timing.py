@@ -4,21 +4,20 @@ a stage, so a run resumed after an interruption reports what each stage cost in 
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from atm_bench.io import write_json_atomic
+from atm_bench.io import JsonFile
 
 
 class StageTimes:
     """`seconds[name]`: the time spent in `timed(name)` blocks so far, over every invocation."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.seconds: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.file = JsonFile(path)
+        self.seconds: dict[str, float] = self.file.read()
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
@@ -28,4 +27,5 @@ class StageTimes:
             yield
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 2)
-            write_json_atomic(self.path, self.seconds)
+            with self.file.edit() as stored:
+                stored[name] = self.seconds[name]

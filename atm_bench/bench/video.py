@@ -16,6 +16,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from atm_bench.tracking.draw import draw_predicted
+
 
 VIEWS = ("agentview", "eye_in_hand")
 TRACK_SCALE = 2  # views with drawn tracks are shown at twice their size
@@ -31,8 +33,6 @@ def compose_frame(views: Sequence[np.ndarray], overlay=None, names: Sequence[str
                   panels: int | None = None) -> np.ndarray:
     """One frame: the views (H, W, 3) left to right, each upscaled by `scale` with the overlay's
     tracks for it drawn on, then `panels` panels (default: the overlay's) of a view's size."""
-    from atm_bench.tracking.draw import draw_predicted
-
     tracks = dict(getattr(overlay, "tracks", None) or {})
     shown = []
     for name, view in zip(names, views):

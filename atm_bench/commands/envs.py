@@ -6,12 +6,22 @@ import argparse
 
 
 def add_suite_arg(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument(
-        "--suite",
-        required=required,
-        help="libero-spatial, libero-object, libero-goal, libero-10 (long) or libero-90; "
-        "underscores work too",
-    )
+    from atm_bench.envs.libero.suites import SUITE_ALIASES, SUITES, cli_name
+
+    aliases = ", ".join(f"{cli_name(target)} is also {alias.replace('_', '-')}" for alias, target in SUITE_ALIASES.items())
+    parser.add_argument("--suite", required=required, type=_suite,
+                        help=f"{', '.join(map(cli_name, SUITES))} ({aliases}); underscores work too")
+
+
+def _suite(text: str):
+    """`--suite` resolves once, here: later layers receive a `Suite` (a bad name fails now)."""
+    from atm_bench.envs.libero.suites import get_suite
+    from atm_bench.errors import UserError
+
+    try:
+        return get_suite(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(sub) -> None:

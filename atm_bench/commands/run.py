@@ -15,12 +15,14 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def register(sub) -> None:
-    from atm_bench.bench.runner import ALL_AGENTS
+    from atm_bench.agents.base import builtin_names
+
+    defaults = builtin_names()
 
     run = sub.add_parser("run", help="the whole pipeline for one suite: data, splits, tracks, training, evaluation, tables")
     add_suite_arg(run)
-    run.add_argument("--agents", default=",".join(ALL_AGENTS),
-                     help=f"comma-separated agent names or module:Class (default: {','.join(ALL_AGENTS)})")
+    run.add_argument("--agents", default=",".join(defaults),
+                     help=f"comma-separated agent names or module:Class (default: {','.join(defaults)})")
     run.add_argument("--agent-class", action="append", default=[], metavar="MODULE:CLASS",
                      help="add a plug-in agent class (repeatable)")
     run.add_argument("--seeds", default=None, help="comma-separated training seeds (default: the preset's)")

@@ -37,10 +37,8 @@ def _tables(args) -> int:
 
 
 def _agents_list(args) -> int:
-    from atm_bench.agents.base import _BUILTIN, _entry_points, agent_names
+    from atm_bench.agents.base import agent_names, agent_source
 
-    plugged = _entry_points()
     for name in agent_names():
-        source = "built-in" if name in _BUILTIN else ("entry point " + plugged[name].value if name in plugged else "registered")
-        print(f"{name:<16} {source}")
+        print(f"{name:<16} {agent_source(name)}")
     return 0

@@ -29,10 +29,18 @@ from typing import Any, Callable
 import numpy as np
 
 from atm_bench.blas import active_openblas_core, cpu_model, warn_if_unpinned
-from atm_bench.data.episodes import (COMPRESSION, Episode, EpisodeFile, FileHeader, merge_task_files, observations_to_obs,
-                                     write_task_file)
+from atm_bench.data.episodes import (COMPRESSION, Episode, EpisodeFile, FileHeader, merge_task_files,
+                                     observations_to_obs, write_task_file)
+from atm_bench.envs.libero.env import LiberoEnv
+from atm_bench.envs.libero.runtime import libero
+from atm_bench.envs.libero.suites import canonical_suite, get_task
 from atm_bench.errors import UserError
+from atm_bench.experts import rollout
 from atm_bench.io import write_json_atomic
+from atm_bench.progress import bars
+from atm_bench.tracking.annotate import AnnotateConfig, annotate_replay, demo_rng
+from atm_bench.tracking.sampling import SamplingConfig
+from atm_bench.tracking.sim import SimReplay
 from atm_bench.tracking.storage import write_demo_tracks
 
 INIT_STATE_SOURCES = ("sampled", "fixed")
@@ -81,8 +89,6 @@ class TaskReport:
 
 
 def task_path(data_dir: str | Path, suite: str, task: int) -> Path:
-    from atm_bench.envs.libero.suites import get_task
-
     spec = get_task(suite, task)
     return Path(data_dir) / spec.suite / f"{spec.name}_demo.hdf5"
 
@@ -117,9 +123,6 @@ def sample_init_state(env, seed: int) -> np.ndarray:
 
 
 def file_header(suite: str, task: int, config: GenerateConfig) -> FileHeader:
-    from atm_bench.envs.libero.runtime import libero
-    from atm_bench.envs.libero.suites import get_task
-
     libero()
     from libero.libero.envs.bddl_utils import get_problem_info
 
@@ -142,8 +145,6 @@ class TaskGenerator:
     """Generates (or resumes) the demos of one task."""
 
     def __init__(self, config: GenerateConfig, data_dir: str | Path, task: int) -> None:
-        from atm_bench.envs.libero.suites import canonical_suite, get_task
-
         self.config = config
         self.suite = canonical_suite(config.suite)
         self.spec = get_task(self.suite, task)
@@ -186,8 +187,6 @@ class TaskGenerator:
     # -- simulator ----------------------------------------------------------------------------
 
     def _envs(self):
-        from atm_bench.envs.libero.env import LiberoEnv
-
         if self._physics is None:
             start = time.perf_counter()
             size = self.config.image_size
@@ -205,8 +204,6 @@ class TaskGenerator:
         self._physics = self._render = None
 
     def _attempt(self, attempt: int) -> tuple[bool, np.ndarray, np.ndarray, dict[str, Any]]:
-        from atm_bench.experts import rollout
-
         physics, _ = self._envs()
         seed = attempt_seed(self.config.seed, self.spec.index, attempt)
         if self.config.init_states == "sampled":
@@ -246,10 +243,6 @@ class TaskGenerator:
 
     def _tracks(self, observations: list[dict[str, np.ndarray]], states: np.ndarray, attrs: dict[str, Any]):
         """Exact tracks of one demo, from the depth rendered with its frames (no second render)."""
-        from atm_bench.tracking.annotate import AnnotateConfig, annotate_replay, demo_rng
-        from atm_bench.tracking.sampling import SamplingConfig
-        from atm_bench.tracking.sim import SimReplay
-
         _, render = self._envs()
         views = ("agentview", "eye_in_hand")
         depths = {v: np.stack([o[f"{v}_depth"] for o in observations]) for v in views}
@@ -347,9 +340,6 @@ def generate(config: GenerateConfig, data_dir: str | Path, progress: bool = True
     from concurrent.futures import ProcessPoolExecutor
 
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-
-    from atm_bench.progress import bars
-    from atm_bench.envs.libero.suites import canonical_suite, get_task
 
     if config.init_states not in INIT_STATE_SOURCES:
         raise UserError(f"unknown init-state source {config.init_states!r}; valid: {', '.join(INIT_STATE_SOURCES)}")

@@ -20,10 +20,11 @@ from typing import Callable
 
 import numpy as np
 
-from atm_bench.data.episodes import Episode, EpisodeFile, FileHeader, merge_task_files, write_task_file
+from atm_bench.data.episodes import ENV_IMAGE_KEYS, Episode, EpisodeFile, FileHeader, merge_task_files, write_task_file
 from atm_bench.errors import UserError
-from atm_bench.tracking.annotate import annotate_replay, demo_rng
+from atm_bench.tracking.annotate import AnnotateConfig, annotate_replay, demo_rng
 from atm_bench.tracking.sampling import SamplingConfig
+from atm_bench.tracking.sim import SimReplay
 from atm_bench.tracking.storage import has_tracks, write_demo_tracks
 
 
@@ -31,16 +32,12 @@ def replay_tracks(rig, states: np.ndarray, body_poses: tuple[np.ndarray, np.ndar
                   rng: np.random.Generator, keep_rgb: bool = False):
     """Replay `states` in the rig's scene: (the `SimReplay`, with `.rgb` frames when `keep_rgb`,
     and {view: ViewTracks} for every camera of the rig)."""
-    from atm_bench.tracking.sim import SimReplay
-
     replay = SimReplay(rig.renderer, rig.arm.physics_model, states, views=list(rig.views), body_poses=body_poses,
                        keep_rgb=keep_rgb)
     return replay, annotate_replay(replay, sampling, rng)
 
 
 def _tracks_attrs(sampling: SamplingConfig, seed: int) -> dict:
-    from atm_bench.tracking.annotate import AnnotateConfig
-
     return AnnotateConfig(tracker="sim", sampling=sampling, seed=seed).attrs()
 
 
@@ -128,8 +125,6 @@ def write_scripted_videos(rig, leader, instruction: str, out: str | Path, cfg: S
 
 def _write_video(part: Path, header: FileHeader, rig, states: np.ndarray, seed: int, cfg: ScriptedVideoConfig) -> None:
     """Render one episode's states (frames, depth, tracks in one pass) into a one-demo file."""
-    from atm_bench.data.episodes import ENV_IMAGE_KEYS
-
     poses = rig.arm.body_poses()
     replay, tracks = replay_tracks(rig, states, poses, cfg.sampling, demo_rng(seed, part.name, "demo_0"), keep_rgb=True)
     episode = Episode(actions=None, states=None, obs={ENV_IMAGE_KEYS[v]: replay.rgb[v] for v in rig.views},

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from atm_bench.data.episodes import EpisodeFile
+from atm_bench.envs.libero.suites import canonical_suite, cli_name, list_tasks
 from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
 
@@ -106,9 +108,6 @@ def make_split(
     tasks: list[int] | None = None,
 ) -> SplitManifest:
     """Build the manifest from the task files in `<data_dir>/<suite>/`."""
-    from atm_bench.data.episodes import EpisodeFile
-    from atm_bench.envs.libero.suites import canonical_suite, cli_name, list_tasks
-
     suite = canonical_suite(suite)
     if labelled < 0:
         raise UserError(f"--labelled must be >= 0, got {labelled}")
@@ -167,8 +166,6 @@ def _with_hash(manifest: SplitManifest) -> SplitManifest:
 
 def default_manifest_path(data_dir: str | Path, suite: str, labelled: int, seed: int, val_fraction: float,
                           videos: str | int = "all") -> Path:
-    from atm_bench.envs.libero.suites import canonical_suite
-
     name = f"labelled{labelled}_seed{seed}_val{val_fraction:g}"
     if str(videos) != "all":
         name += f"_videos{videos}"
@@ -203,8 +200,6 @@ def load_split(path: str | Path) -> SplitManifest:
 def data_rendering(manifest: SplitManifest, data_dir: str | Path) -> tuple[int, str]:
     """(image size, render quality) shared by every task file of the manifest: evaluation renders
     what training read. Files of one run that disagree are refused."""
-    from atm_bench.data.episodes import EpisodeFile
-
     found = {}
     for split in manifest.tasks:
         with EpisodeFile(Path(data_dir) / split.file) as f:

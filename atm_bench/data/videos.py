@@ -23,6 +23,7 @@ import numpy as np
 
 from atm_bench.data.episodes import Episode, FileHeader, merge_task_files, write_task_file
 from atm_bench.errors import UserError
+from atm_bench.tracking.annotate import Annotator
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".webm")
 
@@ -112,8 +113,6 @@ def import_videos(video_dir: str | Path, instruction_file: str | Path, out: str 
     """Import every video of `video_dir`; `annotate` is an `AnnotateConfig` for the tracks (views
     forced to agentview) or None. Returns {file: number of demos}."""
     import dataclasses
-
-    from atm_bench.tracking.annotate import Annotator
 
     video_dir, out = Path(video_dir), Path(out)
     if not video_dir.is_dir():

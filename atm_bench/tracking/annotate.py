@@ -22,6 +22,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from atm_bench.data.episodes import EpisodeFile
+from atm_bench.envs.libero.suites import SUITES, canonical_suite, list_tasks
 from atm_bench.errors import UserError
 from atm_bench.tracking.base import check_tracker_name
 from atm_bench.tracking.flow import FlowConfig
@@ -98,8 +100,6 @@ def annotate_replay(replay, sampling: SamplingConfig, rng: np.random.Generator,
 
 def resolve_task(header, suite: str | None = None):
     """The LIBERO task a file's demos come from: by its BDDL file name, else its instruction."""
-    from atm_bench.envs.libero.suites import SUITES, canonical_suite, list_tasks
-
     suites = [canonical_suite(suite)] if suite else list(SUITES)
     bddl = os.path.basename(header.bddl_file_name or "")
     folder = os.path.basename(os.path.dirname(header.bddl_file_name or ""))
@@ -172,8 +172,6 @@ class Annotator:
 
     def pending(self, path: Path) -> tuple[list[str], int]:
         """Demos of a file still to annotate, and how many are complete already."""
-        from atm_bench.data.episodes import EpisodeFile
-
         with EpisodeFile(path) as ef:
             names = list(ef.demo_names)
         if self.cfg.overwrite:
@@ -182,8 +180,6 @@ class Annotator:
         return todo, len(names) - len(todo)
 
     def annotate_demo(self, path: Path, demo: str) -> AnnotateStats:
-        from atm_bench.data.episodes import EpisodeFile
-
         start = time.perf_counter()
         with EpisodeFile(path) as ef:
             header = ef.header

@@ -15,25 +15,15 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
 from atm_bench.envs.libero.protocols import get_protocol
 from atm_bench.envs.libero.rendering import RENDER_QUALITIES, SceneRenderer
+from atm_bench.envs.libero.spaces import CAMERAS, action_space, observation_space
 from atm_bench.envs.libero.runtime import libero
 from atm_bench.envs.libero.suites import canonical_suite, get_task, load_init_states
 from atm_bench.errors import UserError, choice_error
 
-CAMERAS = {"agentview": "agentview", "eye_in_hand": "robot0_eye_in_hand"}
 OPEN_GRIPPER_NOOP = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)
-
-
-def proprio_space() -> dict[str, spaces.Box]:
-    inf = np.inf
-    return {
-        "joint_states": spaces.Box(-inf, inf, (7,), np.float64),
-        "gripper_states": spaces.Box(-inf, inf, (2,), np.float64),
-        "ee_states": spaces.Box(-inf, inf, (6,), np.float64),
-    }
 
 
 class LiberoEnv(gym.Env):
@@ -76,15 +66,8 @@ class LiberoEnv(gym.Env):
         self._renderer: SceneRenderer | None = None
         self._renderer_pid: int | None = None
 
-        obs_spaces: dict[str, spaces.Space] = {}
-        if render_quality != "none":
-            for key in CAMERAS:
-                obs_spaces[key] = spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)
-                if camera_depths:
-                    obs_spaces[f"{key}_depth"] = spaces.Box(0, np.inf, (self.height, self.width), np.float32)
-        obs_spaces.update(proprio_space())
-        self.observation_space = spaces.Dict(obs_spaces)
-        self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float32)
+        self.observation_space = observation_space((self.height, self.width), render_quality != "none", camera_depths)
+        self.action_space = action_space()
 
         self._steps = 0
         self._success = False

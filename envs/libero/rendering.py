@@ -16,15 +16,32 @@ Images come out upright (row 0 at the top); OpenGL's bottom-up rows are flipped 
 from __future__ import annotations
 
 import atexit
+import os
 import weakref
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from atm_bench.envs.libero.meshes import decimated_xml
 from atm_bench.envs.libero.runtime import configure_environment
+from atm_bench.errors import UserError
 
 RENDER_QUALITIES = ("reference", "fast")
+_gl_owner: int | None = None  # the process whose GL state this module's renderers use
+
+
+def claim_gl() -> None:
+    """Before a GL context is made: refuse, with the fix, in a process forked from one that had
+    already rendered. The GL driver's state (and its threads, which do not survive a fork) is
+    inherited broken, and the first render hung for good instead of failing."""
+    global _gl_owner
+    if _gl_owner is not None and _gl_owner != os.getpid():
+        raise UserError(
+            "this process was forked from one that had already rendered, and GL state does not survive a fork: "
+            "make vector envs with the spawn start method (gym.make_vec(..., vector_kwargs={'context': 'spawn'}) "
+            "or atm_bench.envs.libero.vector.make_vector_env), or make them before rendering anything")
+    _gl_owner = os.getpid()
 
 # Renderers still open at interpreter exit are closed before MuJoCo's EGL module terminates
 # its display (atexit runs handlers last-registered-first, so ours is registered after the
@@ -73,9 +90,8 @@ class SceneRenderer:
         quality: str = "fast",
     ) -> None:
         configure_environment()
+        claim_gl()
         import mujoco
-
-        from atm_bench.envs.libero.meshes import decimated_xml
 
         if quality not in RENDER_QUALITIES:
             raise ValueError(f"render quality must be one of {RENDER_QUALITIES}, got {quality!r}")

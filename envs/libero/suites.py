@@ -15,19 +15,17 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+import gymnasium as gym
 import numpy as np
 
+from atm_bench.envs.libero.protocols import Protocol, get_protocol
+from atm_bench.envs.libero.registration import GYM_IDS, register_libero_envs
+from atm_bench.envs.libero.runtime import libero
+from atm_bench.envs.libero.spaces import observation_space
 from atm_bench.errors import UserError, choice_error
 
 SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
 SUITE_ALIASES = {"libero_long": "libero_10"}
-GYM_IDS = {
-    "libero_spatial": "atm_bench/LIBERO-Spatial-v0",
-    "libero_object": "atm_bench/LIBERO-Object-v0",
-    "libero_goal": "atm_bench/LIBERO-Goal-v0",
-    "libero_10": "atm_bench/LIBERO-10-v0",
-    "libero_90": "atm_bench/LIBERO-90-v0",
-}
 
 
 def canonical_suite(name: str) -> str:
@@ -45,6 +43,50 @@ def cli_name(suite: str) -> str:
 
 
 @dataclass(frozen=True)
+class Suite:
+    """A suite resolved once (the CLI's `--suite` parses into one) and handed down: its tasks,
+    Gym id, episode horizon under a protocol, spaces and env constructors. `str(suite)` is its
+    canonical name, so it goes wherever a suite name does."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def cli_name(self) -> str:
+        return self.name.replace("_", "-")
+
+    @property
+    def gym_id(self) -> str:
+        return GYM_IDS[self.name]
+
+    @property
+    def tasks(self) -> tuple["TaskSpec", ...]:
+        return list_tasks(self.name)
+
+    def task(self, index: int) -> "TaskSpec":
+        return get_task(self.name, index)
+
+    def horizon(self, protocol: str | Protocol, cap: int | None = None) -> int:
+        """Max env steps of an episode: the protocol's for this suite, or `cap` when smaller."""
+        return min(get_protocol(protocol).horizon(self.name), cap or 10**9)
+
+    def observation_space(self, image_size: int | tuple[int, int], render_quality: str = "fast") -> gym.spaces.Dict:
+        return observation_space(image_size, cameras=render_quality != "none")
+
+    def make_env(self, task: int, **kwargs) -> gym.Env:
+        """One task's env through its registered Gymnasium id (kwargs as `LiberoEnv`'s)."""
+        register_libero_envs()
+        return gym.make(self.gym_id, task=task, **kwargs)
+
+
+def get_suite(name: str | Suite) -> Suite:
+    """The suite a name (any spelling `canonical_suite` accepts) or a `Suite` stands for."""
+    return Suite(canonical_suite(str(name)))
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """One LIBERO task: where its BDDL and initial states live, and its instruction."""
 
@@ -58,15 +100,11 @@ class TaskSpec:
 
     @property
     def bddl_path(self) -> str:
-        from atm_bench.envs.libero.runtime import libero
-
         return os.path.join(libero().get_libero_path("bddl_files"), self.problem_folder, self.bddl_file)
 
 
 @lru_cache(maxsize=None)
 def _benchmark(suite: str):
-    from atm_bench.envs.libero.runtime import libero
-
     libero()
     from libero.libero import benchmark
 
@@ -84,8 +122,6 @@ def bddl_instruction(bddl_path: str) -> str:
 @lru_cache(maxsize=None)
 def list_tasks(suite: str) -> tuple[TaskSpec, ...]:
     """All tasks of a suite in LIBERO's standard order (task order index 0)."""
-    from atm_bench.envs.libero.runtime import libero
-
     suite = canonical_suite(suite)
     bench = _benchmark(suite)
     bddl_root = libero().get_libero_path("bddl_files")

@@ -14,13 +14,14 @@ from typing import Any, Callable
 
 import gymnasium as gym
 
+from atm_bench.envs.libero.suites import get_suite
+
 
 def _make_env(env_kwargs: dict[str, Any], single_thread_gl: bool, wrapper: Callable[[gym.Env], gym.Env] | None) -> gym.Env:
     if single_thread_gl:
         os.environ.setdefault("LP_NUM_THREADS", "1")
-    from atm_bench.envs.libero.env import LiberoEnv
-
-    env = LiberoEnv(**env_kwargs)
+    kwargs = dict(env_kwargs)
+    env = get_suite(kwargs.pop("suite")).make_env(**kwargs)  # through the suite's registered Gymnasium id
     return wrapper(env) if wrapper is not None else env
 
 

@@ -16,10 +16,11 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from atm_bench.atm.augment import color_jitter, random_shift
-from atm_bench.atm.datasets import to_model_images, window_proprio
-from atm_bench.atm.language import embed_instructions
-from atm_bench.atm.training import CONFIG, WEIGHTS, train_loop
+from atm_bench.atm.datasets import window_proprio
+from atm_bench.learning.augment import color_jitter, random_shift
+from atm_bench.learning.frames import to_model_images
+from atm_bench.learning.language import embed_instructions
+from atm_bench.learning.training import CONFIG, WEIGHTS, train_loop
 from atm_bench.presets import Preset, TrainConfig
 
 TASK_STEPS = 600  # the paper's compute table: one task of 600 control steps
@@ -32,7 +33,7 @@ def loader(ds: Dataset, batch: int, shuffle: bool, seed: int = 0, workers: int =
 
 
 def instruction_table(instructions: Sequence[str], encoder_path: str | None) -> torch.Tensor:
-    """(tasks, D) instruction embeddings (cached on disk by `atm_bench.atm.language`)."""
+    """(tasks, D) instruction embeddings (cached on disk by `atm_bench.learning.language`)."""
     return torch.from_numpy(embed_instructions(list(instructions), encoder_path))
 
 

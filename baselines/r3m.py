@@ -37,15 +37,16 @@ from torch.utils.data import Dataset
 
 from atm_bench.agents.base import Budget, TrainingData
 from atm_bench.atm.agent import BCAgent
-from atm_bench.atm.datasets import DemoRef, FrameReader, PolicyWindowDataset, item_rng, to_model_images
+from atm_bench.atm.datasets import PolicyWindowDataset
 from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.atm.stages import policy_config, stage_data
-from atm_bench.atm.training import load_checkpoint, load_model, model_config, train_loop
 from atm_bench.baselines.common import (augment, copy_checkpoint, instruction_table, loader, stage_epochs,
                                         train_window_policy)
 from atm_bench.baselines.presets import BaselinePreset, R3MConfig, get_baseline_preset
 from atm_bench.baselines.resnet import ImageNetNormalize, ResNet18, feature_hw
 from atm_bench.errors import UserError
+from atm_bench.learning.frames import DemoRef, FrameReader, item_rng, to_model_images
+from atm_bench.learning.training import load_checkpoint, load_model, model_config, train_loop
 from atm_bench.presets import PolicyConfig, Preset, with_training_seed
 
 R3M_WIDTH = 64  # the published R3M ResNet-18

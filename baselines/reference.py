@@ -10,7 +10,7 @@ Both train in seconds, so every results table can show them beside the learned a
   task's labelled demos, by 16x16 grey thumbnails of both views plus proprioception. It sees
   coarse images but cannot generalise beyond replaying the demos.
 
-Their checkpoints are `model.safetensors` + `config.json` (`atm_bench.atm.training`'s format):
+Their checkpoints are `model.safetensors` + `config.json` (`atm_bench.learning.training`'s format):
 the MLP's weights with its normalisation, or the knn's whole database, so `load` alone suffices
 to act.
 """
@@ -30,12 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData
-from atm_bench.atm.datasets import DemoRef, FrameReader, resize_frames
 from atm_bench.atm.stages import stage_data
-from atm_bench.atm.training import load_model, lr_factor, save_checkpoint
 from atm_bench.baselines.common import instruction_table
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
+from atm_bench.learning.frames import DemoRef, FrameReader, resize_frames
+from atm_bench.learning.training import load_model, lr_factor, save_checkpoint
 from atm_bench.paths import cache_subdir
 from atm_bench.presets import Preset, get_preset, training_view, with_training_seed
 from atm_bench.progress import bars

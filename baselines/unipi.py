@@ -31,18 +31,18 @@ import torch
 
 from atm_bench.agents.base import Budget, TaskInfo, TrainingData, VideoOverlay
 from atm_bench.agents.windowed import WindowedAgent
-from atm_bench.atm.datasets import (DemoRef, FrameReader, PolicyWindowDataset, camera_images, item_rng, to_model_images,
-                                    window_proprio)
-from atm_bench.atm.language import embed_instructions
+from atm_bench.atm.datasets import PolicyWindowDataset, window_proprio
 from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.atm.stages import stage_data
-from atm_bench.atm.training import load_model, model_config, train_loop
 from atm_bench.baselines.common import TASK_STEPS, augment, copy_checkpoint, loader, stage_epochs, window_images
 from atm_bench.baselines.presets import BaselinePreset, UniPiConfig, get_baseline_preset, replan_config
 from atm_bench.baselines.video_diffusion import generation_macs, load_video_model, train_video_model
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
 from atm_bench.io import write_json_atomic
+from atm_bench.learning.frames import DemoRef, FrameReader, camera_images, item_rng, to_model_images
+from atm_bench.learning.language import embed_instructions
+from atm_bench.learning.training import load_model, model_config, train_loop
 from atm_bench.paths import cache_subdir
 from atm_bench.presets import PolicyConfig, Preset, get_preset, training_view, with_training_seed
 

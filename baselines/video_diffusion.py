@@ -28,13 +28,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from atm_bench.atm.datasets import DemoRef, FrameReader, item_rng, to_model_images
 from atm_bench.atm.plots import write_grid
-from atm_bench.atm.training import load_model, train_loop
 from atm_bench.baselines.common import augment, instruction_table, loader
 from atm_bench.baselines.presets import VideoModelConfig
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
+from atm_bench.learning.frames import DemoRef, FrameReader, item_rng, to_model_images
+from atm_bench.learning.training import load_model, train_loop
 from atm_bench.presets import TrainConfig
 
 

@@ -29,16 +29,17 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from atm_bench.agents.base import Budget, TrainingData
 from atm_bench.atm.agent import BCAgent
-from atm_bench.atm.datasets import DemoRef, FrameReader, PolicyWindowDataset, to_model_images
+from atm_bench.atm.datasets import PolicyWindowDataset
 from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.atm.stages import policy_config, stage_data
-from atm_bench.atm.training import load_model, train_loop
 from atm_bench.atm.transformer import Encoder, trunc_normal_init
 from atm_bench.baselines.common import (augment, copy_checkpoint, instruction_table, loader, stage_epochs,
                                         train_window_policy)
 from atm_bench.baselines.presets import BaselinePreset, IDMConfig, get_baseline_preset
 from atm_bench.errors import UserError
 from atm_bench.io import atomic_path, write_json_atomic
+from atm_bench.learning.frames import DemoRef, FrameReader, to_model_images
+from atm_bench.learning.training import load_model, train_loop
 from atm_bench.presets import Preset, with_training_seed
 
 REPORT = "idm_report.json"

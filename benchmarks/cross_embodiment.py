@@ -148,8 +148,8 @@ def train_track_model(preset, demos: dict, videos: dict, args, out: Path) -> dic
 
 def train_policy(preset, agent: str, demos: dict, dof: int, args, out: Path) -> dict[str, Any]:
     """Stage 2 for `agent` (atm: track-guided; bc: language, no tracks) on every UR5e demo."""
-    from atm_bench.atm.datasets import demo_refs
-    from atm_bench.atm.datasets import StageData
+    from atm_bench.learning.frames import demo_refs
+    from atm_bench.learning.frames import StageData
     from atm_bench.atm.stages import train_policy as train
     from atm_bench.data.episodes import EpisodeFile
 

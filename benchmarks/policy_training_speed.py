@@ -19,12 +19,13 @@ from pathlib import Path
 
 import torch
 
-from atm_bench.atm.datasets import PolicyWindowDataset, demo_refs
+from atm_bench.atm.datasets import PolicyWindowDataset
 from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.atm.stages import policy_config
-from atm_bench.data.splits import make_split
-from atm_bench.presets import get_preset
 from atm_bench.baselines.common import instruction_table, loader, window_bc_step
+from atm_bench.data.splits import make_split
+from atm_bench.learning.frames import demo_refs
+from atm_bench.presets import get_preset
 
 
 def targets_per_second(policy: TrackGuidedPolicy, ds: PolicyWindowDataset, batch: int, steps: int, text) -> float:

@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 import torch
 
-from atm_bench.atm.datasets import to_model_images
 from atm_bench.atm.track_transformer import TrackTransformer, patchify, unpatchify
+from atm_bench.learning.frames import to_model_images
 from atm_bench.presets import get_preset
 
 

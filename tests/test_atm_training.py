@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from atm_bench.atm.augment import random_shift
-from atm_bench.atm.datasets import PolicyWindowDataset, TrackFrameDataset, demo_refs
-from atm_bench.atm.datasets import to_model_images
+from atm_bench.atm.datasets import PolicyWindowDataset, TrackFrameDataset
+from atm_bench.learning.augment import random_shift
+from atm_bench.learning.frames import demo_refs, to_model_images
 from atm_bench.presets import get_preset
 
 from atm_synthetic import write_task_file
@@ -93,7 +93,7 @@ def _overfit_preset():
 
 
 def test_both_stages_overfit_a_tiny_dataset_and_checkpoint(tmp_path, cache):
-    from atm_bench.atm.datasets import StageData
+    from atm_bench.learning.frames import StageData
     from atm_bench.atm.stages import load_policy, load_track_model, train_policy, train_track_model
 
     path = write_task_file(tmp_path / "data" / "a_demo.hdf5", demos=2, length=10)
@@ -121,7 +121,7 @@ def test_both_stages_overfit_a_tiny_dataset_and_checkpoint(tmp_path, cache):
 
 
 def test_bc_variant_trains_without_a_track_model(tmp_path, cache):
-    from atm_bench.atm.datasets import StageData
+    from atm_bench.learning.frames import StageData
     from atm_bench.atm.stages import load_policy, train_policy
 
     path = write_task_file(tmp_path / "data" / "a_demo.hdf5", demos=1, length=8)
@@ -137,7 +137,7 @@ def test_bc_variant_trains_without_a_track_model(tmp_path, cache):
 def test_out_of_memory_names_the_batch_size_to_lower(tmp_path):
     import torch
 
-    from atm_bench.atm.training import train_loop
+    from atm_bench.learning.training import train_loop
     from atm_bench.errors import UserError
     from atm_bench.presets import TrainConfig
 
@@ -157,7 +157,7 @@ def test_item_rng_is_fixed_for_validation_and_seeded_for_training():
     be repeated, and their seeds differed only by chance."""
     import numpy as np
 
-    from atm_bench.atm.datasets import item_rng
+    from atm_bench.learning.frames import item_rng
 
     assert item_rng(0, 5, True).integers(1 << 30) == item_rng(0, 5, True).integers(1 << 30)
 

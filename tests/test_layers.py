@@ -3,7 +3,7 @@ ones below (anywhere in the file, function-level imports included), and module-l
 form no cycle. The layers, bottom up (see docs/ARCHITECTURE.md):
 
 foundations (errors, io, paths, presets, progress, blas, flops) <- envs <- data (data, tracking,
-experts) <- models (atm) <- agents (the interface, ATM's agent, the baselines) <- bench (runner,
+experts) <- learning (training loop, frames, augmentation, language) <- models (atm) <- agents (the interface, ATM's agent, the baselines) <- bench (runner,
 evaluation, tables) <- commands (cli).
 """
 
@@ -21,6 +21,7 @@ LAYERS = (
                      "atm_bench.progress", "atm_bench.blas", "atm_bench.flops")),
     ("envs", ("atm_bench.envs",)),
     ("data", ("atm_bench.data", "atm_bench.tracking", "atm_bench.experts")),
+    ("learning", ("atm_bench.learning",)),
     ("models", ("atm_bench.atm",)),
     ("agents", ("atm_bench.agents", "atm_bench.atm.agent", "atm_bench.baselines")),
     ("bench", ("atm_bench.bench", "atm_bench.tables")),

@@ -12,15 +12,16 @@ import torch
 
 from atm_bench.agents.base import Budget, TaskInfo
 from atm_bench.atm.agent import BCAgent
-from atm_bench.atm.datasets import PolicyWindowDataset, demo_refs
+from atm_bench.atm.datasets import PolicyWindowDataset
 from atm_bench.atm.policy import TrackGuidedPolicy
+from atm_bench.baselines.common import window_images
 from atm_bench.bench.evaluation import EvalConfig, Evaluator, make_eval_vector_env
 from atm_bench.data.episodes import EpisodeFile
 from atm_bench.data.splits import data_rendering
 from atm_bench.envs.libero.suites import get_task
 from atm_bench.errors import UserError
+from atm_bench.learning.frames import demo_refs
 from atm_bench.presets import get_preset
-from atm_bench.baselines.common import window_images
 
 TASK = 1  # the `sim_demo` fixture's task
 

@@ -331,7 +331,7 @@ def test_prepare_frame_crops_to_aspect_without_squashing():
 
 
 def test_mixture_weights_give_each_source_its_share():
-    from atm_bench.atm.datasets import DemoRef
+    from atm_bench.learning.frames import DemoRef
     from atm_bench.atm.mixture import sample_weights
 
     demos = [DemoRef("a", "demo_0", 10, source="robot"), DemoRef("b", "demo_0", 90, source="human")]

@@ -19,14 +19,14 @@ import torch
 
 from atm_bench.agents.base import Budget, TaskInfo, TrainingData, VideoOverlay
 from atm_bench.agents.windowed import WindowedAgent
-from atm_bench.atm.datasets import camera_images
-from atm_bench.atm.language import embed_instructions
 from atm_bench.atm.stages import (load_policy, load_track_model, predict_grid_tracks, stage_data, train_policy,
                                   train_track_model)
-from atm_bench.atm.training import CONFIG, WEIGHTS
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
 from atm_bench.io import write_json_atomic
+from atm_bench.learning.frames import camera_images
+from atm_bench.learning.language import embed_instructions
+from atm_bench.learning.training import CONFIG, WEIGHTS
 from atm_bench.paths import cache_subdir
 from atm_bench.presets import Preset, get_preset, training_view, with_training_seed
 

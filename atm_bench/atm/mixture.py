@@ -27,9 +27,9 @@ from typing import Sequence
 
 import numpy as np
 
-from atm_bench.atm.datasets import DemoRef, StageData
 from atm_bench.data.episodes import EpisodeFile
 from atm_bench.errors import UserError
+from atm_bench.learning.frames import DemoRef, StageData
 
 KINDS = ("robot", "other_robot", "human")
 

@@ -18,18 +18,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from atm_bench.atm.augment import color_jitter, random_shift
-from atm_bench.atm.datasets import (DemoRef, PolicyWindowDataset, StageData, TrackFrameDataset, demo_refs,
-                                    to_model_images)
-from atm_bench.atm.language import embed_instructions
+from atm_bench.atm.datasets import PolicyWindowDataset, TrackFrameDataset
 from atm_bench.atm.mixture import sample_weights
 from atm_bench.atm.plots import draw_tracks, write_grid
 from atm_bench.atm.policy import TrackGuidedPolicy, policy_query_points
 from atm_bench.atm.track_metrics import track_errors
 from atm_bench.atm.track_transformer import TrackTransformer
-from atm_bench.atm.training import TrainResult, load_model, model_config, train_loop
 from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
+from atm_bench.learning.augment import color_jitter, random_shift
+from atm_bench.learning.frames import DemoRef, StageData, demo_refs, to_model_images
+from atm_bench.learning.language import embed_instructions
+from atm_bench.learning.training import TrainResult, load_model, model_config, train_loop
 from atm_bench.presets import PolicyConfig, Preset, TrackTransformerConfig
 
 

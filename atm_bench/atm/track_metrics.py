@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from atm_bench.atm.datasets import to_model_images
+from atm_bench.learning.frames import to_model_images
 
 
 @torch.no_grad()

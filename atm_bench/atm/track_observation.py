@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from atm_bench.atm.datasets import camera_images
-from atm_bench.atm.language import embed_instructions
 from atm_bench.atm.policy import policy_query_points
 from atm_bench.atm.stages import load_track_model
+from atm_bench.learning.frames import camera_images
+from atm_bench.learning.language import embed_instructions
 
 DEFAULT_VIEWS = ("agentview", "eye_in_hand")
 

@@ -32,7 +32,6 @@ from typing import Any, Iterator
 from atm_bench.agents.base import (Budget, RunContext, TaskInfo, TrainingData, builtin_names, class_path, get_agent,
                                    make_agent)
 from atm_bench.atm.stages import stage_data, train_track_model
-from atm_bench.atm.training import WEIGHTS
 from atm_bench.bench.evaluation import EvalConfig, run_evaluation, serial_throughput
 from atm_bench.bench.results import ResultsStore, record_key
 from atm_bench.bench.timing import StageTimes
@@ -44,6 +43,7 @@ from atm_bench.envs.libero.spaces import zero_observation
 from atm_bench.envs.libero.suites import get_suite
 from atm_bench.errors import UserError
 from atm_bench.io import JsonFile, write_json_atomic
+from atm_bench.learning.training import WEIGHTS
 from atm_bench.paths import cache_subdir
 from atm_bench.presets import get_preset
 from atm_bench.progress import RunDisplay

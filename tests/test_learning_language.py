@@ -13,7 +13,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_minilm_embeddings_are_cached(cache, monkeypatch):
-    from atm_bench.atm import language
+    from atm_bench.learning import language
 
     sentences = ["open the middle drawer of the cabinet", "put the bowl on the stove", "open the middle drawer of the cabinet"]
     emb = language.embed_instructions(sentences)
@@ -34,7 +34,7 @@ def test_minilm_embeddings_are_cached(cache, monkeypatch):
 
 
 def test_missing_encoder_folder_is_a_user_error(tmp_path):
-    from atm_bench.atm.language import TextEncoder
+    from atm_bench.learning.language import TextEncoder
 
     with pytest.raises(UserError, match="config.json"):
         TextEncoder(tmp_path / "bert-base-cased")

@@ -292,3 +292,17 @@ def test_a_nan_action_names_the_agent_and_the_step(tmp_path):
 
     with pytest.raises(UserError, match=r"agent 'still' returned a non-finite action .* at step 3 of task 0, init state 0"):
         evaluate(NaNAgent(), _fault_config(), tmp_path, progress=False)
+
+
+@pytest.mark.sim
+def test_the_serial_loop_is_the_evaluation_loop_with_one_env_and_a_step_budget(tmp_path, monkeypatch):
+    """`serial_throughput` runs the evaluation loop itself (one env, this process) for exactly
+    its step budget, across episodes (horizon 5: 5 + 5 + 2 steps), and records nothing."""
+    from atm_bench.bench.evaluation import serial_throughput
+
+    monkeypatch.chdir(tmp_path)
+    agent = _StillAgent()
+    out = serial_throughput(agent, _fault_config(), steps=12)
+    assert (out["task"], out["env_steps"], out["episodes"]) == (0, 12, 3)
+    assert out["steps_per_second"] == pytest.approx(12 / out["seconds"], rel=1e-2)
+    assert list(tmp_path.iterdir()) == []  # no results store, no videos

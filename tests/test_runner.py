@@ -138,7 +138,7 @@ def test_retraining_supersedes_the_agents_earlier_records(tmp_path):
 
 
 def test_a_checkpoint_digest_changes_with_its_bytes_only(tmp_path):
-    from atm_bench.bench.runner import _tree_digest
+    from atm_bench.bench.stages import tree_digest as _tree_digest
 
     assert _tree_digest(tmp_path / "none") is None
     (tmp_path / "ckpt" / "policy").mkdir(parents=True)
@@ -161,6 +161,7 @@ def test_retraining_without_the_checkpoint_keeps_records_when_it_gives_the_same_
         weights = b"w1"
 
         privileged = False
+        uses_track_model = False
 
         def resolved_config(self):
             return {}

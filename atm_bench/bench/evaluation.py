@@ -21,6 +21,7 @@ Progress goes to `atm_bench.progress` (the run's display inside `atm-bench run`)
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import deque
@@ -109,9 +110,14 @@ def make_eval_vector_env(config: EvalConfig, task: int, n_envs: int, wrapper: Ca
 
 
 class Evaluator:
-    """Runs one agent under one `EvalConfig`, writing records to `out_dir/results.jsonl`."""
+    """Runs one agent under one `EvalConfig`, writing records to `out_dir/results.jsonl`.
 
-    def __init__(self, agent, config: EvalConfig, out_dir: str | Path, progress: bool = True) -> None:
+    `out_dir=None` records nothing (every episode is run, none is stored); `step_budget` stops
+    the loop after that many env steps (the episodes then in flight are dropped): together, the
+    serial throughput loop (`serial_throughput`) is this loop with one env."""
+
+    def __init__(self, agent, config: EvalConfig, out_dir: str | Path | None, progress: bool = True,
+                 step_budget: int | None = None) -> None:
         self.agent = agent
         self.config = config
         suite = get_suite(config.suite)
@@ -131,12 +137,15 @@ class Evaluator:
         if wanted is not None and wanted != config.image_size:
             raise UserError(f"agent {config.agent!r} was trained on {wanted}x{wanted} images but the evaluation "
                             f"renders {config.image_size}x{config.image_size}: pass --image-size {wanted}")
-        self.out_dir = Path(out_dir)
-        self.store = ResultsStore(self.out_dir / "results.jsonl")
-        self.video_dir = self.out_dir / "videos"
+        if out_dir is None and config.videos:
+            raise UserError("videos need a run directory to go to")
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.store = None if out_dir is None else ResultsStore(self.out_dir / "results.jsonl")
+        self.video_dir = None if out_dir is None else self.out_dir / "videos"
         self.progress = progress
+        self.step_budget = step_budget
         self.stats: EvalStats | None = None
-        self.loop_seconds, self.video_seconds, self.max_envs = 0.0, 0.0, 0
+        self.loop_seconds, self.video_seconds, self.max_envs, self.steps_done = 0.0, 0.0, 0, 0
         self._finished: list[dict[str, Any]] = []  # records this `run` appended
 
     # -- records ------------------------------------------------------------------------
@@ -147,13 +156,17 @@ class Evaluator:
                 "preset": c.preset, "horizon": self.horizon}
 
     def pending(self, task: int) -> list[int]:
-        """Init-state indices of the task's episodes not yet in the results store."""
-        done = self.store.keys()
+        """Init-state indices of the task's episodes not yet in the results store (all of them when
+        nothing is recorded)."""
+        done = self.store.keys() if self.store is not None else set()
         base = self._base(task)
         return [k for k in range(self.episodes) if record_key({**base, "init_state": k}) not in done]
 
     def records(self) -> list[dict[str, Any]]:
-        """This config's records in the store (including earlier runs')."""
+        """This config's records in the store (including earlier runs'); this call's when nothing
+        is recorded."""
+        if self.store is None:
+            return list(self._finished)
         wanted = {record_key({**self._base(t), "init_state": k}) for t in self.config.tasks for k in range(self.episodes)}
         return [r for r in self.store.records() if record_key(r) in wanted]
 
@@ -164,11 +177,13 @@ class Evaluator:
         then holds this call's throughput (None when nothing was pending)."""
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         todo = {t: self.pending(t) for t in self.config.tasks}
         total = sum(len(v) for v in todo.values())
         self.stats = None
         self.loop_seconds, self.video_seconds, self.max_envs, self._finished = 0.0, 0.0, 0, []
+        self.steps_done = 0
         started = time.perf_counter()
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn()]
@@ -213,7 +228,7 @@ class Evaluator:
         n = self._n_envs(len(indices))
         queue = deque(indices)
         crashes: dict[int, int] = {}
-        while queue:
+        while queue and not self._budget_spent():
             try:
                 self._run_envs(task, spec, n, queue, advance)
             except (UserError, KeyboardInterrupt):
@@ -231,12 +246,13 @@ class Evaluator:
             started = time.perf_counter()  # throughput counts stepping, not env start-up or agent reset
             slots = self._slots
             obs = self._start(venv, task, slots, queue, np.ones(n, dtype=bool), None)
-            while any(s is not None and s.index >= 0 for s in slots):
+            while any(s is not None and s.index >= 0 for s in slots) and not self._budget_spent():
                 actions = np.asarray(self.agent.act_vector(venv, obs), dtype=np.float64).reshape(n, ACTION_DIM)
                 self._check_actions(actions, task, slots)
                 self._record_frames(obs, slots)  # the observation acted on, with what the agent made of it
                 step_obs, _, terminated, truncated, info = venv.step(actions)
                 obs = {k: np.array(v, copy=True) for k, v in step_obs.items()}
+                self.steps_done += n
                 ended = np.zeros(n, dtype=bool)
                 for i, run in enumerate(slots):
                     run.steps += 1
@@ -255,6 +271,9 @@ class Evaluator:
                 venv.close()
             except Exception:  # a crashed worker may not close cleanly; it is gone either way
                 pass
+
+    def _budget_spent(self) -> bool:
+        return self.step_budget is not None and self.steps_done >= self.step_budget
 
     def _check_actions(self, actions: np.ndarray, task: int, slots) -> None:
         bad = ~np.isfinite(actions).all(axis=1)
@@ -336,7 +355,8 @@ class Evaluator:
             self.video_seconds += time.perf_counter() - encoding
             run.frames = None
             record["video"] = str(Path("videos") / self.config.agent / name)
-        self.store.append(record)
+        if self.store is not None:
+            self.store.append(record)
         self._finished.append(record)
 
     def snapshot(self) -> dict[str, Any]:
@@ -366,47 +386,17 @@ def run_evaluation(agent, config: EvalConfig, out_dir: str | Path, progress: boo
 
 
 def serial_throughput(agent, config: EvalConfig, steps: int = 100) -> dict[str, Any]:
-    """The baseline for the vector loop's throughput: a plain serial loop (one env in this
-    process, act -> step, the same agent) on the config's first task for `steps` env steps; an
-    episode that ends (success, time-out or the horizon) is reset with the next init state.
-    Returns env steps/s over the stepping (env start-up excluded, as in `EvalStats`). Nothing
-    is recorded; the agent is `reset` for the task first."""
-    import dataclasses
-
-    suite = get_suite(config.suite)
+    """The baseline for the vector loop's throughput: the evaluation loop itself with one env in
+    this process (act -> step, the same agent), on the config's first task, for `steps` env steps;
+    an episode that ends (success, time-out or the horizon) is followed by the next init state.
+    Returns env steps/s over the stepping (env start-up excluded, as in `EvalStats`). Nothing is
+    recorded."""
     task = config.tasks[0]
-    spec = suite.task(task)
-    horizon = suite.horizon(config.protocol, config.horizon)
-    states = len(load_init_states(suite.name, task))
-    serial = dataclasses.replace(config, suite=suite.name, n_envs=1, asynchronous=False, videos=0)
-    venv = make_eval_vector_env(serial, task, 1, agent.env_wrapper())
-    one = np.ones(1, dtype=bool)
-
-    def reset(episode: int) -> dict[str, np.ndarray]:
-        index = episode % states
-        venv.set_attr("next_init_state", [index])
-        obs, _ = venv.reset(seed=[episode_seed(config.seed, task, index)], options={"reset_mask": one})
-        agent.on_episode_start(one)
-        return {k: np.array(v, copy=True) for k, v in obs.items()}
-
-    try:
-        agent.reset(TaskInfo(suite.name, task, spec.name, spec.instruction))
-        start = time.perf_counter()
-        episode, length, done = 0, 0, 0
-        obs = reset(episode)
-        while done < steps:
-            actions = np.asarray(agent.act_vector(venv, obs), dtype=np.float64).reshape(1, ACTION_DIM)
-            step_obs, _, terminated, truncated, _ = venv.step(actions)
-            obs = {k: np.array(v, copy=True) for k, v in step_obs.items()}
-            done, length = done + 1, length + 1
-            if (terminated[0] or truncated[0] or length >= horizon) and done < steps:
-                episode, length = episode + 1, 0
-                obs = reset(episode)
-        seconds = time.perf_counter() - start
-    finally:
-        try:
-            venv.close()
-        except Exception:
-            pass
-    return {"task": task, "env_steps": done, "episodes": episode + 1, "seconds": round(seconds, 3),
-            "steps_per_second": round(done / seconds, 3) if seconds > 0 else 0.0}
+    states = len(load_init_states(get_suite(config.suite).name, task))
+    serial = dataclasses.replace(config, tasks=(task,), n_envs=1, asynchronous=False, videos=0, episodes=states)
+    evaluator = Evaluator(agent, serial, None, progress=False, step_budget=steps)
+    evaluator.run()
+    seconds = evaluator.loop_seconds
+    return {"task": task, "env_steps": evaluator.steps_done, "episodes": len(evaluator.records()) + 1,
+            "seconds": round(seconds, 3),
+            "steps_per_second": round(evaluator.steps_done / seconds, 3) if seconds > 0 else 0.0}

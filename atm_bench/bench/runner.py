@@ -4,8 +4,8 @@ Stages: data (generate demos with the scripted expert, or use the files already 
 point tracks (written into the task files) -> matched split -> stage-1 track model (shared by every agent that uses tracks
 and every seed) -> per agent and seed: training, FLOPs, closed-loop evaluation -> tables.
 
-Every stage is cached by a hash of its inputs and configuration (`stages.json` in the run
-directory): a rerun skips what is done; evaluation resumes at the episode it stopped at (the
+Every stage is an object (`bench/stages.py`: `key()`, `run()`) cached by the hash of its inputs
+and configuration (`stages.json` in the run directory): a rerun skips what is done; evaluation resumes at the episode it stopped at (the
 results store is append-only JSONL). `config.json` snapshots what the run used (preset,
 protocol, split manifest hash, package versions, git revision, hardware), `timing.json` the wall
 time of every stage, `throughput.json` the evaluation throughput: per agent and seed the vector
@@ -18,7 +18,6 @@ plain lines (stage start/end, each finished task) when stdout is a file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -29,26 +28,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from atm_bench.agents.base import (Budget, RunContext, TaskInfo, TrainingData, builtin_names, class_path, get_agent,
-                                   make_agent)
-from atm_bench.atm.stages import stage_data, train_track_model
+from atm_bench.agents.base import RunContext, TaskInfo, builtin_names, get_agent, make_agent
 from atm_bench.bench.evaluation import EvalConfig, run_evaluation, serial_throughput
 from atm_bench.bench.results import ResultsStore, record_key
+from atm_bench.bench.stages import DataStage, Stage, TrackModelStage, TracksStage, TrainStage, tree_digest
 from atm_bench.bench.timing import StageTimes
 from atm_bench.blas import active_openblas_core, cpu_model
-from atm_bench.data.generate import GenerateConfig, generate, task_path
+from atm_bench.data.generate import GenerateConfig
 from atm_bench.data.splits import data_rendering, load_split, make_split, save_split
 from atm_bench.envs.libero.protocols import get_protocol
 from atm_bench.envs.libero.spaces import zero_observation
 from atm_bench.envs.libero.suites import get_suite
 from atm_bench.errors import UserError
 from atm_bench.io import JsonFile, write_json_atomic
-from atm_bench.learning.training import WEIGHTS
 from atm_bench.paths import cache_subdir
 from atm_bench.presets import get_preset
 from atm_bench.progress import RunDisplay
 from atm_bench.tables import write_tables
-from atm_bench.tracking.annotate import AnnotateConfig, Annotator
+from atm_bench.tracking.annotate import AnnotateConfig
 from atm_bench.tracking.sampling import SamplingConfig
 
 ALL_AGENTS = builtin_names()  # the registry's order: cheap references first
@@ -71,21 +68,6 @@ class RunConfig:
     tracker: str = "sim"
     r3m_weights: Path | None = None  # a user's local R3M checkpoint for the r3m agent
     workers: int | None = None  # demo generation processes; None: one per CPU core (at most one per task)
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _tree_digest(directory: Path) -> str | None:
-    """sha256 over the files under `directory` (paths and bytes); None when it does not exist."""
-    if not directory.exists():
-        return None
-    digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(directory)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def environment_snapshot() -> dict[str, Any]:
@@ -156,6 +138,17 @@ class Runner:
         self.stages[stage] = {"key": key, **extra}
         write_json_atomic(self.stages_path, self.stages)
 
+    def execute(self, stage: Stage) -> bool:
+        """Run `stage` unless its recorded key matches and its outputs exist; time and record it.
+        True when it ran."""
+        key = stage.key()
+        if self._done(stage.name, key) and stage.outputs_exist():
+            return False
+        with self._timed(stage.timing, **stage.fields):
+            extra = stage.run()
+        self._mark(stage.name, key, **extra)
+        return True
+
     @contextmanager
     def _timed(self, stage: str, **fields: Any) -> Iterator[None]:
         """A stage shown on the display (start and end lines) and timed into `timing.json`."""
@@ -203,7 +196,7 @@ class Runner:
         if finished:
             self.display.line(f"[run] trained and evaluated already: {', '.join(finished)}")
         uses_tracks = any(self._uses_tracks(a) for a, _ in pending)
-        track_model_dir = self.train_track_model(manifest, track_key) if uses_tracks else None
+        track_model_dir = self.train_track_model(manifest) if uses_tracks else None
         for agent, seed in pending:
             self.run_agent(agent, seed, manifest, track_model_dir, track_key)
         self.write_tables()
@@ -225,13 +218,8 @@ class Runner:
         gen = GenerateConfig(suite=self.suite, tasks=self.tasks, demos=self.preset.data.demos_per_task,
                              image_size=self.preset.image_size, tracks="sim" if sim_tracks else None,
                              track_points=self.preset.data.points_per_view)
-        key = _hash(asdict(gen))
-        if self._done("data", key):
-            return
-        with self._timed("data"):
-            workers = self.config.workers or max(1, min(os.cpu_count() or 1, len(self.tasks)))
-            generate(gen, self.data_dir, progress=self.progress, workers=workers)
-        self._mark("data", key)
+        workers = self.config.workers or max(1, min(os.cpu_count() or 1, len(self.tasks)))
+        self.execute(DataStage(gen, self.data_dir, workers, self.progress))
 
     def make_split(self):
         path = self.out / "split.json"
@@ -246,31 +234,19 @@ class Runner:
             return
         cfg = AnnotateConfig(tracker=self.config.tracker,
                              sampling=SamplingConfig(num_points=self.preset.data.points_per_view))
-        key = _hash([asdict(cfg), self.stages.get("data")])
-        if self._done("tracks", key):
-            return
-        with self._timed("tracks"):
-            annotator = Annotator(cfg, self.suite)
-            try:
-                for task in self.tasks:
-                    annotator.annotate_file(task_path(self.data_dir, self.suite, task))
-            finally:
-                annotator.close()
-        self._mark("tracks", key)
+        self.execute(TracksStage(cfg, self.suite, self.data_dir, self.tasks, self.stages.get("data")))
+
+    def _track_model_stage(self, manifest) -> TrackModelStage:
+        return TrackModelStage(self.preset, manifest, self.data_dir, self.out / "track_model", self.stages.get("tracks"),
+                               self.progress)
 
     def _track_model_key(self, manifest) -> str:
-        return _hash([asdict(self.preset.track_model), asdict(self.preset.track_training), manifest.manifest_sha256,
-                      self.stages.get("tracks")])
+        return self._track_model_stage(manifest).key()
 
-    def train_track_model(self, manifest, key: str) -> Path:
-        out = self.out / "track_model"
-        if self._done("track_model", key) and (out / WEIGHTS).exists():
-            return out
-        with self._timed("stage1_track_model"):
-            videos = stage_data(manifest, self.data_dir, "videos", None, self.preset.data.max_frames_per_demo)
-            train_track_model(self.preset, videos, out, progress=self.progress)
-        self._mark("track_model", key)
-        return out
+    def train_track_model(self, manifest) -> Path:
+        stage = self._track_model_stage(manifest)
+        self.execute(stage)
+        return stage.out
 
     @staticmethod
     def _uses_tracks(agent: str) -> bool:
@@ -289,11 +265,12 @@ class Runner:
     def _work_dir(self, name: str, seed: int) -> Path:
         return self.out / "agents" / name / f"seed{seed}"
 
+    def _train_stage(self, name: str, seed: int, agent, manifest, track_key: str) -> TrainStage:
+        return TrainStage(agent, name, seed, self.preset.name, manifest, self.data_dir,
+                          self._work_dir(name, seed) / "checkpoint", track_key)
+
     def _train_key(self, name: str, seed: int, agent, manifest, track_key: str) -> str:
-        """The hash of what the agent's training depends on: its class and resolved config, the
-        run's preset and seed, the split, and the stage-1 model for agents that use it."""
-        return _hash([name, class_path(type(agent)), self.preset.name, seed, agent.resolved_config(),
-                      manifest.manifest_sha256, track_key if self._uses_tracks(name) else None])
+        return self._train_stage(name, seed, agent, manifest, track_key).key()
 
     def _finished(self, name: str, seed: int, manifest, track_key: str) -> bool:
         """Trained under the current key, with every episode, the FLOPs and the serial throughput
@@ -307,31 +284,9 @@ class Runner:
         return trained and counted and serial and self._wanted([name], (seed,)) <= self._recorded()
 
     def run_agent(self, name: str, seed: int, manifest, track_model_dir: Path | None, track_key: str) -> None:
-        import numpy as np
-        import torch
-
-        work = self._work_dir(name, seed)
         agent = self._make_agent(name, seed, track_model_dir)
-        key = self._train_key(name, seed, agent, manifest, track_key)
-        stage = f"train/{name}/seed{seed}"
-        checkpoint = work / "checkpoint"
-        if self._done(stage, key) and checkpoint.exists():
-            agent.load(checkpoint)
-        elif agent.privileged:
-            pass  # the scripted expert needs no training
-        else:
-            # The checkpoint the recorded episodes were made with: on disk, or (a run directory
-            # kept without checkpoints) its digest from the last training.
-            before = _tree_digest(checkpoint) or self.stages.get(stage, {}).get("checkpoint")
-            with self._timed(stage, agent=name, seed=seed):
-                torch.manual_seed(seed)
-                np.random.seed(seed)
-                agent.fit(TrainingData(manifest=manifest, data_dir=self.data_dir), Budget())
-                agent.save(checkpoint)
-            after = _tree_digest(checkpoint)
-            if before is None or after != before:  # (a resumed, finished or repeated training gives the same)
-                self._supersede(name, seed)
-            self._mark(stage, key, checkpoint=after)
+        if not agent.privileged:  # the scripted expert needs no training
+            self._train(name, seed, agent, manifest, track_key)
         self._record_flops(name, agent)
         config = EvalConfig(agent=name, suite=self.suite, tasks=self.tasks, protocol=self.protocol.name,
                             episodes=self._episodes(), seed=seed, preset=self.preset.name,
@@ -347,6 +302,20 @@ class Runner:
                 self.display.line(f"  eval {name} seed {seed}: {stats.env_steps} env steps of {stats.episodes} "
                                   f"episodes on {stats.n_envs} env(s): {stats.steps_per_second:.1f} env steps/s")
         self._measure_serial(name, agent, config)
+
+    def _train(self, name: str, seed: int, agent, manifest, track_key: str) -> None:
+        """Load the agent's checkpoint when its training stage is current, else train it; new
+        weights supersede the episodes, FLOPs and throughput recorded for the earlier ones."""
+        stage = self._train_stage(name, seed, agent, manifest, track_key)
+        # The checkpoint the recorded episodes were made with: on disk, or (a run directory kept
+        # without checkpoints) its digest from the last training.
+        before = tree_digest(stage.checkpoint) or self.stages.get(stage.name, {}).get("checkpoint")
+        if not self.execute(stage):
+            agent.load(stage.checkpoint)
+            return
+        after = self.stages[stage.name]["checkpoint"]
+        if before is None or after != before:  # (a resumed, finished or repeated training gives the same)
+            self._supersede(name, seed)
 
     def _supersede(self, name: str, seed: int) -> None:
         """After training gave an agent a new checkpoint: the episodes, counted FLOPs and

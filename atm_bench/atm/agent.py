@@ -19,6 +19,7 @@ import torch
 
 from atm_bench.agents.base import Budget, TaskInfo, TrainingData, VideoOverlay
 from atm_bench.agents.windowed import WindowedAgent
+from atm_bench.atm.policy import policy_query_points
 from atm_bench.atm.stages import (load_policy, load_track_model, predict_grid_tracks, stage_data, train_policy,
                                   train_track_model)
 from atm_bench.errors import UserError
@@ -157,7 +158,6 @@ class ATMAgent(WindowedAgent):
             track = 0
             if self.track_model is not None:
                 image = self._images(one)[:, 0]
-                from atm_bench.atm.policy import policy_query_points
 
                 queries = policy_query_points(self.policy.cfg.num_points)[None]
                 counted, _ = count_flops(self.track_model.predict, image, queries, self._track_text)

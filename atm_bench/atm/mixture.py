@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from atm_bench.data.episodes import EpisodeFile
-from atm_bench.errors import UserError
+from atm_bench.errors import UserError, choice_error
 from atm_bench.learning.frames import DemoRef, StageData
 
 KINDS = ("robot", "other_robot", "human")
@@ -45,8 +45,6 @@ class MixtureSource:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            from atm_bench.errors import choice_error
-
             raise choice_error(f"kind of mixture source {self.name!r}", self.kind, KINDS)
         if not self.weight > 0:
             raise UserError(f"mixture source {self.name!r}: weight must be > 0")

@@ -23,11 +23,14 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from atm_bench.data.episodes import EpisodeFile
+from atm_bench.envs.libero.env import LiberoEnv
 from atm_bench.envs.libero.suites import SUITES, canonical_suite, list_tasks
-from atm_bench.errors import UserError
+from atm_bench.errors import UserError, choice_error
 from atm_bench.tracking.base import check_tracker_name
-from atm_bench.tracking.flow import FlowConfig
+from atm_bench.tracking.cotracker import CoTracker
+from atm_bench.tracking.flow import FlowConfig, LucasKanadeTracker
 from atm_bench.tracking.sampling import SamplingConfig, TrackFn, sample_and_track
+from atm_bench.tracking.sim import SimReplay
 from atm_bench.tracking.storage import VIEWS, ViewTracks, has_tracks, write_demo_tracks
 
 IMAGE_KEY = {"agentview": "agentview_rgb", "eye_in_hand": "eye_in_hand_rgb"}
@@ -49,8 +52,6 @@ class AnnotateConfig:
         check_tracker_name(self.tracker)
         bad = [v for v in self.views if v not in VIEWS]
         if bad:
-            from atm_bench.errors import choice_error
-
             raise choice_error("view", bad[0], VIEWS)
 
     def attrs(self) -> dict:
@@ -125,8 +126,6 @@ class _SimScenes:
         key = (task.suite, task.index, height, width)
         if key != self._key:
             self.close()
-            from atm_bench.envs.libero.env import LiberoEnv
-
             self._env = LiberoEnv(task.suite, task.index, image_size=(height, width), render_quality=self.quality)
             self._env.reset(seed=0, options={"init_state": 0})
             self._key = key
@@ -147,12 +146,8 @@ def _body_poses(attrs: Mapping) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _video_tracker(cfg: AnnotateConfig):
     if cfg.tracker == "flow":
-        from atm_bench.tracking.flow import LucasKanadeTracker
-
         return LucasKanadeTracker(cfg.flow)
     if cfg.tracker == "cotracker":
-        from atm_bench.tracking.cotracker import CoTracker
-
         return CoTracker(cfg.cotracker_checkpoint, cfg.cotracker_code)
     return None
 
@@ -193,8 +188,6 @@ class Annotator:
         env = self.scenes.env(resolve_task(header, self.suite), height, width) if self.scenes is not None else None
         tracked = time.perf_counter()  # tracking time: from here (the scene exists) to the write
         if env is not None:
-            from atm_bench.tracking.sim import SimReplay
-
             replay = SimReplay(env.renderer, env.sim.model._model, states, views=self.cfg.views,
                                fixture_xml=attrs.get("model_file"), body_poses=_body_poses(attrs))
             views = annotate_replay(replay, self.cfg.sampling, rng)

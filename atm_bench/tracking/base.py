@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from atm_bench.errors import choice_error
+
+
 @dataclass
 class TrackResult:
     """Tracks of N points over T frames: `tracks` (T, N, 2) float32 normalised (x, y) and
@@ -105,8 +108,6 @@ TRACKERS = ("sim", "flow", "cotracker")
 
 def check_tracker_name(name: str) -> str:
     if name not in TRACKERS:
-        from atm_bench.errors import choice_error
-
         raise choice_error("tracker", name, TRACKERS)
     return name
 

@@ -14,22 +14,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from atm_bench.atm.datasets import window_proprio
 from atm_bench.learning.augment import color_jitter, random_shift
+from atm_bench.learning.distributed import data_parallel
 from atm_bench.learning.frames import to_model_images
 from atm_bench.learning.language import embed_instructions
-from atm_bench.learning.training import CONFIG, WEIGHTS, train_loop
+from atm_bench.learning.training import CONFIG, WEIGHTS, make_loader, train_loop
 from atm_bench.presets import Preset, TrainConfig
 
 TASK_STEPS = 600  # the paper's compute table: one task of 600 control steps
-
-
-def loader(ds: Dataset, batch: int, shuffle: bool, seed: int = 0, workers: int = 0) -> DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch, shuffle=shuffle, num_workers=workers, generator=g,
-                      drop_last=shuffle and len(ds) > batch, persistent_workers=workers > 0)
 
 
 def instruction_table(instructions: Sequence[str], encoder_path: str | None) -> torch.Tensor:
@@ -53,6 +48,8 @@ def augment(images: torch.Tensor, samples: int, views: int, cfg: TrainConfig) ->
 def window_bc_step(policy: torch.nn.Module, text: torch.Tensor, cfg: TrainConfig):
     """The BC training step on window batches (images, joint, gripper, actions, task)."""
 
+    net = data_parallel(policy)  # under torchrun, it synchronises gradients
+
     def step(batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         raw = batch["images"]
         b, t, v = raw.shape[:3]
@@ -60,7 +57,7 @@ def window_bc_step(policy: torch.nn.Module, text: torch.Tensor, cfg: TrainConfig
         if train:
             images = augment(images, b, v, cfg)
         images = images.reshape(b, v, t, *images.shape[1:]).transpose(1, 2)
-        pred = policy(images, None, batch["joint"], batch["gripper"], text[batch["task"]])
+        pred = net(images, None, batch["joint"], batch["gripper"], text[batch["task"]])
         return policy.loss(pred, batch["actions"])
 
     return step
@@ -74,8 +71,8 @@ def train_window_policy(preset: Preset, policy: torch.nn.Module, train_ds: Datas
     torch.manual_seed(cfg.seed)
     policy.set_proprio_stats(window_proprio(train_ds))
     policy.text_norm.fit(text)
-    return train_loop(policy, window_bc_step(policy, text, cfg), loader(train_ds, cfg.batch_size, True, cfg.seed),
-                      loader(val_ds, cfg.batch_size, False) if val_ds is not None and len(val_ds) else None,
+    return train_loop(policy, window_bc_step(policy, text, cfg), make_loader(train_ds, cfg.batch_size, True, cfg.seed),
+                      make_loader(val_ds, cfg.batch_size, False) if val_ds is not None and len(val_ds) else None,
                       cfg, out_dir, snapshot, epochs=epochs, seconds=seconds, progress=progress,
                       description=description)
 

@@ -40,13 +40,12 @@ from atm_bench.atm.agent import BCAgent
 from atm_bench.atm.datasets import PolicyWindowDataset
 from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.atm.stages import policy_config, stage_data
-from atm_bench.baselines.common import (augment, copy_checkpoint, instruction_table, loader, stage_epochs,
-                                        train_window_policy)
+from atm_bench.baselines.common import augment, copy_checkpoint, instruction_table, stage_epochs, train_window_policy
 from atm_bench.baselines.presets import BaselinePreset, R3MConfig, get_baseline_preset
 from atm_bench.baselines.resnet import ImageNetNormalize, ResNet18, feature_hw
 from atm_bench.errors import UserError
 from atm_bench.learning.frames import DemoRef, FrameReader, item_rng, to_model_images
-from atm_bench.learning.training import load_checkpoint, load_model, model_config, train_loop
+from atm_bench.learning.training import load_checkpoint, load_model, make_loader, model_config, train_loop
 from atm_bench.presets import PolicyConfig, Preset, with_training_seed
 
 R3M_WIDTH = 64  # the published R3M ResNet-18
@@ -266,8 +265,8 @@ def pretrain_r3m(cfg: R3MConfig, preset: Preset, videos, out_dir: str | Path, te
     snapshot = {"kind": "r3m", "preset": preset.name, "r3m": dataclasses.asdict(cfg), "text_dim": int(text.shape[1]),
                 "text_encoder": text_encoder, "image_hw": list(hw), "views": list(views), "init": init_info or {},
                 "train_videos": len(videos.train), "val_videos": len(videos.val)}
-    return train_loop(model, step, loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
-                      loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
+    return train_loop(model, step, make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
+                      make_loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
                       snapshot, epochs=epochs, seconds=seconds, progress=progress, description="R3M in-domain")
 
 

@@ -34,15 +34,16 @@ from atm_bench.agents.windowed import WindowedAgent
 from atm_bench.atm.datasets import PolicyWindowDataset, window_proprio
 from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.atm.stages import stage_data
-from atm_bench.baselines.common import TASK_STEPS, augment, copy_checkpoint, loader, stage_epochs, window_images
+from atm_bench.baselines.common import TASK_STEPS, augment, copy_checkpoint, stage_epochs, window_images
 from atm_bench.baselines.presets import BaselinePreset, UniPiConfig, get_baseline_preset, replan_config
 from atm_bench.baselines.video_diffusion import generation_macs, load_video_model, train_video_model
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
 from atm_bench.io import write_json_atomic
+from atm_bench.learning.distributed import data_parallel
 from atm_bench.learning.frames import DemoRef, FrameReader, camera_images, item_rng, to_model_images
 from atm_bench.learning.language import embed_instructions
-from atm_bench.learning.training import load_model, model_config, train_loop
+from atm_bench.learning.training import load_model, make_loader, model_config, train_loop
 from atm_bench.paths import cache_subdir
 from atm_bench.presets import PolicyConfig, Preset, get_preset, training_view, with_training_seed
 
@@ -94,6 +95,8 @@ class GoalWindowDataset(PolicyWindowDataset):
 
 def goal_step(policy: TrackGuidedPolicy, train_cfg):
     """Training step: chunks + a goal per step -> MSE on (action, done) at the steps with a full window."""
+    net = data_parallel(policy)  # under torchrun, it synchronises gradients
+
     def step(batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         raw = batch["images"]  # (B, T, V, H, W, 3)
         b, t, v = raw.shape[:3]
@@ -105,7 +108,7 @@ def goal_step(policy: TrackGuidedPolicy, train_cfg):
         if train:
             images = augment(images, b, v + 1, train_cfg)
         images = images.reshape(b, v + 1, t, *cams.shape[3:]).transpose(1, 2)
-        pred = policy(images, None, batch["joint"], batch["gripper"])
+        pred = net(images, None, batch["joint"], batch["gripper"])
         pred = policy.targets(pred)
         target = policy.targets(torch.cat([batch["actions"], batch["done"][..., None]], dim=-1))
         loss = torch.nn.functional.mse_loss(pred, target)
@@ -134,8 +137,8 @@ def train_goal_policy(preset: Preset, cfg: UniPiConfig, labelled, out_dir: str |
                 "next_frame_prob": cfg.next_frame_prob, "goal_view": cfg.video.view,
                 "replan_every": cfg.replan_every, "done_threshold": cfg.done_threshold,
                 "train_demos": len(labelled.train), "val_demos": len(labelled.val)}
-    return train_loop(policy, goal_step(policy, train_cfg), loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
-                      loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
+    return train_loop(policy, goal_step(policy, train_cfg), make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
+                      make_loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
                       snapshot, epochs=epochs, seconds=seconds, progress=progress, description="UniPi policy")
 
 

@@ -29,12 +29,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from atm_bench.atm.plots import write_grid
-from atm_bench.baselines.common import augment, instruction_table, loader
+from atm_bench.baselines.common import augment, instruction_table
 from atm_bench.baselines.presets import VideoModelConfig
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
 from atm_bench.learning.frames import DemoRef, FrameReader, item_rng, to_model_images
-from atm_bench.learning.training import load_model, train_loop
+from atm_bench.learning.training import load_model, make_loader, train_loop
 from atm_bench.presets import TrainConfig
 
 
@@ -217,8 +217,8 @@ def train_video_model(cfg: VideoModelConfig, image_hw: tuple[int, int], videos, 
                 "image_hw": list(image_hw), "text_dim": int(text.shape[1]), "text_encoder": text_encoder,
                 "offset": offset, "instructions": list(videos.instructions), "train_videos": len(videos.train),
                 "val_videos": len(videos.val)}
-    result = train_loop(model, step, loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
-                        loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
+    result = train_loop(model, step, make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
+                        make_loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
                         snapshot, epochs=epochs, seconds=seconds, progress=progress, description="video diffusion")
     if pictures:
         best, _ = load_video_model(out_dir)

@@ -33,13 +33,13 @@ from atm_bench.atm.datasets import PolicyWindowDataset
 from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.atm.stages import policy_config, stage_data
 from atm_bench.atm.transformer import Encoder, trunc_normal_init
-from atm_bench.baselines.common import (augment, copy_checkpoint, instruction_table, loader, stage_epochs,
-                                        train_window_policy)
+from atm_bench.baselines.common import augment, copy_checkpoint, instruction_table, stage_epochs, train_window_policy
 from atm_bench.baselines.presets import BaselinePreset, IDMConfig, get_baseline_preset
 from atm_bench.errors import UserError
 from atm_bench.io import atomic_path, write_json_atomic
+from atm_bench.learning.distributed import data_parallel
 from atm_bench.learning.frames import DemoRef, FrameReader, to_model_images
-from atm_bench.learning.training import load_model, train_loop
+from atm_bench.learning.training import load_model, make_loader, train_loop
 from atm_bench.presets import Preset, with_training_seed
 
 REPORT = "idm_report.json"
@@ -137,14 +137,16 @@ def train_idm(cfg: IDMConfig, preset: Preset, labelled, out_dir: str | Path, epo
     if len(train_ds) == 0:
         raise UserError("the IDM needs action-labelled demos of 2 or more steps; the split has none")
 
+    net = data_parallel(model)  # under torchrun, it synchronises gradients (BatchNorm statistics stay per process)
+
     def step(batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         frames = model_frames(batch["frames"], train_cfg if train else None)
-        return model.loss(model(frames), batch["action"])
+        return model.loss(net(frames), batch["action"])
 
     snapshot = {"kind": "vpt_idm", "preset": preset.name, "idm": dataclasses.asdict(cfg), "image_hw": list(hw),
                 "views": list(views), "train_demos": len(labelled.train), "val_demos": len(labelled.val)}
-    return train_loop(model, step, loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
-                      loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
+    return train_loop(model, step, make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
+                      make_loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
                       snapshot, epochs=epochs, seconds=seconds, progress=progress, description="VPT inverse dynamics")
 
 

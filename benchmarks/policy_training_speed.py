@@ -22,7 +22,8 @@ import torch
 from atm_bench.atm.datasets import PolicyWindowDataset
 from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.atm.stages import policy_config
-from atm_bench.baselines.common import instruction_table, loader, window_bc_step
+from atm_bench.baselines.common import instruction_table, window_bc_step
+from atm_bench.learning.training import make_loader
 from atm_bench.data.splits import make_split
 from atm_bench.learning.frames import demo_refs
 from atm_bench.presets import get_preset
@@ -32,7 +33,7 @@ def targets_per_second(policy: TrackGuidedPolicy, ds: PolicyWindowDataset, batch
     cfg = dataclasses.replace(get_preset("quick").policy_training, batch_size=batch)
     step = window_bc_step(policy, text, cfg)
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
-    batches = iter(loader(ds, batch, True, seed=0))
+    batches = iter(make_loader(ds, batch, True, seed=0))
     policy.train()
 
     def one() -> int:

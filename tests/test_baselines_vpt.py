@@ -37,7 +37,9 @@ def test_idm_is_non_causal():
 
 
 def test_idm_learns_held_out_actions_and_reports_errors(tmp_path):
-    """On moving-square demos the IDM beats predicting the mean action on held-out demos."""
+    """On moving-square demos the IDM beats predicting the mean action on held-out demos. The
+    ratio depends on the seed at this size: 0.42-0.69 over training seeds 0-3 at 40 epochs (at 20
+    epochs, 0.22-1.13), so the bar is 0.8, not a lucky seed's margin."""
     from atm_bench.atm.stages import stage_data
     from atm_bench.baselines.presets import IDMConfig
     from atm_bench.baselines.vpt import action_errors, load_idm, pseudo_label, train_idm
@@ -50,7 +52,7 @@ def test_idm_learns_held_out_actions_and_reports_errors(tmp_path):
     labelled = stage_data(manifest, data_dir, "labelled")
     cfg = IDMConfig(frames_before=1, frames_after=2, temporal_kernel=3, stem_channels=8, image_patch=4, width=32,
                     depth=1, heads=2, mlp=64, dropout=0.0,
-                    training=TrainConfig(epochs=20, batch_size=16, lr=3e-3, grad_clip=1.0, augment=False))
+                    training=TrainConfig(epochs=40, batch_size=16, lr=3e-3, grad_clip=1.0, augment=False))
     train_idm(cfg, get_preset("smoke"), labelled, tmp_path / "idm", progress=False)
     idm, config = load_idm(tmp_path / "idm")
     labels = pseudo_label(idm, labelled.val, VIEWS, (32, 32))
@@ -59,7 +61,7 @@ def test_idm_learns_held_out_actions_and_reports_errors(tmp_path):
     assert errors["steps"] == 38  # the last step of each demo has no next frame
     truth = np.concatenate([np.asarray(__import__("h5py").File(r.file)[f"data/{r.demo}/actions"][:19]) for r in labelled.val])
     assert errors["mse"] == pytest.approx(float(((np.concatenate([a[:19] for a in labels]) - truth) ** 2).mean()))
-    assert errors["mse"] < 0.6 * errors["mean_predictor_mse"], errors
+    assert errors["mse"] < 0.8 * errors["mean_predictor_mse"], errors
 
 
 @pytest.fixture(scope="module")

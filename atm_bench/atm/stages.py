@@ -29,7 +29,8 @@ from atm_bench.io import write_json_atomic
 from atm_bench.learning.augment import color_jitter, random_shift
 from atm_bench.learning.frames import DemoRef, StageData, demo_refs, to_model_images
 from atm_bench.learning.language import embed_instructions
-from atm_bench.learning.training import TrainResult, load_model, model_config, train_loop
+from atm_bench.learning.distributed import data_parallel, is_main
+from atm_bench.learning.training import TrainResult, load_model, make_loader, model_config, train_loop
 from atm_bench.presets import PolicyConfig, Preset, TrackTransformerConfig
 
 
@@ -48,17 +49,6 @@ def stage_data(manifest, data_dir: str | Path, which: str, tracks_dir: str | Pat
 
 def _text_table(instructions: Sequence[str], encoder_path: str | None) -> torch.Tensor:
     return torch.from_numpy(embed_instructions(list(instructions), encoder_path))
-
-
-def _loader(ds, batch: int, shuffle: bool, workers: int, seed: int, weights=None) -> DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    sampler = None
-    if weights is not None:  # a mixture: draw sources in proportion to their weights
-        from torch.utils.data import WeightedRandomSampler
-
-        sampler, shuffle = WeightedRandomSampler(torch.as_tensor(weights), len(ds), generator=g), False
-    return DataLoader(ds, batch_size=batch, shuffle=shuffle, sampler=sampler, num_workers=workers, generator=g,
-                      drop_last=(shuffle or sampler is not None) and len(ds) > batch, persistent_workers=workers > 0)
 
 
 # -- stage 1 --------------------------------------------------------------------------------------
@@ -87,6 +77,7 @@ def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, view
     train_ds = TrackFrameDataset(data.train, **common)
     val_ds = TrackFrameDataset(data.val, **common, deterministic=True) if data.val else None
     shift = max(0, round(train_cfg.shift_px))
+    net = data_parallel(model)  # what the step calls: under torchrun, it synchronises gradients
 
     def step(batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         images = to_model_images(batch["image"])
@@ -96,7 +87,7 @@ def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, view
             images = color_jitter(images)
             queries = queries + delta[:, None]
             tracks = tracks + delta[:, None, None]
-        pred = model(images, queries, text[batch["task"]])
+        pred = net(images, queries, text[batch["task"]])
         return model.loss(pred, images, tracks, batch["vis"])
 
     out_dir = Path(out_dir)
@@ -115,12 +106,13 @@ def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, view
     weights = None
     if data.source_weights:
         weights = sample_weights(train_ds.index, train_ds.demos, data.source_weights)
-    result = train_loop(model, step, _loader(train_ds, train_cfg.batch_size, True, train_cfg.num_workers,
-                                             train_cfg.seed, weights),
-                        _loader(val_ds, train_cfg.batch_size, False, 0, 0) if val_ds else None, train_cfg, out_dir,
+    train_loader = make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed, train_cfg.num_workers, weights)
+    result = train_loop(model, step, train_loader,
+                        make_loader(val_ds, train_cfg.batch_size, False) if val_ds else None, train_cfg, out_dir,
                         snapshot, on_epoch_end=draw if pictures else None, epochs=epochs, seconds=seconds,
                         progress=progress, description="track transformer")
-    _write_track_metrics(out_dir, val_ds or train_ds, text, "validation" if val_ds else "training")
+    if is_main():  # under torchrun every process holds the same weights: one writes
+        _write_track_metrics(out_dir, val_ds or train_ds, text, "validation" if val_ds else "training")
     return result
 
 
@@ -199,6 +191,7 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
         policy.text_norm.fit(text)
     shift = max(0, round(train_cfg.shift_px))
     v = len(cfg.views)
+    net = data_parallel(policy)
 
     def step(batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         raw = batch["images"]  # (B, T, V, H, W, 3)
@@ -217,15 +210,16 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
             else:
                 tracks = batch["tracks"] + delta.reshape(b, 1, v, 1, 1, 2)
         images = images.reshape(b, v, t, *images.shape[1:]).transpose(1, 2)
-        pred = policy(images, tracks, batch["joint"], batch["gripper"], None if text is None else text[batch["task"]])
+        pred = net(images, tracks, batch["joint"], batch["gripper"], None if text is None else text[batch["task"]])
         return policy.loss(pred, batch["actions"])
 
     snapshot = {"kind": "policy", "preset": preset.name, "model": dataclasses.asdict(cfg),
                 "training": dataclasses.asdict(train_cfg), "text_encoder": text_encoder, "track_model": track_dir,
                 "instructions": list(data.instructions), "online_tracks": online,
                 "train_demos": len(data.train), "val_demos": len(data.val)}
-    return train_loop(policy, step, _loader(train_ds, train_cfg.batch_size, True, train_cfg.num_workers, train_cfg.seed),
-                      _loader(val_ds, train_cfg.batch_size, False, 0, 0) if val_ds else None, train_cfg, out_dir,
+    train_loader = make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed, train_cfg.num_workers)
+    return train_loop(policy, step, train_loader,
+                      make_loader(val_ds, train_cfg.batch_size, False) if val_ds else None, train_cfg, out_dir,
                       snapshot, epochs=epochs, seconds=seconds, progress=progress,
                       description="BC policy" if language else "ATM policy")
 

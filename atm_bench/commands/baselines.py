@@ -55,6 +55,10 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.r3m_weights and args.agent != "r3m":
         raise UserError("--r3m-weights only applies to --agent r3m")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("`baselines train` runs in one process (R3M's and UniPi's pre-training steps are not "
+                        "DistributedDataParallel steps): run it without torchrun; `atm-bench train tracks|policy` "
+                        "trains under torchrun")
     preset = _preset(args)
     manifest, data_dir = _manifest(args, preset)
     out = Path(args.out) if args.out else _run_dir(args, preset) / f"{args.agent}_seed{args.seed}"

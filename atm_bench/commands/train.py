@@ -88,6 +88,9 @@ def _train_tracks(args) -> int:
     import dataclasses
 
     from atm_bench.atm.stages import stage_data, train_track_model
+    from atm_bench.learning.distributed import init_from_env, is_main
+
+    init_from_env()  # under torchrun: one process per device, DistributedDataParallel
 
     preset = _preset(args)
     if args.no_image_mask:
@@ -109,15 +112,20 @@ def _train_tracks(args) -> int:
         manifest, data_dir = _manifest(args, preset)
         data = stage_data(manifest, data_dir, "videos", max_frames=preset.data.max_frames_per_demo)
         out = _run_dir(args, preset) / "track_model" if not args.out else _run_dir(args, preset)
-    result = train_track_model(preset, data, out, text_encoder=args.text_encoder, epochs=args.epochs)
-    print(f"track transformer: best validation loss {result.best_val:.4f} at epoch {result.best_epoch}; "
-          f"{result.epochs_run} epochs in {result.seconds:.0f} s; wrote {out} (pictures in {out / 'pictures'})")
+    result = train_track_model(preset, data, out, text_encoder=args.text_encoder, epochs=args.epochs,
+                               progress=is_main())
+    if is_main():
+        print(f"track transformer: best validation loss {result.best_val:.4f} at epoch {result.best_epoch}; "
+              f"{result.epochs_run} epochs in {result.seconds:.0f} s; wrote {out} (pictures in {out / 'pictures'})")
     return 0
 
 
 def _train_policy(args) -> int:
     from atm_bench.agents.base import get_agent
     from atm_bench.atm.stages import stage_data, train_policy
+    from atm_bench.learning.distributed import init_from_env, is_main
+
+    init_from_env()  # under torchrun: one process per device, DistributedDataParallel
 
     uses_tracks = get_agent(args.agent).uses_track_model
     preset = _preset(args)
@@ -134,7 +142,9 @@ def _train_policy(args) -> int:
     track_dir = args.track_model or (run / "track_model" if uses_tracks else None)
     out = run if args.out else run / f"{args.agent}_seed{args.seed}" / "policy"
     result = train_policy(preset, data, out, track_model_dir=track_dir, language=not uses_tracks,
-                          text_encoder=args.text_encoder, epochs=args.epochs, policy_overrides=overrides)
-    print(f"{args.agent} policy: best validation loss {result.best_val:.4f} at epoch {result.best_epoch}; "
-          f"{result.epochs_run} epochs in {result.seconds:.0f} s; wrote {out}")
+                          text_encoder=args.text_encoder, epochs=args.epochs, policy_overrides=overrides,
+                          progress=is_main())
+    if is_main():
+        print(f"{args.agent} policy: best validation loss {result.best_val:.4f} at epoch {result.best_epoch}; "
+              f"{result.epochs_run} epochs in {result.seconds:.0f} s; wrote {out}")
     return 0

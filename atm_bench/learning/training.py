@@ -2,7 +2,8 @@
 clipping, a validation loss per epoch, the checkpoint with the lowest validation loss
 (safetensors + JSON config), a history file, a rich progress bar, and resumption: every epoch
 also writes `resume.pt` (model, optimiser, scheduler, history), and a rerun with the same config
-snapshot continues from it.
+snapshot continues from it. Under torchrun every process runs the same loop on its slice of each
+global batch (`learning/distributed.py`); rank 0 alone writes and shows progress.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from atm_bench.errors import UserError
 from atm_bench.io import atomic_path, write_json_atomic
+from atm_bench.learning.distributed import (GlobalBatchSampler, any_process, barrier, check_data_parallel, is_main,
+                                            mean_over_processes)
 from atm_bench.presets import TrainConfig
 from atm_bench.progress import bars
 
@@ -68,6 +72,17 @@ def model_config(config: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's `model` config with the fields that are tuples in the config dataclasses
     (`image_hw`, `views`) turned back from JSON lists."""
     return {k: tuple(v) if k in ("image_hw", "views") else v for k, v in config["model"].items()}
+
+
+def make_loader(ds: Dataset, batch: int, shuffle: bool, seed: int = 0, workers: int = 0,
+                weights: Sequence[float] | torch.Tensor | None = None) -> DataLoader:
+    """Batches of `batch` samples (the global batch: under torchrun each process loads its slice):
+    a seeded permutation per epoch when `shuffle`, draws in proportion to `weights` (a mixture's
+    sources) when given, in order otherwise (validation). `seed` also seeds the per-item random
+    draws of the workers."""
+    sampler = GlobalBatchSampler(len(ds), batch, shuffle, seed, weights)
+    return DataLoader(ds, batch_sampler=sampler, num_workers=workers, generator=torch.Generator().manual_seed(seed),
+                      persistent_workers=workers > 0)
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -126,6 +141,8 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_loader, val_loader, cfg:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    check_data_parallel(model, description)
+    main = is_main()
     epochs = epochs if epochs is not None else cfg.epochs
     per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
     total = max(1, per_epoch * epochs)
@@ -136,11 +153,12 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_loader, val_loader, cfg:
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": -1, "history": [], "seconds": 0.0}
     state = _maybe_resume(out_dir, snapshot, model, opt, sched, state)
     start = time.perf_counter() - state["seconds"]
-    bar = _progress(progress)
+    bar = _progress(progress and main)
     with bar:
         task = bar.add_task(description, total=(epochs - state["epoch"]) * per_epoch)
         while state["epoch"] < epochs:
             epoch = state["epoch"]
+            getattr(getattr(train_loader, "batch_sampler", None), "set_epoch", lambda e: None)(epoch)
             model.train()
             train_rows = []
             for batch in _batches(train_loader, per_epoch):
@@ -157,23 +175,26 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_loader, val_loader, cfg:
                                                          f"loss {train_rows[-1]['loss']:.4f}")
             val = evaluate(model, step_fn, val_loader, cfg.max_steps_per_epoch)
             row = {"epoch": epoch + 1, "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - start,
-                   **{f"train_{k}": v for k, v in _mean(train_rows).items()},
+                   **{f"train_{k}": v for k, v in mean_over_processes(_mean(train_rows)).items()},
                    **{f"val_{k}": v for k, v in val.items()}}
             state["history"].append(row)
             score = val.get("loss", row["train_loss"])
             if score < state["best_val"]:
                 state["best_val"], state["best_epoch"] = score, epoch + 1
-                save_checkpoint(model, out_dir, {**snapshot, "best_epoch": epoch + 1, "best_val_loss": score})
-            if on_epoch_end is not None:
+                if main:
+                    save_checkpoint(model, out_dir, {**snapshot, "best_epoch": epoch + 1, "best_val_loss": score})
+            if on_epoch_end is not None and main:
                 model.eval()
                 with torch.no_grad():
                     on_epoch_end(epoch + 1, model)
             state["epoch"] = epoch + 1
             state["seconds"] = time.perf_counter() - start
-            write_json_atomic(out_dir / HISTORY, state["history"])
-            _save_resume(out_dir, snapshot, model, opt, sched, state)
-            if seconds is not None and state["seconds"] > seconds:
+            if main:
+                write_json_atomic(out_dir / HISTORY, state["history"])
+                _save_resume(out_dir, snapshot, model, opt, sched, state)
+            if any_process(seconds is not None and state["seconds"] > seconds):
                 break
+    barrier()  # every process returns once rank 0 has written the checkpoint it will load
     return TrainResult(state["best_val"], state["best_epoch"], state["epoch"], state["seconds"], state["history"])
 
 
@@ -184,7 +205,7 @@ def evaluate(model: nn.Module, step_fn: StepFn, loader, limit: int | None = None
         return {}
     model.eval()
     rows = [{k: float(v) for k, v in step_fn(batch, False).items()} for batch in _batches(loader, limit)]
-    return _mean(rows)
+    return mean_over_processes(_mean(rows))
 
 
 def _progress(enabled: bool):

@@ -295,7 +295,7 @@ def test_a_nan_action_names_the_agent_and_the_step(tmp_path):
 
 
 @pytest.mark.sim
-def test_the_serial_loop_is_the_evaluation_loop_with_one_env_and_a_step_budget(tmp_path, monkeypatch):
+def test_the_serial_loop_is_the_evaluation_loop_with_one_env_and_a_step_budget(tmp_path, monkeypatch, capsys):
     """`serial_throughput` runs the evaluation loop itself (one env, this process) for exactly
     its step budget, across episodes (horizon 5: 5 + 5 + 2 steps), and records nothing."""
     from atm_bench.bench.evaluation import serial_throughput
@@ -306,3 +306,4 @@ def test_the_serial_loop_is_the_evaluation_loop_with_one_env_and_a_step_budget(t
     assert (out["task"], out["env_steps"], out["episodes"]) == (0, 12, 3)
     assert out["steps_per_second"] == pytest.approx(12 / out["seconds"], rel=1e-2)
     assert list(tmp_path.iterdir()) == []  # no results store, no videos
+    assert "eval still" not in capsys.readouterr().out  # a measurement, not an evaluation: no task lines

@@ -191,17 +191,22 @@ class Evaluator:
             job = bar.add_task(f"eval {self.config.agent} seed {self.config.seed} on {self.suite}", total=total,
                                log=False)  # one line per task instead (below)
 
+            recording = self.store is not None  # a measurement without a store stays off the run's display
+
             def advance() -> None:
                 bar.advance(job)
-                display.episode_finished()
+                if recording:
+                    display.episode_finished()
 
             for task, indices in todo.items():
                 if not indices:
                     continue
-                display.status(task=f"{task} {self.specs[task].name}")
+                if recording:
+                    display.status(task=f"{task} {self.specs[task].name}")
                 task_started, before = time.perf_counter(), len(self._finished)
                 self._run_task(task, indices, advance)
-                display.line(self._task_line(task, self._finished[before:], time.perf_counter() - task_started))
+                if recording:
+                    display.line(self._task_line(task, self._finished[before:], time.perf_counter() - task_started))
         if self._finished:
             self.stats = EvalStats(episodes=len(self._finished), env_steps=sum(r["steps"] for r in self._finished),
                                    seconds=round(self.loop_seconds - self.video_seconds, 3),

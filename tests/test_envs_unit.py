@@ -70,3 +70,32 @@ def test_cli_list_prints_the_suite(capsys):
     assert main(["envs", "list", "--suite", "libero_goal"]) == 0
     out = capsys.readouterr().out
     assert "open the middle layer of the drawer" in out and "put the wine bottle on the rack" in out
+
+
+def test_device_choices_are_resolved_once_with_one_line_errors(capsys, monkeypatch):
+    import torch
+
+    from atm_bench.devices import resolve_device
+    from atm_bench.errors import UserError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("CPU") == "cpu"
+    with pytest.raises(UserError, match="no CUDA device visible: --device cuda:1 needs one"):
+        resolve_device("cuda:1")
+    with pytest.raises(UserError, match="unknown device 'tpu'; valid choices: auto, cpu, cuda or cuda:N"):
+        resolve_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("auto") == "cpu"  # until CUDA training lands
+    with pytest.raises(UserError, match="not implemented yet"):
+        resolve_device("cuda")
+    with pytest.raises(UserError, match="only 1 CUDA device"):
+        resolve_device("cuda:3")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for argv in (["run", "--suite", "libero-goal", "--device", "cuda"],
+                 ["train", "policy", "--suite", "libero-goal", "--device", "cuda"],
+                 ["baselines", "train", "--agent", "vpt", "--suite", "libero-goal", "--device", "cuda"],
+                 ["eval", "--agent", "bc", "--suite", "libero-goal", "--device", "cuda"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "no CUDA device visible" in err, (argv, err)

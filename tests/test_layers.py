@@ -2,7 +2,7 @@
 ones below (anywhere in the file, function-level imports included), and module-level imports
 form no cycle. The layers, bottom up (see docs/ARCHITECTURE.md):
 
-foundations (errors, io, paths, presets, progress, blas, flops) <- envs <- data (data, tracking,
+foundations (errors, io, paths, presets, progress, blas, flops, devices) <- envs <- data (data, tracking,
 experts) <- learning (training loop, frames, augmentation, language) <- models (atm) <- agents (the interface, ATM's agent, the baselines) <- bench (runner,
 evaluation, tables) <- commands (cli).
 """
@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 ROOTS = {"atm_bench": REPO / "atm_bench", "atm_bench.envs": REPO / "envs", "atm_bench.baselines": REPO / "baselines"}
 LAYERS = (
     ("foundations", ("atm_bench", "atm_bench.errors", "atm_bench.io", "atm_bench.paths", "atm_bench.presets",
-                     "atm_bench.progress", "atm_bench.blas", "atm_bench.flops")),
+                     "atm_bench.progress", "atm_bench.blas", "atm_bench.flops", "atm_bench.devices")),
     ("envs", ("atm_bench.envs",)),
     ("data", ("atm_bench.data", "atm_bench.tracking", "atm_bench.experts")),
     ("learning", ("atm_bench.learning",)),

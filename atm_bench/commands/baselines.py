@@ -11,7 +11,7 @@ import argparse
 
 from atm_bench.agents.base import builtin_names
 from atm_bench.commands.data import add_data_dir_arg
-from atm_bench.commands.envs import add_suite_arg
+from atm_bench.commands.envs import add_device_arg, add_suite_arg
 
 
 def register(sub) -> None:
@@ -35,6 +35,7 @@ def register(sub) -> None:
                        help="r3m only: a local R3M ResNet-18 checkpoint (r3m_18/model.pt) to start from "
                             "(default: $ATM_BENCH_R3M_WEIGHTS, else train R3M from scratch in-domain)")
     train.add_argument("--out", default=None, help="run directory (default: the cache's runs/<suite>/<preset>/<agent>_seed<seed>)")
+    add_device_arg(train)
     train.set_defaults(handler=_train)
 
     compute = group_sub.add_parser("compute", help="counted MACs of one 600-step task for ATM and every baseline")
@@ -53,6 +54,9 @@ def _train(args: argparse.Namespace) -> int:
     from atm_bench.commands.train import _manifest, _preset, _run_dir
     from atm_bench.errors import UserError
 
+    from atm_bench.devices import resolve_device
+
+    device = resolve_device(args.device)
     if args.r3m_weights and args.agent != "r3m":
         raise UserError("--r3m-weights only applies to --agent r3m")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -62,7 +66,7 @@ def _train(args: argparse.Namespace) -> int:
     preset = _preset(args)
     manifest, data_dir = _manifest(args, preset)
     out = Path(args.out) if args.out else _run_dir(args, preset) / f"{args.agent}_seed{args.seed}"
-    context = RunContext(preset=preset.name, seed=args.seed, work_dir=out,
+    context = RunContext(preset=preset.name, seed=args.seed, work_dir=out, device=device,
                          options={"text_encoder": args.text_encoder, "r3m_weights": args.r3m_weights})
     agent = make_agent(args.agent, context)
     agent.fit(TrainingData(manifest=manifest, data_dir=data_dir), Budget(epochs=args.epochs))

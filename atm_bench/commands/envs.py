@@ -13,6 +13,11 @@ def add_suite_arg(parser: argparse.ArgumentParser, required: bool = True) -> Non
                         help=f"{', '.join(map(cli_name, SUITES))} ({aliases}); underscores work too")
 
 
+def add_device_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto",
+                        help="auto, cpu, cuda or cuda:N (CUDA is not implemented yet: auto is the CPU)")
+
+
 def _suite(text: str):
     """`--suite` resolves once, here: later layers receive a `Suite` (a bad name fails now)."""
     from atm_bench.envs.libero.suites import get_suite

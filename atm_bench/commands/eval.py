@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from atm_bench.commands.data import parse_tasks
-from atm_bench.commands.envs import add_suite_arg
+from atm_bench.commands.envs import add_device_arg, add_suite_arg
 
 
 def register(sub) -> None:
@@ -25,6 +25,7 @@ def register(sub) -> None:
     ev.add_argument("--horizon", type=int, default=None, help="cap episode length below the protocol's (smoke runs)")
     ev.add_argument("--sync", action="store_true", help="run the envs in this process (debugging)")
     ev.add_argument("--out", default=None, help="output directory (default: the cache's eval/)")
+    add_device_arg(ev)
     ev.set_defaults(handler=_eval)
 
 
@@ -34,12 +35,14 @@ def _eval(args) -> int:
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from atm_bench.agents.base import RunContext, make_agent
+    from atm_bench.devices import resolve_device
     from atm_bench.bench.evaluation import EvalConfig, evaluate
     from atm_bench.envs.libero.suites import canonical_suite
     from atm_bench.paths import cache_subdir
 
     suite = canonical_suite(args.suite)
-    agent = make_agent(args.agent, RunContext(progress=False))  # what it is comes from the checkpoint it loads
+    device = resolve_device(args.device)
+    agent = make_agent(args.agent, RunContext(progress=False, device=device))  # the checkpoint says what it is
     if args.checkpoint:
         agent.load(args.checkpoint)
     config = EvalConfig(

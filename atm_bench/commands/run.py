@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from atm_bench.commands.envs import add_suite_arg
+from atm_bench.commands.envs import add_device_arg, add_suite_arg
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -33,7 +33,7 @@ def register(sub) -> None:
     run.add_argument("--episodes", type=int, default=None, help="episodes per task (default: the preset's)")
     run.add_argument("--out", default=None, help="run directory (default: runs/<suite>-<preset>-<protocol>-l<labelled>)")
     run.add_argument("--data-dir", default=None, help="where demos live or are generated (default: the package cache)")
-    run.add_argument("--device", default="cpu", help="cpu (the only one implemented so far)")
+    add_device_arg(run)
     run.add_argument("--workers", type=int, default=None,
                      help="processes generating demos (default: one per CPU core)")
     run.add_argument("--r3m-weights", default=None, help="a local R3M checkpoint for the r3m agent (else pre-trained in-domain)")
@@ -44,18 +44,15 @@ def _run(args) -> int:
     from pathlib import Path
 
     from atm_bench.bench.runner import RunConfig, Runner
-    from atm_bench.errors import UserError
+    from atm_bench.devices import resolve_device
 
-    if args.device == "cuda":
-        raise UserError("--device cuda is not implemented yet: the shared training loop runs on the CPU")
-    if args.device != "cpu":
-        raise UserError(f"unknown device {args.device!r}; valid choices: cpu")
+    device = resolve_device(args.device)
     agents = tuple(a for a in args.agents.split(",") if a) + tuple(args.agent_class)
     config = RunConfig(
         suite=args.suite, agents=agents, seeds=_ints(args.seeds) if args.seeds else None, preset=args.preset,
         protocol=args.protocol, labelled=args.labelled, tasks=_ints(args.tasks) if args.tasks else None,
         out=Path(args.out) if args.out else None, data_dir=Path(args.data_dir) if args.data_dir else None,
-        device=args.device, episodes=args.episodes, workers=args.workers, r3m_weights=Path(args.r3m_weights) if args.r3m_weights else None,
+        device=device, episodes=args.episodes, workers=args.workers, r3m_weights=Path(args.r3m_weights) if args.r3m_weights else None,
     )
     out = Runner(config).run()
     print((out / "tables" / "success.md").read_text())

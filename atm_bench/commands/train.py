@@ -6,7 +6,7 @@ import argparse
 
 from atm_bench.agents.base import builtin_names
 from atm_bench.commands.data import add_data_dir_arg
-from atm_bench.commands.envs import add_suite_arg
+from atm_bench.commands.envs import add_device_arg, add_suite_arg
 
 
 def _common(parser: argparse.ArgumentParser, suite_required: bool = True) -> None:
@@ -21,6 +21,7 @@ def _common(parser: argparse.ArgumentParser, suite_required: bool = True) -> Non
                         help="local folder of a BERT-family encoder (e.g. bert-base-cased); default: packaged MiniLM")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     parser.add_argument("--out", default=None, help="output directory (default: the cache's runs/<suite>/<preset>/...)")
+    add_device_arg(parser)
 
 
 def register(sub) -> None:
@@ -88,9 +89,11 @@ def _train_tracks(args) -> int:
     import dataclasses
 
     from atm_bench.atm.stages import stage_data, train_track_model
+    from atm_bench.devices import resolve_device
     from atm_bench.learning.distributed import init_from_env, is_main
 
-    init_from_env()  # under torchrun: one process per device, DistributedDataParallel
+    resolve_device(args.device)  # the CPU so far; a CUDA choice is refused with its reason
+    init_from_env()  # under torchrun: one process per worker, DistributedDataParallel
 
     preset = _preset(args)
     if args.no_image_mask:
@@ -123,9 +126,11 @@ def _train_tracks(args) -> int:
 def _train_policy(args) -> int:
     from atm_bench.agents.base import get_agent
     from atm_bench.atm.stages import stage_data, train_policy
+    from atm_bench.devices import resolve_device
     from atm_bench.learning.distributed import init_from_env, is_main
 
-    init_from_env()  # under torchrun: one process per device, DistributedDataParallel
+    resolve_device(args.device)  # the CPU so far; a CUDA choice is refused with its reason
+    init_from_env()  # under torchrun: one process per worker, DistributedDataParallel
 
     uses_tracks = get_agent(args.agent).uses_track_model
     preset = _preset(args)

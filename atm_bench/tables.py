@@ -31,10 +31,11 @@ import numpy as np
 from atm_bench.agents.base import BUILTIN_AGENTS, builtin_names
 from atm_bench.bench.results import ResultsStore, is_superseded_file
 from atm_bench.bench.stats import ALPHA, Tally, fisher, format_p, tallies
+from atm_bench.envs.libero.suites import SUITES
 from atm_bench.errors import UserError
 from atm_bench.io import write_text_atomic
 
-SUITE_ORDER = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
+SUITE_ORDER = SUITES  # the suite registry's order; a suite outside it (a real robot's) follows
 SUITE_TITLES = {"libero_spatial": "Spatial", "libero_object": "Object", "libero_goal": "Goal",
                 "libero_10": "Long", "libero_90": "LIBERO-90"}
 # Titles from the agent registry, plus the paper's row we never run (BC on every demo).
@@ -140,6 +141,11 @@ def _suite_key(suite: str) -> int:
     return SUITE_ORDER.index(suite) if suite in SUITE_ORDER else len(SUITE_ORDER)
 
 
+def _suites(success) -> list[str]:
+    """The suites with results, in the registry's order, any other after them (never dropped)."""
+    return sorted({k[1] for k in success}, key=lambda s: (_suite_key(s), s))
+
+
 def comparison_rows(records: list[dict[str, Any]], with_paper: bool = True) -> tuple[list[str], list[list[str]]]:
     """Rows: each agent measured here, per suite mean ± std over seeds and beside it the pooled
     rate over all episodes with its Wilson interval and n; the number of seeds and their ids;
@@ -148,9 +154,10 @@ def comparison_rows(records: list[dict[str, Any]], with_paper: bool = True) -> t
     success = per_seed_success(records)
     pooled = tallies(records, lambda r: (r["agent"], r["suite"]))
     errors = error_counts(records)
-    suites = [s for s in SUITE_ORDER if any(k[1] == s for k in success)]
+    suites = _suites(success)
     agents = _agent_order({k[0] for k in success} | set(errors))
-    headers = ["method", "source", *(h for s in suites for h in (SUITE_TITLES[s], f"{SUITE_TITLES[s]} pooled, 95 % CI")),
+    titles = [SUITE_TITLES.get(s, s) for s in suites]
+    headers = ["method", "source", *(h for t in titles for h in (t, f"{t} pooled, 95 % CI")),
                "average", "seeds", "seed ids"] + (["errors"] if errors else [])
     rows = []
     for agent in agents:
@@ -338,7 +345,7 @@ def bar_plot(records: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     success = per_seed_success(records)
-    suites = [s for s in SUITE_ORDER if any(k[1] == s for k in success)]
+    suites = _suites(success)
     agents = _agent_order({k[0] for k in success})
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(suites) * max(1, len(agents)) / 4, 3.2), dpi=120)
     width = 0.8 / max(1, len(agents))
@@ -352,7 +359,7 @@ def bar_plot(records: list[dict[str, Any]], path: Path) -> None:
         bars = ax.bar(xs, means, width, yerr=stds, capsize=2, label=_title(agent))
         # The value on each bar, so that 0 % reads as measured rather than missing.
         ax.bar_label(bars, labels=["" if np.isnan(m) else f"{m:.0f}" for m in means], fontsize=6, padding=2)
-    ax.set_xticks(np.arange(len(suites)), [SUITE_TITLES[s] for s in suites])
+    ax.set_xticks(np.arange(len(suites)), [SUITE_TITLES.get(s, s) for s in suites])
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(0, 100)
     # At most three methods per legend row: a one-suite figure is narrow, and wider rows were cut off.

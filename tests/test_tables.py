@@ -146,3 +146,12 @@ def test_errors_name_the_directory(tmp_path, capsys):
         load_runs([tmp_path])
     assert main(["tables", str(tmp_path / "missing")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_a_suite_outside_the_registry_is_listed_after_it_not_dropped():
+    from atm_bench.tables import comparison_rows
+
+    records = _records("bc", "real", 0, [True, False]) + _records("bc", "libero_goal", 0, [True])
+    headers, rows = comparison_rows(records, with_paper=False)
+    assert headers[2:6] == ["Goal", "Goal pooled, 95 % CI", "real", "real pooled, 95 % CI"]
+    assert rows[0][4] == "50.00 ± 0.00"

@@ -28,7 +28,7 @@ def _runner(tmp_path):
 def _key(runner, name, seed, track_key="t"):
     from types import SimpleNamespace
 
-    return runner._train_key(name, seed, runner._make_agent(name, seed), SimpleNamespace(manifest_sha256="m"), track_key)
+    return runner._train_key(name, seed, runner.build_agent(name, seed), SimpleNamespace(manifest_sha256="m"), track_key)
 
 
 def test_stage_one_settings_retrain_only_the_agents_that_use_the_track_model(tmp_path):
@@ -55,16 +55,16 @@ def test_each_seed_reaches_every_stage_an_agent_trains(tmp_path):
     runner = _runner(tmp_path)
     for name in ("atm", "bc", "r3m", "vpt", "unipi", "unipi-replan", "proprio-mlp", "knn"):
         assert _key(runner, name, 1) != _key(runner, name, 0), name  # every seed: its own cache entry
-        agent = runner._make_agent(name, 3)
+        agent = runner.build_agent(name, 3)
         assert agent.preset.policy_training.seed == 3, name
         assert agent.work_dir == runner.out / "agents" / name / "seed3", name  # writes inside the run only
         baseline = getattr(agent, "baseline", None)
         if baseline is not None:
             trainings = (baseline.r3m.training, baseline.idm.training, baseline.unipi.video.training)
             assert {t.seed for t in trainings} == {3}, name
-    assert runner._make_agent("atm", 3).preset.track_training.seed == 3
+    assert runner.build_agent("atm", 3).preset.track_training.seed == 3
     assert get_baseline_preset("smoke").r3m.training.seed == 0  # the presets themselves are left alone
-    assert runner._make_agent("unipi", 3).seed == 3  # and UniPi samples with it
+    assert runner.build_agent("unipi", 3).seed == 3  # and UniPi samples with it
 
 
 def test_agents_resolve_their_own_settings_for_the_cache():
@@ -96,8 +96,8 @@ def test_a_finished_agent_and_seed_is_not_run_again_even_without_its_checkpoint(
     horizon = runner.horizon
     store = ResultsStore(out / "results.jsonl")
     for name in ("atm", "bc"):
-        agent = runner._make_agent(name, 0)
-        runner._mark(f"train/{name}/seed0", runner._train_key(name, 0, agent, manifest, track_key))
+        agent = runner.build_agent(name, 0)
+        runner.mark(f"train/{name}/seed0", runner._train_key(name, 0, agent, manifest, track_key))
         store.extend([{**_rec(name, 0, k), "task": t, "horizon": horizon}
                       for t in runner.tasks for k in range(runner._episodes())])
     (out / "flops.json").write_text(json.dumps({"atm": {"macs": 2.0}, "bc": {"macs": 1.0}}))
@@ -176,7 +176,7 @@ def test_retraining_without_the_checkpoint_keeps_records_when_it_gives_the_same_
     runner = _runner(tmp_path)
     runner.rendering = (32, "fast")  # what `run` reads from the split's data before training
     agent = Fake()
-    monkeypatch.setattr(runner, "_make_agent", lambda *args: agent)
+    monkeypatch.setattr(runner, "build_agent", lambda *args: agent)
     monkeypatch.setattr(runner, "_record_flops", lambda *args: None)
     monkeypatch.setattr(runner, "_measure_serial", lambda *args: None)
     monkeypatch.setattr(runner_module, "run_evaluation", lambda *a, **k: SimpleNamespace(run=lambda: None, stats=None))

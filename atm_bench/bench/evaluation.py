@@ -114,10 +114,12 @@ class Evaluator:
 
     `out_dir=None` records nothing (every episode is run, none is stored); `step_budget` stops
     the loop after that many env steps (the episodes then in flight are dropped): together, the
-    serial throughput loop (`serial_throughput`) is this loop with one env."""
+    serial throughput loop (`serial_throughput`) is this loop with one env. `results`: another
+    file to append to (a cluster shard's, merged later: `ResultsStore.absorb`); an episode recorded
+    in it or in `out_dir/results.jsonl` is not run again."""
 
     def __init__(self, agent, config: EvalConfig, out_dir: str | Path | None, progress: bool = True,
-                 step_budget: int | None = None) -> None:
+                 step_budget: int | None = None, results: str | Path | None = None) -> None:
         self.agent = agent
         self.config = config
         suite = get_suite(config.suite)
@@ -140,7 +142,8 @@ class Evaluator:
         if out_dir is None and config.videos:
             raise UserError("videos need a run directory to go to")
         self.out_dir = None if out_dir is None else Path(out_dir)
-        self.store = None if out_dir is None else ResultsStore(self.out_dir / "results.jsonl")
+        self.store = None if out_dir is None else ResultsStore(results or self.out_dir / "results.jsonl")
+        self.merged = ResultsStore(self.out_dir / "results.jsonl") if out_dir is not None and results else None
         self.video_dir = None if out_dir is None else self.out_dir / "videos"
         self.progress = progress
         self.step_budget = step_budget
@@ -159,6 +162,8 @@ class Evaluator:
         """Init-state indices of the task's episodes not yet in the results store (all of them when
         nothing is recorded)."""
         done = self.store.keys() if self.store is not None else set()
+        if self.merged is not None:
+            done |= self.merged.keys()
         base = self._base(task)
         return [k for k in range(self.episodes) if record_key({**base, "init_state": k}) not in done]
 
@@ -381,10 +386,11 @@ def evaluate(agent, config: EvalConfig, out_dir: str | Path, progress: bool = Tr
     return run_evaluation(agent, config, out_dir, progress).run()
 
 
-def run_evaluation(agent, config: EvalConfig, out_dir: str | Path, progress: bool = True) -> Evaluator:
+def run_evaluation(agent, config: EvalConfig, out_dir: str | Path, progress: bool = True,
+                   results: str | Path | None = None) -> Evaluator:
     """The Evaluator of `config` with its config snapshot written; call `.run()` on it (after
-    which `.stats` holds the throughput)."""
-    evaluator = Evaluator(agent, config, out_dir, progress=progress)
+    which `.stats` holds the throughput). `results`: as `Evaluator`'s."""
+    evaluator = Evaluator(agent, config, out_dir, progress=progress, results=results)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     write_json_atomic(Path(out_dir) / "configs" / f"eval_{config.agent}_{stamp}.json", evaluator.snapshot())
     return evaluator

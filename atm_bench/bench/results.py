@@ -93,6 +93,19 @@ class ResultsStore:
         for record in records:
             self.append(record)
 
+    def absorb(self, other: "ResultsStore") -> int:
+        """Append `other`'s records whose episode is not in this store yet, then delete `other`
+        (a cluster shard's file): merging twice, or after a crash between the two, counts no
+        episode twice. Returns how many records were added."""
+        have, new = self.keys(), []
+        for record in other.records():
+            if record_key(record) not in have:
+                have.add(record_key(record))
+                new.append(record)
+        self.extend(new)
+        other.path.unlink(missing_ok=True)
+        return len(new)
+
     def supersede(self, match: Callable[[dict[str, Any]], bool]) -> int:
         """Move the records for which `match` is true out of the store, into `superseded_path`
         (appended), e.g. the episodes of a checkpoint that was trained again: they no longer

@@ -30,12 +30,12 @@ from typing import Any, Iterator
 
 from atm_bench.agents.base import RunContext, TaskInfo, builtin_names, get_agent, make_agent
 from atm_bench.bench.evaluation import EvalConfig, run_evaluation, serial_throughput
-from atm_bench.bench.results import ResultsStore, record_key
+from atm_bench.bench.results import KEY_FIELDS, ResultsStore, record_key
 from atm_bench.bench.stages import DataStage, Stage, TrackModelStage, TracksStage, TrainStage, tree_digest
 from atm_bench.bench.timing import StageTimes
 from atm_bench.blas import active_openblas_core, cpu_model
 from atm_bench.data.generate import GenerateConfig
-from atm_bench.data.splits import data_rendering, load_split, make_split, save_split
+from atm_bench.data.splits import SplitManifest, data_rendering, load_split, make_split, save_split
 from atm_bench.envs.libero.protocols import get_protocol
 from atm_bench.envs.libero.spaces import zero_observation
 from atm_bench.envs.libero.suites import get_suite
@@ -68,6 +68,19 @@ class RunConfig:
     tracker: str = "sim"
     r3m_weights: Path | None = None  # a user's local R3M checkpoint for the r3m agent
     workers: int | None = None  # demo generation processes; None: one per CPU core (at most one per task)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the shared stages settled, handed to the per-agent work (in this process, or to a
+    cluster worker that rebuilds the runner from its `RunConfig`): the split, the stage-1 model's
+    key and directory, the evaluation's rendering (the data's), and the (agent, seed) pairs left."""
+
+    manifest: SplitManifest
+    track_key: str
+    track_model_dir: Path
+    rendering: tuple[int, str]
+    pending: tuple[tuple[str, int], ...]
 
 
 def environment_snapshot() -> dict[str, Any]:
@@ -134,36 +147,40 @@ class Runner:
     def _done(self, stage: str, key: str) -> bool:
         return self.stages.get(stage, {}).get("key") == key
 
-    def _mark(self, stage: str, key: str, **extra: Any) -> None:
+    def mark(self, stage: str, key: str, **extra: Any) -> None:
         self.stages[stage] = {"key": key, **extra}
         write_json_atomic(self.stages_path, self.stages)
 
+    def needs(self, stage: Stage) -> bool:
+        """False when its recorded key matches and its outputs exist."""
+        return not (self._done(stage.name, stage.key()) and stage.outputs_exist())
+
     def execute(self, stage: Stage) -> bool:
-        """Run `stage` unless its recorded key matches and its outputs exist; time and record it.
-        True when it ran."""
-        key = stage.key()
-        if self._done(stage.name, key) and stage.outputs_exist():
+        """Run `stage` unless it is done; time and record it. True when it ran."""
+        if not self.needs(stage):
             return False
-        with self._timed(stage.timing, **stage.fields):
+        with self.timed(stage.timing, **stage.fields):
             extra = stage.run()
-        self._mark(stage.name, key, **extra)
+        self.mark(stage.name, stage.key(), **extra)
         return True
 
     @contextmanager
-    def _timed(self, stage: str, **fields: Any) -> Iterator[None]:
+    def timed(self, stage: str, **fields: Any) -> Iterator[None]:
         """A stage shown on the display (start and end lines) and timed into `timing.json`."""
         with self.timing.timed(stage), self.display.stage(stage, **fields):
             yield
 
     # -- stages ---------------------------------------------------------------------------
 
-    def run(self) -> Path:
+    def run(self, grid=None) -> Path:
+        """All stages; `grid` (e.g. `bench.ray_grid.RayGrid`), when given, runs the stage-1 model and
+        the per-agent work from the plan instead of this process's loop."""
         with self.display:
             self.display.line(f"[run] {self.out}: {self.suite}, preset {self.preset.name}, protocol "
                               f"{self.protocol.name}, agents {','.join(self.agents)}, seeds "
                               f"{','.join(map(str, self.seeds))}, tasks {','.join(map(str, self.tasks))}")
-            self._count_episodes()
-            self._run_stages()
+            self.count_episodes()
+            self._run_stages(grid)
         return self.out
 
     def _wanted(self, agents: list[str], seeds: tuple[int, ...]) -> set:
@@ -175,12 +192,28 @@ class Runner:
     def _recorded(self) -> set:
         return ResultsStore(self.out / "results.jsonl").keys()
 
-    def _count_episodes(self) -> None:
+    def pending_tasks(self, name: str, seed: int) -> tuple[int, ...]:
+        """The tasks with an episode of this agent and seed not recorded yet."""
+        return tuple(sorted({key[KEY_FIELDS.index("task")] for key in self._wanted([name], (seed,)) - self._recorded()}))
+
+    def count_episodes(self) -> None:
         """The run's episodes (agents x seeds x tasks x episodes) and how many are recorded already."""
         wanted = self._wanted(self.agents, self.seeds)
         self.display.set_episodes(len(wanted & self._recorded()), len(wanted))
 
-    def _run_stages(self) -> None:
+    def _run_stages(self, grid) -> None:
+        plan = self.prepare()
+        if grid is not None:
+            grid.run(self, plan)
+        else:
+            if self.needs_track_model(plan):
+                self.train_track_model(plan.manifest)
+            for agent, seed in plan.pending:
+                self.run_agent(agent, seed, plan.manifest, plan.track_model_dir, plan.track_key)
+        self.write_tables()
+
+    def prepare(self) -> Plan:
+        """The shared stages before the stage-1 model (data, tracks, split, config) and what is left."""
         self._write_config(manifest_hash=None)
         self.generate_data()
         # Tracks are written into the task files, so they come before the split: the manifest
@@ -195,11 +228,11 @@ class Runner:
         finished = [f"{a} seed {s}" for s in self.seeds for a in self.agents if (a, s) not in pending]
         if finished:
             self.display.line(f"[run] trained and evaluated already: {', '.join(finished)}")
-        uses_tracks = any(self._uses_tracks(a) for a, _ in pending)
-        track_model_dir = self.train_track_model(manifest) if uses_tracks else None
-        for agent, seed in pending:
-            self.run_agent(agent, seed, manifest, track_model_dir, track_key)
-        self.write_tables()
+        return Plan(manifest, track_key, self.track_model_stage(manifest).out, self.rendering, tuple(pending))
+
+    def needs_track_model(self, plan: Plan) -> bool:
+        """Some pending agent uses the stage-1 model (trained here, or found current)."""
+        return any(self._uses_tracks(a) for a, _ in plan.pending)
 
     def _write_config(self, manifest_hash: str | None) -> None:
         snapshot = {
@@ -236,15 +269,15 @@ class Runner:
                              sampling=SamplingConfig(num_points=self.preset.data.points_per_view))
         self.execute(TracksStage(cfg, self.suite, self.data_dir, self.tasks, self.stages.get("data")))
 
-    def _track_model_stage(self, manifest) -> TrackModelStage:
+    def track_model_stage(self, manifest) -> TrackModelStage:
         return TrackModelStage(self.preset, manifest, self.data_dir, self.out / "track_model", self.stages.get("tracks"),
                                self.progress)
 
     def _track_model_key(self, manifest) -> str:
-        return self._track_model_stage(manifest).key()
+        return self.track_model_stage(manifest).key()
 
     def train_track_model(self, manifest) -> Path:
-        stage = self._track_model_stage(manifest)
+        stage = self.track_model_stage(manifest)
         self.execute(stage)
         return stage.out
 
@@ -252,7 +285,7 @@ class Runner:
     def _uses_tracks(agent: str) -> bool:
         return get_agent(agent).uses_track_model
 
-    def _make_agent(self, name: str, seed: int, track_model_dir: Path | None = None):
+    def build_agent(self, name: str, seed: int, track_model_dir: Path | None = None):
         """The agent for one seed, built through the registry's factory with the run's context: it
         writes only under the run's `agents/<name>/seed<seed>/` (`seed`: its training seed; the
         runner also seeds torch and numpy before `fit`)."""
@@ -265,40 +298,44 @@ class Runner:
     def _work_dir(self, name: str, seed: int) -> Path:
         return self.out / "agents" / name / f"seed{seed}"
 
-    def _train_stage(self, name: str, seed: int, agent, manifest, track_key: str) -> TrainStage:
+    def train_stage(self, name: str, seed: int, agent, manifest, track_key: str) -> TrainStage:
         return TrainStage(agent, name, seed, self.preset.name, manifest, self.data_dir,
                           self._work_dir(name, seed) / "checkpoint", track_key)
 
     def _train_key(self, name: str, seed: int, agent, manifest, track_key: str) -> str:
-        return self._train_stage(name, seed, agent, manifest, track_key).key()
+        return self.train_stage(name, seed, agent, manifest, track_key).key()
 
     def _finished(self, name: str, seed: int, manifest, track_key: str) -> bool:
         """Trained under the current key, with every episode, the FLOPs and the serial throughput
         recorded: nothing of this agent and seed is left to run, so no checkpoint is needed (a
         run directory kept without checkpoints, as under `results/`, takes more seeds or agents)."""
-        agent = self._make_agent(name, seed)
+        agent = self.build_agent(name, seed)
         privileged = agent.privileged
         trained = privileged or self._done(f"train/{name}/seed{seed}", self._train_key(name, seed, agent, manifest, track_key))
         counted = privileged or name in self.flops.read()
         serial = "serial" in self.throughput.read().get("agents", {}).get(name, {})
         return trained and counted and serial and self._wanted([name], (seed,)) <= self._recorded()
 
+    def eval_config(self, name: str, seed: int, tasks: tuple[int, ...] | None = None) -> EvalConfig:
+        """The evaluation of one agent and seed (on `tasks`, default the run's), rendered as its data."""
+        return EvalConfig(agent=name, suite=self.suite, tasks=tasks or self.tasks, protocol=self.protocol.name,
+                          episodes=self._episodes(), seed=seed, preset=self.preset.name,
+                          n_envs=self.preset.eval.n_envs, image_size=self.rendering[0],
+                          render_quality=self.rendering[1], horizon=self.horizon,
+                          asynchronous=self.preset.eval.n_envs > 1)
+
     def run_agent(self, name: str, seed: int, manifest, track_model_dir: Path | None, track_key: str) -> None:
-        agent = self._make_agent(name, seed, track_model_dir)
+        agent = self.build_agent(name, seed, track_model_dir)
         if not agent.privileged:  # the scripted expert needs no training
             self._train(name, seed, agent, manifest, track_key)
         self._record_flops(name, agent)
-        config = EvalConfig(agent=name, suite=self.suite, tasks=self.tasks, protocol=self.protocol.name,
-                            episodes=self._episodes(), seed=seed, preset=self.preset.name,
-                            n_envs=self.preset.eval.n_envs, image_size=self.rendering[0],
-                            render_quality=self.rendering[1], horizon=self.horizon,
-                            asynchronous=self.preset.eval.n_envs > 1)
-        with self._timed(f"eval/{name}/seed{seed}", agent=name, seed=seed):
+        config = self.eval_config(name, seed)
+        with self.timed(f"eval/{name}/seed{seed}", agent=name, seed=seed):
             evaluator = run_evaluation(agent, config, self.out, progress=self.progress)
             evaluator.run()
             stats = evaluator.stats
             if stats is not None:  # None: every episode was recorded already
-                self._update_throughput(name, seed=seed, vector=stats.to_dict())
+                self.update_throughput(name, seed=seed, vector=stats.to_dict())
                 self.display.line(f"  eval {name} seed {seed}: {stats.env_steps} env steps of {stats.episodes} "
                                   f"episodes on {stats.n_envs} env(s): {stats.steps_per_second:.1f} env steps/s")
         self._measure_serial(name, agent, config)
@@ -306,14 +343,20 @@ class Runner:
     def _train(self, name: str, seed: int, agent, manifest, track_key: str) -> None:
         """Load the agent's checkpoint when its training stage is current, else train it; new
         weights supersede the episodes, FLOPs and throughput recorded for the earlier ones."""
-        stage = self._train_stage(name, seed, agent, manifest, track_key)
-        # The checkpoint the recorded episodes were made with: on disk, or (a run directory kept
-        # without checkpoints) its digest from the last training.
-        before = tree_digest(stage.checkpoint) or self.stages.get(stage.name, {}).get("checkpoint")
+        stage = self.train_stage(name, seed, agent, manifest, track_key)
+        before = self.checkpoint_before(stage)
         if not self.execute(stage):
             agent.load(stage.checkpoint)
             return
-        after = self.stages[stage.name]["checkpoint"]
+        self.after_training(name, seed, before)
+
+    def checkpoint_before(self, stage: TrainStage) -> str | None:
+        """The checkpoint the recorded episodes were made with: on disk, or (a run directory kept
+        without checkpoints) its digest from the last training."""
+        return tree_digest(stage.checkpoint) or self.stages.get(stage.name, {}).get("checkpoint")
+
+    def after_training(self, name: str, seed: int, before: str | None) -> None:
+        after = self.stages[f"train/{name}/seed{seed}"]["checkpoint"]
         if before is None or after != before:  # (a resumed, finished or repeated training gives the same)
             self._supersede(name, seed)
 
@@ -333,7 +376,7 @@ class Runner:
 
     # -- throughput -----------------------------------------------------------------------
 
-    def _update_throughput(self, name: str, seed: int | None = None, vector: dict[str, Any] | None = None,
+    def update_throughput(self, name: str, seed: int | None = None, vector: dict[str, Any] | None = None,
                            serial: dict[str, Any] | None = None) -> None:
         """Merge a measurement into `throughput.json` (atomically) and refresh the speed-ups:
         vector env steps/s over the same agent's serial env steps/s, per seed."""
@@ -347,34 +390,46 @@ class Runner:
             for stats in entry.get("seeds", {}).values():
                 if base:
                     stats["speedup_vs_serial"] = round(stats["steps_per_second"] / base, 3)
-            data["serial_steps"] = self._serial_steps()
+            data["serial_steps"] = self.serial_steps()
 
-    def _serial_steps(self) -> int:
+    def serial_steps(self) -> int:
         return min(SERIAL_STEPS, self.horizon)
+
+    def needs_serial(self, name: str) -> bool:
+        return "serial" not in self.throughput.read().get("agents", {}).get(name, {})
 
     def _measure_serial(self, name: str, agent, config) -> None:
         """Once per agent and run: the same agent in a plain serial loop (one env, this process)."""
-        if "serial" in self.throughput.read().get("agents", {}).get(name, {}):
+        if not self.needs_serial(name):
             return
-        with self._timed(f"throughput/{name}", agent=name):
-            serial = serial_throughput(agent, config, steps=self._serial_steps())
-            self._update_throughput(name, serial=serial)
-            self.display.line(f"  serial loop {name}: {serial['env_steps']} env steps on 1 env: "
-                              f"{serial['steps_per_second']:.1f} env steps/s")
+        with self.timed(f"throughput/{name}", agent=name):
+            self.record_serial(name, serial_throughput(agent, config, steps=self.serial_steps()))
+
+    def record_serial(self, name: str, serial: dict[str, Any]) -> None:
+        self.update_throughput(name, serial=serial)
+        self.display.line(f"  serial loop {name}: {serial['env_steps']} env steps on 1 env: "
+                          f"{serial['steps_per_second']:.1f} env steps/s")
 
     def _episodes(self) -> int:
         return self.config.episodes or self.preset.eval.episodes_per_task
 
+    def needs_flops(self, name: str, agent) -> bool:
+        return not (name in self.flops.read() or agent.privileged)
+
     def _record_flops(self, name: str, agent) -> None:
+        if self.needs_flops(name, agent):
+            self.record_flops(name, self.count_flops(agent))
+
+    def count_flops(self, agent) -> dict[str, float]:
         """Counted cost of one env step on an observation of the evaluation's shape."""
-        if name in self.flops.read() or agent.privileged:
-            return
         spec = self.suite_spec.task(self.tasks[0])
         agent.reset(TaskInfo(self.suite, spec.index, spec.name, spec.instruction))
-        counted = agent.flops_per_step(zero_observation(self.suite_spec.observation_space(*self.rendering)))
+        return agent.flops_per_step(zero_observation(self.suite_spec.observation_space(*self.rendering)))
+
+    def record_flops(self, name: str, counted: dict[str, float]) -> None:
         with self.flops.edit() as flops:
             flops[name] = counted
 
     def write_tables(self) -> list[Path]:
-        with self._timed("tables"):
+        with self.timed("tables"):
             return write_tables([self.out], self.out / "tables")

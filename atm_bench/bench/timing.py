@@ -26,6 +26,10 @@ class StageTimes:
         try:
             yield
         finally:
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 2)
-            with self.file.edit() as stored:
-                stored[name] = self.seconds[name]
+            self.add(name, time.perf_counter() - start)
+
+    def add(self, name: str, seconds: float) -> None:
+        """Add `seconds` spent on `name` elsewhere (a stage run by a cluster worker) and write the file."""
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + seconds, 2)
+        with self.file.edit() as stored:
+            stored[name] = self.seconds[name]

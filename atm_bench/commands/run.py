@@ -37,7 +37,28 @@ def register(sub) -> None:
     run.add_argument("--workers", type=int, default=None,
                      help="processes generating demos (default: one per CPU core)")
     run.add_argument("--r3m-weights", default=None, help="a local R3M checkpoint for the r3m agent (else pre-trained in-domain)")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="local (default): this process; ray: stage 1, trainings and evaluation shards as Ray "
+                          "tasks (pip install 'atm-bench[cluster]'; the run directory must be on storage every node sees)")
+    run.add_argument("--address", default=None,
+                     help="with --executor ray: a running cluster's address (auto: the one this node joined); "
+                          "default: start Ray on this machine for the run")
     run.set_defaults(handler=_run)
+
+
+def _grid(args):
+    """The Ray grid for `--executor ray`, or one line on how to get Ray."""
+    from atm_bench.errors import UserError
+
+    if args.executor != "ray":
+        if args.address:
+            raise UserError("--address is for --executor ray")
+        return None
+    try:
+        from atm_bench.bench.ray_grid import RayGrid
+    except ImportError as exc:
+        raise UserError(f"--executor ray needs Ray ({exc}): pip install 'atm-bench[cluster]'") from None
+    return RayGrid(address=args.address)
 
 
 def _run(args) -> int:
@@ -47,6 +68,7 @@ def _run(args) -> int:
     from atm_bench.devices import resolve_device
 
     device = resolve_device(args.device)
+    grid = _grid(args)  # before any work: a missing engine is one line
     agents = tuple(a for a in args.agents.split(",") if a) + tuple(args.agent_class)
     config = RunConfig(
         suite=args.suite, agents=agents, seeds=_ints(args.seeds) if args.seeds else None, preset=args.preset,
@@ -54,7 +76,7 @@ def _run(args) -> int:
         out=Path(args.out) if args.out else None, data_dir=Path(args.data_dir) if args.data_dir else None,
         device=device, episodes=args.episodes, workers=args.workers, r3m_weights=Path(args.r3m_weights) if args.r3m_weights else None,
     )
-    out = Runner(config).run()
+    out = Runner(config).run(grid=grid)
     print((out / "tables" / "success.md").read_text())
     throughput = out / "tables" / "throughput.md"
     if throughput.exists():

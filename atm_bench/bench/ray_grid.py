@@ -1,0 +1,252 @@
+"""`atm-bench run --executor ray`: the run's grid on a Ray cluster (`pip install 'atm-bench[cluster]'`).
+
+The runner settles the shared stages in this process (data, tracks, split; `Runner.prepare`),
+then this driver schedules the rest as Ray tasks on a run directory every node sees: the stage-1
+model, each (agent, seed) training, each evaluation shard (one task's episodes of one agent and
+seed), and once per agent the FLOPs count and serial-loop throughput. Resource requests: a GPU
+per training when the run's device is CUDA (else one CPU), per shard one CPU per env worker.
+
+Only the driver writes the run's bookkeeping (`stages.json`, `timing.json`, `flops.json`,
+`throughput.json`, `results.jsonl`); a task returns what it made. Each shard appends its
+episodes to its own file (`shards/<agent>/seed<s>/task<t>.jsonl`), which the driver merges into
+`results.jsonl` when the shard ends (`ResultsStore.absorb`: an episode already there is not added
+again, then the shard file goes). So the local executor's resume guarantee holds: a worker
+killed mid-shard is retried by Ray (or by the next `run`) and skips the episodes its file holds;
+a driver killed between merging and deleting merges again on the next run without counting an
+episode twice. Records are the local executor's: episode seeds depend only on (seed, task,
+init state) (`bench/evaluation.py`).
+
+A worker rebuilds the runner from the `RunConfig` (paths made absolute) and the driver's `Plan`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import ray
+
+from atm_bench.bench.evaluation import EvalStats, run_evaluation, serial_throughput
+from atm_bench.bench.results import ResultsStore
+from atm_bench.bench.runner import Plan, Runner
+from atm_bench.bench.stages import Stage
+from atm_bench.errors import UserError
+
+RETRIES = 2  # Ray reruns a task whose worker died this many times
+FORWARDED_ENV = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "MUJOCO_EGL_DEVICE_ID", "OMP_WAIT_POLICY", "HF_HOME",
+                 "ATM_BENCH_CACHE", "TRANSFORMERS_OFFLINE", "HF_HUB_OFFLINE")
+
+
+def shard_path(out: Path, name: str, seed: int, task: int) -> Path:
+    return out / "shards" / name / f"seed{seed}" / f"task{task}.jsonl"
+
+
+# -- what a worker runs -----------------------------------------------------------------------
+
+
+def _worker_runner(config, plan: Plan) -> Runner:
+    runner = Runner(config, progress=False)
+    runner.rendering = plan.rendering
+    return runner
+
+
+def _agent(runner: Runner, plan: Plan, name: str, seed: int, trained: bool = True):
+    agent = runner.build_agent(name, seed, plan.track_model_dir)
+    if trained and not agent.privileged:
+        agent.load(runner.train_stage(name, seed, agent, plan.manifest, plan.track_key).checkpoint)
+    return agent
+
+
+def stage_job(stage: Stage) -> dict[str, Any]:
+    return stage.run()
+
+
+def train_job(config, plan: Plan, name: str, seed: int) -> dict[str, Any]:
+    runner = _worker_runner(config, plan)
+    agent = _agent(runner, plan, name, seed, trained=False)
+    return runner.train_stage(name, seed, agent, plan.manifest, plan.track_key).run()
+
+
+def measure_job(config, plan: Plan, name: str, seed: int, flops: bool, serial: bool) -> dict[str, Any]:
+    runner = _worker_runner(config, plan)
+    agent = _agent(runner, plan, name, seed)
+    measured: dict[str, Any] = {}
+    if flops:
+        measured["flops"] = runner.count_flops(agent)
+    if serial:
+        measured["serial"] = serial_throughput(agent, runner.eval_config(name, seed), steps=runner.serial_steps())
+    return measured
+
+
+def eval_job(config, plan: Plan, name: str, seed: int, task: int) -> dict[str, Any] | None:
+    runner = _worker_runner(config, plan)
+    agent = _agent(runner, plan, name, seed)
+    evaluator = run_evaluation(agent, runner.eval_config(name, seed, (task,)), runner.out, progress=False,
+                               results=shard_path(runner.out, name, seed, task))
+    evaluator.run()
+    return evaluator.stats.to_dict() if evaluator.stats is not None else None
+
+
+# -- the driver -----------------------------------------------------------------------------------
+
+
+class RayGrid:
+    """Runs a plan's stage-1 model and per-agent work as Ray tasks (`Runner.run(grid=...)`).
+    `address`: a running cluster's (`auto`: the one this node belongs to); None starts Ray on
+    this machine for the run."""
+
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address
+        self.jobs: dict[Any, Callable[[Any], None]] = {}  # object ref -> what to do with its result
+        self.functions: dict[Callable, Any] = {}  # job function -> its Ray remote function
+        self.measuring: set[str] = set()  # agents whose FLOPs and serial loop are measured (once per agent)
+
+    def run(self, runner: Runner, plan: Plan) -> None:
+        self.runner, self.plan = runner, plan
+        # Workers may start elsewhere: every path they get is absolute.
+        self.config = dataclasses.replace(runner.config, out=runner.out.resolve(), data_dir=runner.data_dir.resolve())
+        started = self._connect()
+        try:
+            resources = ray.cluster_resources()
+            self.cpus = max(1, int(resources.get("CPU", 1)))
+            runner.display.line(f"[ray] {int(resources.get('CPU', 0))} CPUs, {int(resources.get('GPU', 0))} GPUs "
+                                f"on {len(ray.nodes())} node(s)")
+            if runner.needs_track_model(plan):
+                self._stage_one()
+            for name, seed in plan.pending:
+                self._start(name, seed)
+            self._drain()
+        finally:
+            for ref in self.jobs:
+                ray.cancel(ref, force=True)
+            if started:
+                ray.shutdown()
+
+    def _connect(self) -> bool:
+        """Join or start Ray; True when this call started it (and so shuts it down)."""
+        if ray.is_initialized():
+            return False
+        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+        ray.init(address=self.address, include_dashboard=False, log_to_driver=True,
+                 runtime_env={"env_vars": env} if env else None)
+        return True
+
+    # -- scheduling --------------------------------------------------------------------------
+
+    def _train_resources(self) -> dict[str, Any]:
+        return {"num_gpus": 1} if self.runner.config.device.startswith("cuda") else {"num_cpus": 1}
+
+    def _submit(self, fn: Callable, args: tuple, resources: dict[str, Any], then: Callable[[Any], None]) -> None:
+        self.jobs[self._remote(fn, resources, *args)] = then
+
+    def _remote(self, fn: Callable, resources: dict[str, Any], *args: Any):
+        if fn not in self.functions:
+            self.functions[fn] = ray.remote(fn)
+        return self.functions[fn].options(max_retries=RETRIES, **resources).remote(*args)
+
+    def _drain(self) -> None:
+        """Wait for each task in turn and continue its (agent, seed) from its result."""
+        while self.jobs:
+            (ref,), _ = ray.wait(list(self.jobs), num_returns=1)
+            then = self.jobs.pop(ref)
+            then(self._result(ref))
+
+    @staticmethod
+    def _result(ref) -> Any:
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, UserError):  # one clear line, as from the local executor
+                raise exc.cause from None
+            raise
+
+    def _stage_one(self) -> None:
+        """The stage-1 model first: a plain blocking task (every track-using agent waits for it)."""
+        runner = self.runner
+        stage = runner.track_model_stage(self.plan.manifest)
+        if not runner.needs(stage):
+            return
+        with runner.timed(stage.timing):
+            extra = self._result(self._remote(stage_job, self._train_resources(), stage))
+        runner.mark(stage.name, stage.key(), **extra)
+
+    def _start(self, name: str, seed: int) -> None:
+        runner, plan = self.runner, self.plan
+        agent = runner.build_agent(name, seed, plan.track_model_dir)
+        if agent.privileged:
+            self._evaluate(name, seed, agent)
+            return
+        stage = runner.train_stage(name, seed, agent, plan.manifest, plan.track_key)
+        if not runner.needs(stage):
+            self._evaluate(name, seed, agent)
+            return
+        before, started = runner.checkpoint_before(stage), time.perf_counter()
+        runner.display.line(f"[stage] {stage.name}: start on Ray")
+
+        def trained(extra: dict[str, Any]) -> None:
+            seconds = time.perf_counter() - started
+            runner.timing.add(stage.timing, seconds)
+            runner.mark(stage.name, stage.key(), **extra)
+            runner.after_training(name, seed, before)
+            runner.display.line(f"[stage] {stage.name}: done in {seconds:.1f} s")
+            self._evaluate(name, seed, agent)
+
+        self._submit(train_job, (self.config, plan, name, seed), self._train_resources(), trained)
+
+    def _evaluate(self, name: str, seed: int, agent) -> None:
+        runner, plan = self.runner, self.plan
+        flops, serial = runner.needs_flops(name, agent), runner.needs_serial(name)
+        if (flops or serial) and name not in self.measuring:
+            self.measuring.add(name)
+            started = time.perf_counter()
+
+            def measured(result: dict[str, Any]) -> None:
+                if "flops" in result:
+                    runner.record_flops(name, result["flops"])
+                if "serial" in result:
+                    runner.timing.add(f"throughput/{name}", time.perf_counter() - started)
+                    runner.record_serial(name, result["serial"])
+
+            self._submit(measure_job, (self.config, plan, name, seed, flops, serial), {"num_cpus": 1}, measured)
+        for task in self.runner.pending_tasks(name, seed):  # a shard a killed driver left: merged first
+            self._merge(name, seed, task)
+        tasks = runner.pending_tasks(name, seed)
+        if not tasks:
+            return
+        n_envs = min(runner.preset.eval.n_envs or 1, self.cpus)
+        shards: dict[int, dict[str, Any] | None] = {}
+        started = time.perf_counter()
+
+        def shard_done(task: int, stats: dict[str, Any] | None) -> None:
+            shards[task] = stats
+            self._merge(name, seed, task)
+            if len(shards) == len(tasks):
+                self._evaluated(name, seed, [s for s in shards.values() if s], time.perf_counter() - started)
+
+        for task in tasks:
+            self._submit(eval_job, (self.config, plan, name, seed, task), {"num_cpus": n_envs},
+                         lambda stats, task=task: shard_done(task, stats))
+
+    def _merge(self, name: str, seed: int, task: int) -> None:
+        runner = self.runner
+        main = ResultsStore(runner.out / "results.jsonl")
+        added = main.absorb(ResultsStore(shard_path(runner.out, name, seed, task)))
+        if added:
+            runner.display.episode_finished(added)
+            runner.display.line(f"  eval {name} seed {seed} task {task}: {added} episode(s) merged")
+
+    def _evaluated(self, name: str, seed: int, shards: list[dict[str, Any]], seconds: float) -> None:
+        """All shards of one agent and seed merged: its evaluation time and throughput (the
+        shards' stepping summed, as the local loop sums its tasks')."""
+        runner = self.runner
+        runner.timing.add(f"eval/{name}/seed{seed}", seconds)
+        if shards:
+            stats = EvalStats(episodes=sum(s["episodes"] for s in shards), env_steps=sum(s["env_steps"] for s in shards),
+                              seconds=round(sum(s["seconds"] for s in shards), 3),
+                              wall_seconds=round(seconds, 3), n_envs=max(s["n_envs"] for s in shards))
+            runner.update_throughput(name, seed=seed, vector=stats.to_dict())
+            runner.display.line(f"  eval {name} seed {seed}: {stats.env_steps} env steps of {stats.episodes} "
+                                f"episodes in {len(shards)} shard(s): {stats.steps_per_second:.1f} env steps/s")

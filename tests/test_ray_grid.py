@@ -1,0 +1,84 @@
+"""`atm-bench run --executor ray`: shards merge without losing or double-counting an episode, and a
+smoke grid on a local Ray instance records what the local executor records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from atm_bench.bench.results import ResultsStore, record_key
+from atm_bench.cli import main
+
+
+def _rec(task, init_state, success=False):
+    return {"agent": "a", "suite": "libero_goal", "task": task, "init_state": init_state, "seed": 0,
+            "protocol": "atm", "preset": "smoke", "horizon": 20, "success": success, "steps": 20, "seconds": 1.0}
+
+
+def test_absorbing_a_shard_adds_only_new_episodes_and_removes_the_shard(tmp_path):
+    main_store, shard = ResultsStore(tmp_path / "results.jsonl"), ResultsStore(tmp_path / "shard.jsonl")
+    main_store.extend([_rec(0, 0), _rec(0, 1)])
+    shard.extend([_rec(0, 1), _rec(0, 2, success=True), _rec(0, 2, success=True)])  # merged once already; a repeat
+    assert main_store.absorb(shard) == 1
+    assert not shard.path.exists()
+    assert sorted(r["init_state"] for r in main_store.records()) == [0, 1, 2]
+    assert main_store.absorb(shard) == 0  # a second merge (a driver killed before deleting) adds nothing
+
+
+def test_without_ray_the_executor_is_refused_with_the_install_line(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "atm_bench.bench.ray_grid", raising=False)
+    assert main(["run", "--suite", "libero-goal", "--executor", "ray"]) == 2
+    assert "pip install 'atm-bench[cluster]'" in capsys.readouterr().err
+
+
+def _outcomes(path):
+    """Per episode: what the local and the Ray executor must agree on."""
+    return {record_key(r): (r["success"], r["steps"], r["episode_seed"]) for r in ResultsStore(path).records()}
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_ray_smoke_grid_records_what_the_local_executor_records_and_resumes(tmp_path, capsys):
+    pytest.importorskip("ray", reason="the cluster extra: pip install 'atm-bench[cluster]'")
+    data = tmp_path / "data"
+    args = ["run", "--suite", "libero-goal", "--preset", "smoke", "--agents", "proprio-mlp,expert", "--seeds", "0,1",
+            "--episodes", "2", "--data-dir", str(data)]
+    assert main([*args, "--out", str(tmp_path / "local")]) == 0
+    ray_out = tmp_path / "ray"
+    assert main([*args, "--out", str(ray_out), "--executor", "ray"]) == 0
+    log = capsys.readouterr().out
+    assert "[ray] " in log and "[stage] train/proprio-mlp/seed1: start on Ray" in log
+    local = _outcomes(tmp_path / "local" / "results.jsonl")
+    assert len(local) == 2 * 2 * 2 * 2  # agents x seeds x tasks x episodes
+    assert _outcomes(ray_out / "results.jsonl") == local
+    assert not any((ray_out / "shards").rglob("*.jsonl"))  # every shard merged and removed
+    stages = json.loads((ray_out / "stages.json").read_text())
+    assert {"train/proprio-mlp/seed0", "train/proprio-mlp/seed1"} <= set(stages)
+    throughput = json.loads((ray_out / "throughput.json").read_text())["agents"]
+    assert set(throughput["expert"]["seeds"]) == {"0", "1"} and "serial" in throughput["proprio-mlp"]
+    timing = json.loads((ray_out / "timing.json").read_text())
+    assert timing["eval/expert/seed1"] > 0 and timing["train/proprio-mlp/seed0"] > 0
+    assert "proprio-mlp" in json.loads((ray_out / "flops.json").read_text())
+
+    # A driver killed mid-run: one episode only in its shard's file (merged before the worker
+    # finished deleting it), one not recorded at all (its worker died). The rerun merges the first,
+    # runs only the second, and trains nothing.
+    store = ResultsStore(ray_out / "results.jsonl")
+    records = store.records()
+    in_shard, lost = records[0], records[-1]
+    assert in_shard["agent"] != lost["agent"] or in_shard["seed"] != lost["seed"] or in_shard["task"] != lost["task"]
+    shard = ResultsStore(ray_out / "shards" / in_shard["agent"] / f"seed{in_shard['seed']}" /
+                         f"task{in_shard['task']}.jsonl")
+    shard.append(in_shard)
+    kept = [r for r in records if record_key(r) not in {record_key(in_shard), record_key(lost)}]
+    store.path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+    assert main([*args, "--out", str(ray_out), "--executor", "ray"]) == 0
+    log = capsys.readouterr().out
+    assert "start on Ray" not in log  # no training again
+    assert f"eval {lost['agent']} seed {lost['seed']}: {lost['steps']} env steps of 1 episodes in 1 shard(s)" in log
+    assert _outcomes(store.path) == local
+    assert len(store.records()) == len(local) and not shard.path.exists()

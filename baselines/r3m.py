@@ -324,6 +324,7 @@ class R3MAgent(BCAgent):
 
     name: ClassVar[str] = "r3m"
     context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress", "text_encoder", "r3m_weights")
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)  # BC's CUDA path does not cover its encoder yet
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
                  text_encoder: str | None = None, r3m_weights: str | Path | None = None, progress: bool = True,

@@ -239,6 +239,7 @@ class VPTAgent(BCAgent):
 
     name: ClassVar[str] = "vpt"
     context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress", "text_encoder")
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)  # BC's CUDA path does not cover its encoder yet
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
                  text_encoder: str | None = None, progress: bool = True,

@@ -134,6 +134,28 @@ def test_bc_variant_trains_without_a_track_model(tmp_path, cache):
     assert cfg["model"]["language"] and not policy.uses_tracks
 
 
+def test_both_stages_train_under_bf16_autocast_with_fp32_weights(tmp_path, cache):
+    """The CUDA recipe (bf16 autocast, fp32 weights and optimiser) run on the CPU, where autocast
+    also exists: finite losses, fp32 checkpoints, the same loop."""
+    from safetensors.torch import load_file
+
+    from atm_bench.atm.stages import train_policy, train_track_model
+    from atm_bench.learning.frames import StageData
+
+    path = write_task_file(tmp_path / "data" / "a_demo.hdf5", demos=2, length=8)
+    refs = demo_refs([(path, ["demo_0", "demo_1"], 0)])
+    data = StageData(train=refs, val=refs[:1], instructions=["move the square"])
+    preset = _overfit_preset()
+    stage1 = train_track_model(preset, data, tmp_path / "tracks", epochs=2, progress=False, pictures=2,
+                               precision="bf16")
+    stage2 = train_policy(preset, data, tmp_path / "policy", track_model_dir=tmp_path / "tracks", epochs=2,
+                          progress=False, precision="bf16")
+    for result, out in ((stage1, "tracks"), (stage2, "policy")):
+        assert all(np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"]) for row in result.history)
+        weights = load_file(str(tmp_path / out / "model.safetensors"))
+        assert {t.dtype for t in weights.values()} <= {torch.float32, torch.int64, torch.bool}, out
+
+
 def test_out_of_memory_names_the_batch_size_to_lower(tmp_path):
     import torch
 

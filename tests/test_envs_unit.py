@@ -72,7 +72,7 @@ def test_cli_list_prints_the_suite(capsys):
     assert "open the middle layer of the drawer" in out and "put the wine bottle on the rack" in out
 
 
-def test_device_choices_are_resolved_once_with_one_line_errors(capsys, monkeypatch):
+def test_device_choices_are_resolved_once_with_one_line_errors(capsys, monkeypatch, tmp_path):
     import torch
 
     from atm_bench.devices import resolve_device
@@ -86,11 +86,20 @@ def test_device_choices_are_resolved_once_with_one_line_errors(capsys, monkeypat
         resolve_device("tpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert resolve_device("auto") == "cpu"  # until CUDA training lands
-    with pytest.raises(UserError, match="not implemented yet"):
-        resolve_device("cuda")
+    assert resolve_device("auto") == "cuda:0" and resolve_device("cuda") == "cuda:0"
     with pytest.raises(UserError, match="only 1 CUDA device"):
         resolve_device("cuda:3")
+    # On a GPU, ATM and BC get it through the run context; an agent without a CUDA path runs on the CPU.
+    from atm_bench.bench.runner import RunConfig, Runner
+    from atm_bench.devices import fallback_line
+
+    runner = Runner(RunConfig(suite="libero-goal", agents=("atm", "bc", "vpt", "expert"), preset="smoke",
+                              out=tmp_path / "run", data_dir=tmp_path / "data", device="cuda:0"), progress=False)
+    assert runner.devices == {"atm": "cuda:0", "bc": "cuda:0", "vpt": "cpu", "expert": "cuda:0"}
+    assert runner.build_agent("bc", 0).device == "cuda:0" and runner.build_agent("vpt", 0).device == "cpu"
+    assert fallback_line(["vpt"], "cuda:0") == ("[device] cuda:0: vpt run on the CPU (no CUDA path yet: CUDA runs "
+                                                "ATM and BC so far)")
+    assert fallback_line(["vpt"], "cpu") is None
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for argv in (["run", "--suite", "libero-goal", "--device", "cuda"],
                  ["train", "policy", "--suite", "libero-goal", "--device", "cuda"],

@@ -170,6 +170,8 @@ class Agent(ABC):
     uses_track_model: ClassVar[bool] = False  # takes the run's shared stage-1 track model
     # The run settings the constructor takes by name (see `RunContext.kwargs`); None = undeclared.
     context_fields: ClassVar[tuple[str, ...] | None] = None
+    # The device kinds it trains and acts on (a run on CUDA refuses an agent without "cuda").
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
 
     @classmethod
     def from_context(cls, context: RunContext) -> "Agent":

@@ -43,6 +43,7 @@ class ExpertAgent(Agent):
     name = "expert"
     privileged = True
     context_fields = ()  # a program: no run settings
+    devices = ("cpu", "cuda")  # no model: at home in any run
 
     def fit(self, data: TrainingData, budget: Budget) -> None:
         """Nothing to learn: the expert is a program."""

@@ -33,7 +33,7 @@ class WindowedAgent(Agent):
             self._fresh = np.zeros(n, dtype=bool)
             return [s[:, None].repeat(1, window, *([1] * (s.dim() - 1))) for s in steps]
         rolled = [torch.cat([w[:, 1:], s[:, None]], dim=1) for w, s in zip(windows, steps)]
-        fresh = torch.from_numpy(self._fresh)
+        fresh = torch.from_numpy(self._fresh).to(steps[0].device)
         if fresh.any():
             for w, s in zip(rolled, steps):
                 w[fresh] = s[fresh][:, None]

@@ -6,6 +6,7 @@ in a per-env window of the last W steps (the first step repeated at an episode's
 training), then the temporal transformer and head give the action of the last position.
 `BCAgent` is the same network with tracks zeroed and the instruction as a token (the BC baseline).
 Rollout videos draw the tracks of the last step on each view (`video_overlay`).
+Both train and act on the run's device (CUDA: bf16 autocast; `atm_bench.devices`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from atm_bench.agents.windowed import WindowedAgent
 from atm_bench.atm.policy import policy_query_points
 from atm_bench.atm.stages import (load_policy, load_track_model, predict_grid_tracks, stage_data, train_policy,
                                   train_track_model)
+from atm_bench.devices import autocast
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
 from atm_bench.io import write_json_atomic
@@ -36,21 +38,24 @@ class ATMAgent(WindowedAgent):
     name: ClassVar[str] = "atm"
     uses_track_model: ClassVar[bool] = True  # False: the BC family (language token, no tracks)
     context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "track_model_dir", "progress",
-                                                 "text_encoder")
+                                                 "text_encoder", "device")
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
                  text_encoder: str | None = None, track_model_dir: str | Path | None = None,
-                 policy_overrides: dict[str, Any] | None = None, progress: bool = True, seed: int | None = None):
+                 policy_overrides: dict[str, Any] | None = None, progress: bool = True, seed: int | None = None,
+                 device: str = "cpu"):
         """`track_model_dir`: an already trained stage-1 model (shared by seeds); otherwise `fit`
         trains one into `work_dir/track_model`. `policy_overrides`: ablation flags of PolicyConfig
         (early_fusion, late_fusion, track_len). `seed`: the training seed of every stage `fit`
-        runs (None: the preset's)."""
+        runs (None: the preset's). `device`: where it trains and acts (resolved: "cpu", "cuda:N")."""
         self.preset = with_training_seed(get_preset(preset) if isinstance(preset, str) else preset, seed)
         self.work_dir = Path(work_dir) if work_dir else cache_subdir("runs") / f"{self.name}-{self.preset.name}"
         self.text_encoder = text_encoder
         self.track_model_dir = Path(track_model_dir) if track_model_dir else None
         self.policy_overrides = dict(policy_overrides or {})
         self.progress = progress
+        self.device = device
         self.track_model = None
         self.policy = None
         self._track_text: torch.Tensor | None = None
@@ -68,20 +73,23 @@ class ATMAgent(WindowedAgent):
             videos = stage_data(data.manifest, data.data_dir, "videos", data.tracks_dir, max_frames)
             self.track_model_dir = self.work_dir / "track_model"
             train_track_model(self.preset, videos, self.track_model_dir, text_encoder=self.text_encoder,
-                              progress=self.progress)
+                              progress=self.progress, device=self.device)
         labelled = stage_data(data.manifest, data.data_dir, "labelled", None, max_frames)
         train_policy(self.preset, labelled, self.work_dir / "policy", track_model_dir=self.track_model_dir,
                      language=not self.uses_track_model, text_encoder=self.text_encoder, epochs=budget.epochs,
-                     seconds=budget.seconds, progress=self.progress, policy_overrides=self.policy_overrides)
+                     seconds=budget.seconds, progress=self.progress, policy_overrides=self.policy_overrides,
+                     device=self.device)
         self._load_models(self.work_dir / "policy", self.track_model_dir)
 
     def _load_models(self, policy_dir: Path, track_dir: Path | None) -> None:
         self.policy, self._policy_config = load_policy(policy_dir)
+        self.policy.to(self.device)
         self.track_model = None
         if self.policy.uses_tracks:
             if track_dir is None:
                 raise UserError(f"{policy_dir}: the policy uses tracks but no track model was saved beside it")
             self.track_model, self._track_config = load_track_model(track_dir)
+            self.track_model.to(self.device)
         self._policy_dir, self.track_model_dir = Path(policy_dir), track_dir
 
     # -- acting ---------------------------------------------------------------------------------
@@ -97,15 +105,15 @@ class ATMAgent(WindowedAgent):
         self._require_models()
         if self.track_model is not None:
             path = self._track_config.get("text_encoder")
-            self._track_text = torch.from_numpy(embed_instructions([task.instruction], path))
+            self._track_text = torch.from_numpy(embed_instructions([task.instruction], path)).to(self.device)
         if self.policy.cfg.language:
             self._policy_text = torch.from_numpy(embed_instructions([task.instruction],
-                                                                    self._policy_config.get("text_encoder")))
+                                                                    self._policy_config.get("text_encoder"))).to(self.device)
         self._steps = self._late = self._fresh = None
         self._last_tracks = None
 
     def _images(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
-        return camera_images(obs, self.policy.cfg.views, self.policy.cfg.image_hw)
+        return camera_images(obs, self.policy.cfg.views, self.policy.cfg.image_hw).to(self.device)
 
     @torch.no_grad()
     def predict_tracks(self, images: torch.Tensor) -> torch.Tensor | None:
@@ -121,17 +129,21 @@ class ATMAgent(WindowedAgent):
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         self._require_models()
+        with autocast(self.device):
+            return self._act(obs)
+
+    def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         images = self._images(obs)
         n = images.shape[0]
         tracks = self.predict_tracks(images)
-        self._last_tracks = None if tracks is None else tracks.numpy()
+        self._last_tracks = None if tracks is None else tracks.float().cpu().numpy()
         text = None if self._policy_text is None else self._policy_text.expand(n, -1)
-        joint = torch.as_tensor(np.asarray(obs["joint_states"]), dtype=torch.float32)
-        gripper = torch.as_tensor(np.asarray(obs["gripper_states"]), dtype=torch.float32)
+        joint = torch.as_tensor(np.asarray(obs["joint_states"]), dtype=torch.float32, device=self.device)
+        gripper = torch.as_tensor(np.asarray(obs["gripper_states"]), dtype=torch.float32, device=self.device)
         step, late = self.policy.encode_step(images, tracks, joint, gripper, text)
         windows = None if self._steps is None else (self._steps, self._late)
         self._steps, self._late = self.roll(windows, (step, late), self.policy.cfg.window)
-        return self.policy.act(self._steps, self._late, text).numpy().astype(np.float64)
+        return self.policy.act(self._steps, self._late, text).float().cpu().numpy().astype(np.float64)
 
     def video_overlay(self, i: int) -> VideoOverlay | None:
         """Env i's tracks predicted by the last `act`, one (P, L, 2) array per camera view (drawn
@@ -159,7 +171,7 @@ class ATMAgent(WindowedAgent):
             if self.track_model is not None:
                 image = self._images(one)[:, 0]
 
-                queries = policy_query_points(self.policy.cfg.num_points)[None]
+                queries = policy_query_points(self.policy.cfg.num_points)[None].to(self.device)
                 counted, _ = count_flops(self.track_model.predict, image, queries, self._track_text)
                 track = counted.macs
         finally:

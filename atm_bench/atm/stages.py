@@ -6,6 +6,8 @@ model runs on every augmented frame of the batch (the reference's way; costly on
 cached, the track model runs once per frame of the labelled demos before training and the random
 shift is applied to the cached tracks (the `quick` preset). Samples are chunks of consecutive
 steps (`TrainConfig.chunk`, see `PolicyWindowDataset`): each frame is encoded once per chunk.
+Both stages train on `device` (`atm_bench.devices`: bf16 autocast on CUDA); the tensors a step
+indexes (instruction tables, the frozen track model) go there with the model.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from atm_bench.atm.plots import draw_tracks, write_grid
 from atm_bench.atm.policy import TrackGuidedPolicy, policy_query_points
 from atm_bench.atm.track_metrics import track_errors
 from atm_bench.atm.track_transformer import TrackTransformer
+from atm_bench.devices import to_device
 from atm_bench.errors import UserError
 from atm_bench.io import write_json_atomic
 from atm_bench.learning.augment import color_jitter, random_shift
@@ -62,7 +65,8 @@ def load_track_model(directory: str | Path) -> tuple[TrackTransformer, dict[str,
 
 def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, views: Sequence[str] | None = None,
                       text_encoder: str | None = None, epochs: int | None = None, seconds: float | None = None,
-                      pictures: int = 8, progress: bool = True) -> TrainResult:
+                      pictures: int = 8, progress: bool = True, device: str = "cpu",
+                      precision: str = "auto") -> TrainResult:
     """Stage 1. Writes model.safetensors + config.json (best validation loss), history.json and
     pictures/epoch_<k>.png (predicted red vs ground truth green on validation samples)."""
     torch.manual_seed(preset.track_training.seed)
@@ -72,6 +76,8 @@ def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, view
     views = list(views or preset.policy.views)
     model = TrackTransformer(cfg)
     model.text_norm.fit(text)
+    model.to(device)  # before `data_parallel`: DDP wraps a module where it lives
+    text_on_device = text.to(device)
     common = dict(views=views, image_hw=cfg.image_hw, num_points=cfg.num_points, track_len=cfg.track_len,
                   tracks_dir=data.tracks_dir, seed=train_cfg.seed, moving_fraction=train_cfg.moving_fraction)
     train_ds = TrackFrameDataset(data.train, **common)
@@ -87,15 +93,16 @@ def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, view
             images = color_jitter(images)
             queries = queries + delta[:, None]
             tracks = tracks + delta[:, None, None]
-        pred = net(images, queries, text[batch["task"]])
+        pred = net(images, queries, text_on_device[batch["task"]])
         return model.loss(pred, images, tracks, batch["vis"])
 
     out_dir = Path(out_dir)
     picture_batch = _spread_batch(val_ds or train_ds, pictures) if pictures else None
 
     def draw(epoch: int, net: torch.nn.Module) -> None:
+        b = to_device(picture_batch, device)
+        pred = net.predict(to_model_images(b["image"]), b["queries"], text_on_device[b["task"]]).float().cpu().numpy()
         b = picture_batch
-        pred = net.predict(to_model_images(b["image"]), b["queries"], text[b["task"]]).numpy()
         tiles = [draw_tracks(b["image"][i].numpy(), pred[i], b["tracks"][i].numpy()) for i in range(len(pred))]
         write_grid(out_dir / "pictures" / f"epoch_{epoch:03d}.png", tiles)
 
@@ -106,11 +113,12 @@ def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, view
     weights = None
     if data.source_weights:
         weights = sample_weights(train_ds.index, train_ds.demos, data.source_weights)
-    train_loader = make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed, train_cfg.num_workers, weights)
+    train_loader = make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed, train_cfg.num_workers, weights,
+                               device)
     result = train_loop(model, step, train_loader,
-                        make_loader(val_ds, train_cfg.batch_size, False) if val_ds else None, train_cfg, out_dir,
-                        snapshot, on_epoch_end=draw if pictures else None, epochs=epochs, seconds=seconds,
-                        progress=progress, description="track transformer")
+                        make_loader(val_ds, train_cfg.batch_size, False, device=device) if val_ds else None, train_cfg,
+                        out_dir, snapshot, on_epoch_end=draw if pictures else None, epochs=epochs, seconds=seconds,
+                        progress=progress, description="track transformer", device=device, precision=precision)
     if is_main():  # under torchrun every process holds the same weights: one writes
         _write_track_metrics(out_dir, val_ds or train_ds, text, "validation" if val_ds else "training")
     return result
@@ -137,12 +145,13 @@ def _write_track_metrics(out_dir: Path, dataset, text: torch.Tensor, split: str)
 @torch.no_grad()
 def predict_grid_tracks(track_model: TrackTransformer, frames: torch.Tensor, text: torch.Tensor,
                         num_points: int, batch: int = 64) -> torch.Tensor:
-    """Predicted tracks (M, N, L, 2) of the policy's fixed query grid on frames (M, 3, H, W) in [-1, 1]."""
-    queries = policy_query_points(num_points)
+    """Predicted tracks (M, N, L, 2) of the policy's fixed query grid on frames (M, 3, H, W) in [-1, 1]
+    (on the frames' device, in fp32)."""
+    queries = policy_query_points(num_points).to(frames.device)
     out = []
     for i in range(0, len(frames), batch):
         chunk = frames[i:i + batch]
-        out.append(track_model.predict(chunk, queries.expand(len(chunk), -1, -1), text.expand(len(chunk), -1)))
+        out.append(track_model.predict(chunk, queries.expand(len(chunk), -1, -1), text.expand(len(chunk), -1)).float())
     return torch.cat(out) if out else frames.new_zeros(0, num_points, track_model.cfg.track_len, 2)
 
 
@@ -157,7 +166,8 @@ def policy_config(preset: Preset, language: bool, text_dim: int) -> PolicyConfig
 def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_model_dir: str | Path | None = None,
                  language: bool = False, text_encoder: str | None = None, epochs: int | None = None,
                  seconds: float | None = None, progress: bool = True,
-                 policy_overrides: dict[str, Any] | None = None) -> TrainResult:
+                 policy_overrides: dict[str, Any] | None = None, device: str = "cpu",
+                 precision: str = "auto") -> TrainResult:
     """Stage 2 (ATM, or BC with `language=True`). Writes the best policy checkpoint to `out_dir`."""
     train_cfg = preset.policy_training
     torch.manual_seed(train_cfg.seed)
@@ -175,7 +185,8 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
             raise UserError(f"the track model takes {track_model.cfg.image_hw} images but the policy "
                             f"{cfg.image_hw}; train both with the same preset")
         track_model.requires_grad_(False)
-        track_text = _text_table(data.instructions, track_cfg.get("text_encoder"))
+        track_model.to(device)
+        track_text = _text_table(data.instructions, track_cfg.get("text_encoder")).to(device)
         track_dir = str(track_model_dir)
     online = train_cfg.online_tracks
     tables = {}
@@ -189,6 +200,8 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
     policy.set_proprio_stats(train_ds.proprio())
     if text is not None:
         policy.text_norm.fit(text)
+        text = text.to(device)
+    policy.to(device)  # before `data_parallel`: DDP wraps a module where it lives
     shift = max(0, round(train_cfg.shift_px))
     v = len(cfg.views)
     net = data_parallel(policy)
@@ -217,11 +230,12 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
                 "training": dataclasses.asdict(train_cfg), "text_encoder": text_encoder, "track_model": track_dir,
                 "instructions": list(data.instructions), "online_tracks": online,
                 "train_demos": len(data.train), "val_demos": len(data.val)}
-    train_loader = make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed, train_cfg.num_workers)
+    train_loader = make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed, train_cfg.num_workers,
+                               device=device)
     return train_loop(policy, step, train_loader,
-                      make_loader(val_ds, train_cfg.batch_size, False) if val_ds else None, train_cfg, out_dir,
-                      snapshot, epochs=epochs, seconds=seconds, progress=progress,
-                      description="BC policy" if language else "ATM policy")
+                      make_loader(val_ds, train_cfg.batch_size, False, device=device) if val_ds else None, train_cfg,
+                      out_dir, snapshot, epochs=epochs, seconds=seconds, progress=progress,
+                      description="BC policy" if language else "ATM policy", device=device, precision=precision)
 
 
 def _track_table(refs: list[DemoRef], cfg: PolicyConfig, track_model: TrackTransformer,
@@ -229,10 +243,12 @@ def _track_table(refs: list[DemoRef], cfg: PolicyConfig, track_model: TrackTrans
     """Predicted tracks (T, V, N, L, 2) per demo, on un-augmented frames (the cached mode)."""
     ds = PolicyWindowDataset(refs, cfg.views, track_model.cfg.image_hw, cfg.window)
     table = {}
+    device = text.device  # the track model's
     for d, ref in enumerate(refs):
-        per_view = [predict_grid_tracks(track_model, to_model_images(torch.from_numpy(ds.demo_frames(d, view)[:ref.length])),
+        per_view = [predict_grid_tracks(track_model, to_model_images(torch.from_numpy(ds.demo_frames(d, view)[:ref.length])
+                                                                     .to(device)),
                                         text[ref.task:ref.task + 1], cfg.num_points) for view in cfg.views]
-        table[d] = torch.stack(per_view, dim=1).numpy()
+        table[d] = torch.stack(per_view, dim=1).cpu().numpy()
     return table
 
 

@@ -4,7 +4,8 @@ The runner settles the shared stages in this process (data, tracks, split; `Runn
 then this driver schedules the rest as Ray tasks on a run directory every node sees: the stage-1
 model, each (agent, seed) training, each evaluation shard (one task's episodes of one agent and
 seed), and once per agent the FLOPs count and serial-loop throughput. Resource requests: a GPU
-per training when the run's device is CUDA (else one CPU), per shard one CPU per env worker.
+per training of an agent that runs on CUDA in a CUDA run (else one CPU), per shard one CPU per env
+worker (and a quarter GPU for the policy of an agent on CUDA).
 
 Only the driver writes the run's bookkeeping (`stages.json`, `timing.json`, `flops.json`,
 `throughput.json`, `results.jsonl`); a task returns what it made. Each shard appends its
@@ -33,9 +34,11 @@ from atm_bench.bench.evaluation import EvalStats, run_evaluation, serial_through
 from atm_bench.bench.results import ResultsStore
 from atm_bench.bench.runner import Plan, Runner
 from atm_bench.bench.stages import Stage
+from atm_bench.devices import is_cuda
 from atm_bench.errors import UserError
 
 RETRIES = 2  # Ray reruns a task whose worker died this many times
+EVAL_GPU_SHARE = 0.25  # an evaluation shard's policy takes little of a GPU: four shards share one
 FORWARDED_ENV = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "MUJOCO_EGL_DEVICE_ID", "OMP_WAIT_POLICY", "HF_HOME",
                  "ATM_BENCH_CACHE", "TRANSFORMERS_OFFLINE", "HF_HUB_OFFLINE")
 
@@ -136,8 +139,8 @@ class RayGrid:
 
     # -- scheduling --------------------------------------------------------------------------
 
-    def _train_resources(self) -> dict[str, Any]:
-        return {"num_gpus": 1} if self.runner.config.device.startswith("cuda") else {"num_cpus": 1}
+    def _train_resources(self, device: str) -> dict[str, Any]:
+        return {"num_gpus": 1} if is_cuda(device) else {"num_cpus": 1}
 
     def _submit(self, fn: Callable, args: tuple, resources: dict[str, Any], then: Callable[[Any], None]) -> None:
         self.jobs[self._remote(fn, resources, *args)] = then
@@ -170,7 +173,7 @@ class RayGrid:
         if not runner.needs(stage):
             return
         with runner.timed(stage.timing):
-            extra = self._result(self._remote(stage_job, self._train_resources(), stage))
+            extra = self._result(self._remote(stage_job, self._train_resources(runner.config.device), stage))
         runner.mark(stage.name, stage.key(), **extra)
 
     def _start(self, name: str, seed: int) -> None:
@@ -194,7 +197,7 @@ class RayGrid:
             runner.display.line(f"[stage] {stage.name}: done in {seconds:.1f} s")
             self._evaluate(name, seed, agent)
 
-        self._submit(train_job, (self.config, plan, name, seed), self._train_resources(), trained)
+        self._submit(train_job, (self.config, plan, name, seed), self._train_resources(runner.devices[name]), trained)
 
     def _evaluate(self, name: str, seed: int, agent) -> None:
         runner, plan = self.runner, self.plan
@@ -227,7 +230,8 @@ class RayGrid:
                 self._evaluated(name, seed, [s for s in shards.values() if s], time.perf_counter() - started)
 
         for task in tasks:
-            self._submit(eval_job, (self.config, plan, name, seed, task), {"num_cpus": n_envs},
+            resources = {"num_cpus": n_envs, **({"num_gpus": EVAL_GPU_SHARE} if is_cuda(runner.devices[name]) else {})}
+            self._submit(eval_job, (self.config, plan, name, seed, task), resources,
                          lambda stats, task=task: shard_done(task, stats))
 
     def _merge(self, name: str, seed: int, task: int) -> None:

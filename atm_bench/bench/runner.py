@@ -36,6 +36,7 @@ from atm_bench.bench.timing import StageTimes
 from atm_bench.blas import active_openblas_core, cpu_model
 from atm_bench.data.generate import GenerateConfig
 from atm_bench.data.splits import SplitManifest, data_rendering, load_split, make_split, save_split
+from atm_bench.devices import agent_device, fallback_line
 from atm_bench.envs.libero.protocols import get_protocol
 from atm_bench.envs.libero.spaces import zero_observation
 from atm_bench.envs.libero.suites import get_suite
@@ -135,6 +136,7 @@ class Runner:
         self.flops = JsonFile(self.out / "flops.json")
         self.throughput = JsonFile(self.out / "throughput.json")
         self.agents = [self._check_agent(a) for a in config.agents]
+        self.devices = {a: agent_device(get_agent(a), config.device) for a in self.agents}  # per agent
         self.rendering: tuple[int, str] | None = None  # (image size, render quality) of the split's data
 
     @staticmethod
@@ -179,6 +181,10 @@ class Runner:
             self.display.line(f"[run] {self.out}: {self.suite}, preset {self.preset.name}, protocol "
                               f"{self.protocol.name}, agents {','.join(self.agents)}, seeds "
                               f"{','.join(map(str, self.seeds))}, tasks {','.join(map(str, self.tasks))}")
+            fallback = fallback_line([a for a in self.agents if self.devices[a] != self.config.device],
+                                     self.config.device)
+            if fallback:
+                self.display.line(fallback)
             self.count_episodes()
             self._run_stages(grid)
         return self.out
@@ -271,7 +277,7 @@ class Runner:
 
     def track_model_stage(self, manifest) -> TrackModelStage:
         return TrackModelStage(self.preset, manifest, self.data_dir, self.out / "track_model", self.stages.get("tracks"),
-                               self.progress)
+                               self.progress, self.config.device)
 
     def _track_model_key(self, manifest) -> str:
         return self.track_model_stage(manifest).key()
@@ -292,7 +298,8 @@ class Runner:
         options = {"r3m_weights": self.config.r3m_weights}
         context = RunContext(preset=self.preset.name, seed=seed, work_dir=self._work_dir(name, seed),
                              track_model_dir=track_model_dir if self._uses_tracks(name) else None,
-                             device=self.config.device, progress=self.progress, options=options)
+                             device=self.devices.get(name, self.config.device), progress=self.progress,
+                             options=options)
         return make_agent(name, context)
 
     def _work_dir(self, name: str, seed: int) -> Path:

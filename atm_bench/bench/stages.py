@@ -106,9 +106,9 @@ class TrackModelStage(Stage):
     name, timing = "track_model", "stage1_track_model"
 
     def __init__(self, preset: Preset, manifest, data_dir: Path, out: Path, tracks_record: dict[str, Any] | None,
-                 progress: bool) -> None:
+                 progress: bool, device: str = "cpu") -> None:
         self.preset, self.manifest, self.data_dir, self.out = preset, manifest, data_dir, out
-        self.tracks_record, self.progress = tracks_record, progress
+        self.tracks_record, self.progress, self.device = tracks_record, progress, device  # (the device: not in the key)
 
     def key(self) -> str:
         return stable_hash([asdict(self.preset.track_model), asdict(self.preset.track_training),
@@ -119,7 +119,7 @@ class TrackModelStage(Stage):
 
     def run(self) -> dict[str, Any]:
         videos = stage_data(self.manifest, self.data_dir, "videos", None, self.preset.data.max_frames_per_demo)
-        train_track_model(self.preset, videos, self.out, progress=self.progress)
+        train_track_model(self.preset, videos, self.out, progress=self.progress, device=self.device)
         return {}
 
 

@@ -54,9 +54,11 @@ def _train(args: argparse.Namespace) -> int:
     from atm_bench.commands.train import _manifest, _preset, _run_dir
     from atm_bench.errors import UserError
 
+    from atm_bench.commands.eval import announce_agent_device
     from atm_bench.devices import resolve_device
 
     device = resolve_device(args.device)
+    device = announce_agent_device(args.agent, device)
     if args.r3m_weights and args.agent != "r3m":
         raise UserError("--r3m-weights only applies to --agent r3m")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

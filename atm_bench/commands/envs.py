@@ -15,7 +15,8 @@ def add_suite_arg(parser: argparse.ArgumentParser, required: bool = True) -> Non
 
 def add_device_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
-                        help="auto, cpu, cuda or cuda:N (CUDA is not implemented yet: auto is the CPU)")
+                        help="auto (default: CUDA when visible), cpu, cuda or cuda:N; on CUDA so far ATM and BC "
+                             "(the other agents run on the CPU)")
 
 
 def _suite(text: str):

@@ -42,6 +42,7 @@ def _eval(args) -> int:
 
     suite = canonical_suite(args.suite)
     device = resolve_device(args.device)
+    device = announce_agent_device(args.agent, device)
     agent = make_agent(args.agent, RunContext(progress=False, device=device))  # the checkpoint says what it is
     if args.checkpoint:
         agent.load(args.checkpoint)
@@ -55,6 +56,18 @@ def _eval(args) -> int:
     records = evaluate(agent, config, out)
     print_table(records, out)
     return 0
+
+
+def announce_agent_device(name: str, device: str) -> str:
+    """The device the agent runs on (the CPU for one without a CUDA path, said in one line)."""
+    from atm_bench.agents.base import get_agent
+    from atm_bench.devices import agent_device, fallback_line
+
+    chosen = agent_device(get_agent(name), device)
+    line = fallback_line([name], device) if chosen != device else None
+    if line:
+        print(line)
+    return chosen
 
 
 def print_table(records, out) -> None:

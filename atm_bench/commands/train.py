@@ -22,6 +22,8 @@ def _common(parser: argparse.ArgumentParser, suite_required: bool = True) -> Non
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     parser.add_argument("--out", default=None, help="output directory (default: the cache's runs/<suite>/<preset>/...)")
     add_device_arg(parser)
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="autocast of the training step: auto (default) = bf16 on CUDA, fp32 on the CPU")
 
 
 def register(sub) -> None:
@@ -90,10 +92,10 @@ def _train_tracks(args) -> int:
 
     from atm_bench.atm.stages import stage_data, train_track_model
     from atm_bench.devices import resolve_device
-    from atm_bench.learning.distributed import init_from_env, is_main
+    from atm_bench.learning.distributed import init_from_env, is_main, local_device
 
-    resolve_device(args.device)  # the CPU so far; a CUDA choice is refused with its reason
-    init_from_env()  # under torchrun: one process per worker, DistributedDataParallel
+    device = local_device(resolve_device(args.device))
+    init_from_env(device)  # under torchrun: one process per worker, DistributedDataParallel
 
     preset = _preset(args)
     if args.no_image_mask:
@@ -116,7 +118,7 @@ def _train_tracks(args) -> int:
         data = stage_data(manifest, data_dir, "videos", max_frames=preset.data.max_frames_per_demo)
         out = _run_dir(args, preset) / "track_model" if not args.out else _run_dir(args, preset)
     result = train_track_model(preset, data, out, text_encoder=args.text_encoder, epochs=args.epochs,
-                               progress=is_main())
+                               progress=is_main(), device=device, precision=args.precision)
     if is_main():
         print(f"track transformer: best validation loss {result.best_val:.4f} at epoch {result.best_epoch}; "
               f"{result.epochs_run} epochs in {result.seconds:.0f} s; wrote {out} (pictures in {out / 'pictures'})")
@@ -127,10 +129,10 @@ def _train_policy(args) -> int:
     from atm_bench.agents.base import get_agent
     from atm_bench.atm.stages import stage_data, train_policy
     from atm_bench.devices import resolve_device
-    from atm_bench.learning.distributed import init_from_env, is_main
+    from atm_bench.learning.distributed import init_from_env, is_main, local_device
 
-    resolve_device(args.device)  # the CPU so far; a CUDA choice is refused with its reason
-    init_from_env()  # under torchrun: one process per worker, DistributedDataParallel
+    device = local_device(resolve_device(args.device))
+    init_from_env(device)  # under torchrun: one process per worker, DistributedDataParallel
 
     uses_tracks = get_agent(args.agent).uses_track_model
     preset = _preset(args)
@@ -148,7 +150,7 @@ def _train_policy(args) -> int:
     out = run if args.out else run / f"{args.agent}_seed{args.seed}" / "policy"
     result = train_policy(preset, data, out, track_model_dir=track_dir, language=not uses_tracks,
                           text_encoder=args.text_encoder, epochs=args.epochs, policy_overrides=overrides,
-                          progress=is_main())
+                          progress=is_main(), device=device, precision=args.precision)
     if is_main():
         print(f"{args.agent} policy: best validation loss {result.best_val:.4f} at epoch {result.best_epoch}; "
               f"{result.epochs_run} epochs in {result.seconds:.0f} s; wrote {out}")

@@ -1,5 +1,6 @@
 """Multi-process training with PyTorch's own engine: `torchrun --nproc_per_node N atm-bench train
-...` runs N processes under DistributedDataParallel (gloo; training runs on the CPU so far).
+...` runs N processes under DistributedDataParallel: gloo on the CPU, NCCL with one GPU per
+process on CUDA (`cuda:LOCAL_RANK`, `local_device`).
 
 The contract with one process: the same global batch (each rank takes its slice of every global
 batch, `GlobalBatchSampler`), the same learning-rate schedule (the step count does not change) and
@@ -26,14 +27,29 @@ from atm_bench.errors import UserError
 _WRAPPED: set[int] = set()  # ids of the modules `data_parallel` wrapped in this process
 
 
-def init_from_env() -> bool:
+def init_from_env(device: str = "cpu") -> bool:
     """Join the process group torchrun describes in the environment (WORLD_SIZE > 1); True when
-    this process is one of several. Idempotent."""
+    this process is one of several. Idempotent. On CUDA each process takes its local GPU (NCCL)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     if not dist.is_initialized():
-        dist.init_process_group("gloo")  # training runs on the CPU (CUDA training, and NCCL with it, is to come)
+        cuda = torch.device(device).type == "cuda"
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if cuda else "gloo")
     return True
+
+
+def local_device(device: str) -> str:
+    """This process's device: under torchrun on CUDA its local GPU (`cuda:LOCAL_RANK`), else `device`."""
+    if torch.device(device).type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return device
+
+
+def _reduce_device() -> torch.device:
+    """Where collective tensors live: the process's GPU under NCCL, the CPU under gloo."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -56,7 +72,7 @@ def mean_over_processes(values: dict[str, float]) -> dict[str, float]:
     if rank_and_world()[1] == 1 or not values:
         return values
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=_reduce_device())
     dist.all_reduce(t)
     return dict(zip(keys, (t / rank_and_world()[1]).tolist()))
 
@@ -65,7 +81,7 @@ def any_process(flag: bool) -> bool:
     """True on every process when it is True on one (e.g. a time budget spent: all stop together)."""
     if rank_and_world()[1] == 1:
         return flag
-    t = torch.tensor([int(flag)])
+    t = torch.tensor([int(flag)], device=_reduce_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 
@@ -76,7 +92,9 @@ def data_parallel(model: nn.Module) -> nn.Module:
     if rank_and_world()[1] == 1:
         return model
     _WRAPPED.add(id(model))
-    return DistributedDataParallel(model, find_unused_parameters=True)  # e.g. BC's unused track inputs
+    device = next(model.parameters()).device
+    ids = [device.index] if device.type == "cuda" else None  # the module is already on its device
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)  # e.g. BC's unused track inputs
 
 
 def check_data_parallel(model: nn.Module, description: str) -> None:

@@ -3,7 +3,9 @@ clipping, a validation loss per epoch, the checkpoint with the lowest validation
 (safetensors + JSON config), a history file, a rich progress bar, and resumption: every epoch
 also writes `resume.pt` (model, optimiser, scheduler, history), and a rerun with the same config
 snapshot continues from it. Under torchrun every process runs the same loop on its slice of each
-global batch (`learning/distributed.py`); rank 0 alone writes and shows progress.
+global batch (`learning/distributed.py`); rank 0 alone writes and shows progress. The loop moves
+the model and each batch to its `device` and runs the step under that device's autocast
+(`atm_bench.devices`: bf16 on CUDA, fp32 on the CPU).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from atm_bench.devices import autocast, is_cuda, to_device
 from atm_bench.errors import UserError
 from atm_bench.io import atomic_path, write_json_atomic
 from atm_bench.learning.distributed import (GlobalBatchSampler, any_process, barrier, check_data_parallel, is_main,
@@ -75,14 +78,14 @@ def model_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_loader(ds: Dataset, batch: int, shuffle: bool, seed: int = 0, workers: int = 0,
-                weights: Sequence[float] | torch.Tensor | None = None) -> DataLoader:
+                weights: Sequence[float] | torch.Tensor | None = None, device: str = "cpu") -> DataLoader:
     """Batches of `batch` samples (the global batch: under torchrun each process loads its slice):
     a seeded permutation per epoch when `shuffle`, draws in proportion to `weights` (a mixture's
     sources) when given, in order otherwise (validation). `seed` also seeds the per-item random
-    draws of the workers."""
+    draws of the workers. For a CUDA `device` batches come in pinned memory (asynchronous copies)."""
     sampler = GlobalBatchSampler(len(ds), batch, shuffle, seed, weights)
     return DataLoader(ds, batch_sampler=sampler, num_workers=workers, generator=torch.Generator().manual_seed(seed),
-                      persistent_workers=workers > 0)
+                      persistent_workers=workers > 0, pin_memory=is_cuda(device))
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -133,15 +136,18 @@ def _oom_hint(description: str, cfg: TrainConfig, snapshot: dict[str, Any]):
 def train_loop(model: nn.Module, step_fn: StepFn, train_loader, val_loader, cfg: TrainConfig, out_dir: str | Path,
                snapshot: dict[str, Any], on_epoch_end: Callable[[int, nn.Module], None] | None = None,
                epochs: int | None = None, seconds: float | None = None, progress: bool = True,
-               description: str = "training") -> TrainResult:
+               description: str = "training", device: str = "cpu", precision: str = "auto") -> TrainResult:
     """Train `model` with `step_fn(batch, train) -> {"loss": tensor, ...}`; keep the best checkpoint.
 
     `snapshot` is the JSON config saved beside the weights; it also guards resumption.
     `epochs` / `seconds` override the config's epoch count or stop early (a budget).
+    `device` / `precision`: where the model and batches go and the autocast of the step (the
+    step's own tensors, e.g. a text table, must be on `device` already).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_data_parallel(model, description)
+    model.to(device)
     main = is_main()
     epochs = epochs if epochs is not None else cfg.epochs
     per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
@@ -163,7 +169,8 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_loader, val_loader, cfg:
             train_rows = []
             for batch in _batches(train_loader, per_epoch):
                 with _oom_hint(description, cfg, snapshot):
-                    out = step_fn(batch, True)
+                    with autocast(device, precision):
+                        out = step_fn(to_device(batch, device), True)
                     opt.zero_grad(set_to_none=True)
                     out["loss"].backward()
                 if cfg.grad_clip:
@@ -173,7 +180,7 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_loader, val_loader, cfg:
                 train_rows.append({k: float(v.detach()) for k, v in out.items()})
                 bar.update(task, advance=1, description=f"{description} epoch {epoch + 1}/{epochs} "
                                                          f"loss {train_rows[-1]['loss']:.4f}")
-            val = evaluate(model, step_fn, val_loader, cfg.max_steps_per_epoch)
+            val = evaluate(model, step_fn, val_loader, cfg.max_steps_per_epoch, device, precision)
             row = {"epoch": epoch + 1, "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - start,
                    **{f"train_{k}": v for k, v in mean_over_processes(_mean(train_rows)).items()},
                    **{f"val_{k}": v for k, v in val.items()}}
@@ -199,12 +206,16 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_loader, val_loader, cfg:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, step_fn: StepFn, loader, limit: int | None = None) -> dict[str, float]:
+def evaluate(model: nn.Module, step_fn: StepFn, loader, limit: int | None = None, device: str = "cpu",
+             precision: str = "auto") -> dict[str, float]:
     """Mean of `step_fn`'s outputs over a loader in eval mode ({} without a loader)."""
     if loader is None or len(loader) == 0:
         return {}
     model.eval()
-    rows = [{k: float(v) for k, v in step_fn(batch, False).items()} for batch in _batches(loader, limit)]
+    rows = []
+    for batch in _batches(loader, limit):
+        with autocast(device, precision):
+            rows.append({k: float(v) for k, v in step_fn(to_device(batch, device), False).items()})
     return mean_over_processes(_mean(rows))
 
 

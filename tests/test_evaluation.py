@@ -278,6 +278,20 @@ def test_a_crashed_env_is_restarted_and_its_episode_retried_once_then_recorded_a
 
 
 @pytest.mark.sim
+def test_an_exception_in_the_agent_is_raised_not_retried_as_an_env_crash(tmp_path, capsys):
+    from atm_bench.bench.evaluation import evaluate
+
+    class BuggyAgent(_StillAgent):
+        def act(self, obs):
+            raise RuntimeError("The size of tensor a (384) must match the size of tensor b (768)")
+
+    with pytest.raises(RuntimeError, match="must match the size"):
+        evaluate(BuggyAgent(), _fault_config(), tmp_path, progress=False)
+    assert "environment crashed" not in capsys.readouterr().err
+    assert not (tmp_path / "results.jsonl").exists() or not (tmp_path / "results.jsonl").read_text().strip()
+
+
+@pytest.mark.sim
 def test_a_nan_action_names_the_agent_and_the_step(tmp_path):
     from atm_bench.bench.evaluation import evaluate
 

@@ -90,6 +90,11 @@ class EvalStats:
         return {**asdict(self), "steps_per_second": round(self.steps_per_second, 3)}
 
 
+class _AgentFailed(Exception):
+    """An exception the agent raised (its `__cause__`): a bug in the agent, raised as it is, never
+    retried or recorded as an env crash."""
+
+
 @dataclass
 class _Running:
     """The episode a worker is running now."""
@@ -241,6 +246,8 @@ class Evaluator:
         while queue and not self._budget_spent():
             try:
                 self._run_envs(task, spec, n, queue, advance)
+            except _AgentFailed as failed:
+                raise failed.__cause__ from None
             except (UserError, KeyboardInterrupt):
                 raise
             except Exception as exc:  # an env (worker) crashed: restart the envs, retry its episodes once
@@ -252,12 +259,12 @@ class Evaluator:
         self.max_envs = max(self.max_envs, n)
         started = time.perf_counter()
         try:
-            self.agent.reset(TaskInfo(self.suite, task, spec.name, spec.instruction))
+            self._agent(self.agent.reset, TaskInfo(self.suite, task, spec.name, spec.instruction))
             started = time.perf_counter()  # throughput counts stepping, not env start-up or agent reset
             slots = self._slots
             obs = self._start(venv, task, slots, queue, np.ones(n, dtype=bool), None)
             while any(s is not None and s.index >= 0 for s in slots) and not self._budget_spent():
-                actions = np.asarray(self.agent.act_vector(venv, obs), dtype=np.float64).reshape(n, ACTION_DIM)
+                actions = np.asarray(self._agent(self.agent.act_vector, venv, obs), dtype=np.float64).reshape(n, ACTION_DIM)
                 self._check_actions(actions, task, slots)
                 self._record_frames(obs, slots)  # the observation acted on, with what the agent made of it
                 step_obs, _, terminated, truncated, info = venv.step(actions)
@@ -281,6 +288,18 @@ class Evaluator:
                 venv.close()
             except Exception:  # a crashed worker may not close cleanly; it is gone either way
                 pass
+
+    def _agent(self, method: Callable, *args: Any) -> Any:
+        """Call the agent; what it raises is the agent's failure, not the environment's (`_AgentFailed`).
+        A privileged agent acts through the env workers, so what it raises stays an env crash."""
+        try:
+            return method(*args)
+        except (UserError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if self.agent.privileged:
+                raise
+            raise _AgentFailed() from exc
 
     def _budget_spent(self) -> bool:
         return self.step_budget is not None and self.steps_done >= self.step_budget

@@ -120,7 +120,7 @@ def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, view
                         out_dir, snapshot, on_epoch_end=draw if pictures else None, epochs=epochs, seconds=seconds,
                         progress=progress, description="track transformer", device=device, precision=precision)
     if is_main():  # under torchrun every process holds the same weights: one writes
-        _write_track_metrics(out_dir, val_ds or train_ds, text, "validation" if val_ds else "training")
+        _write_track_metrics(out_dir, val_ds or train_ds, text, "validation" if val_ds else "training", device)
     return result
 
 
@@ -133,10 +133,10 @@ def _spread_batch(dataset, count: int) -> dict[str, torch.Tensor]:
     return next(iter(DataLoader(Subset(dataset, picks), batch_size=len(picks))))
 
 
-def _write_track_metrics(out_dir: Path, dataset, text: torch.Tensor, split: str) -> None:
+def _write_track_metrics(out_dir: Path, dataset, text: torch.Tensor, split: str, device: str = "cpu") -> None:
     """Pixel error of the best checkpoint's tracks against "points stay still" (metrics.json)."""
     model, _ = load_track_model(out_dir)
-    write_json_atomic(out_dir / "metrics.json", {"split": split, **track_errors(model, dataset, text)})
+    write_json_atomic(out_dir / "metrics.json", {"split": split, **track_errors(model.to(device), dataset, text)})
 
 
 # -- stage 2 --------------------------------------------------------------------------------------

@@ -23,18 +23,23 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from atm_bench.devices import to_device
 from atm_bench.learning.frames import to_model_images
 
 
 @torch.no_grad()
 def track_errors(model, dataset, text: torch.Tensor, batch_size: int = 64) -> dict[str, Any]:
+    """Pixel errors of the model (on its device) and of "points stay still" against the true tracks."""
     model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    text = text.to(device)
     h, w = model.cfg.image_hw
-    scale = torch.tensor([w, h], dtype=torch.float32)
+    scale = torch.tensor([w, h], dtype=torch.float32, device=device)
     sums = {f"{who}{part}{kind}": 0.0 for who in ("model", "static") for part in ("", "_moving") for kind in ("", "_sq")}
     counts = {"all": 0, "moving": 0}
     swapped_sq = 0.0
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        batch = to_device(batch, device)
         truth = batch["tracks"][:, :, 1:] * scale  # (B, N, L-1, 2) future steps, pixels
         visible = batch["vis"][:, :, 1:]
         images = to_model_images(batch["image"])

@@ -191,7 +191,7 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
     online = train_cfg.online_tracks
     tables = {}
     if track_model is not None and not online:
-        tables = {name: _track_table(ds_refs, cfg, track_model, track_text)
+        tables = {name: track_table(ds_refs, cfg, track_model, track_text)
                   for name, ds_refs in (("train", data.train), ("val", data.val))}
     chunk = train_cfg.chunk
     train_ds = PolicyWindowDataset(data.train, cfg.views, cfg.image_hw, cfg.window, tables.get("train"), chunk)
@@ -238,7 +238,7 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
                       description="BC policy" if language else "ATM policy", device=device, precision=precision)
 
 
-def _track_table(refs: list[DemoRef], cfg: PolicyConfig, track_model: TrackTransformer,
+def track_table(refs: list[DemoRef], cfg: PolicyConfig, track_model: TrackTransformer,
                  text: torch.Tensor) -> dict[int, np.ndarray]:
     """Predicted tracks (T, V, N, L, 2) per demo, on un-augmented frames (the cached mode)."""
     ds = PolicyWindowDataset(refs, cfg.views, track_model.cfg.image_hw, cfg.window)

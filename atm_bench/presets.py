@@ -53,7 +53,7 @@ class TrackTransformerConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Stage 2: the track-guided policy (and, with `language=True`, the BC baseline)."""
+    """Stage 2: the track-guided policy (and, without track inputs and with `language=True`, the BC baseline)."""
 
     image_hw: tuple[int, int] = (128, 128)
     views: tuple[str, ...] = VIEWS
@@ -77,7 +77,9 @@ class PolicyConfig:
     track_len: int = 16  # future steps of the predicted tracks the policy sees (4, 8 or 16)
     early_fusion: bool = True
     late_fusion: bool = True
-    language: bool = False  # BC baseline: tracks zeroed, a text token in both transformers
+    # a text token in both transformers: BC's task input; the paper's ATM policy reads none (the
+    # tracks carry the task), `atm-bench train policy --instruction` adds it to ATM's as an ablation
+    language: bool = False
     text_dim: int = 768
     joint_dim: int = 7
     gripper_dim: int = 2

@@ -83,7 +83,7 @@ def test_track_length_and_fusion_flags(track_len):
 
 
 def test_bc_mode_ignores_tracks_and_uses_language():
-    cfg = _cfg(language=True, text_dim=16)
+    cfg = _cfg(language=True, text_dim=16, early_fusion=False, late_fusion=False)
     policy = TrackGuidedPolicy(cfg).eval()
     images, tracks, joint, grip = _batch(cfg)
     text = torch.randn(2, 16)
@@ -92,6 +92,19 @@ def test_bc_mode_ignores_tracks_and_uses_language():
     assert torch.allclose(a, policy(images, None, joint, grip, text), atol=1e-6)
     assert (a - policy(images, tracks, joint, grip, torch.randn(2, 16))).abs().max() > 1e-4
     assert not policy.uses_tracks
+
+
+def test_instruction_ablation_reads_tracks_and_instruction():
+    """ATM's policy with `language` (the --instruction ablation): both inputs change its actions."""
+    torch.manual_seed(0)
+    cfg = _cfg(language=True, text_dim=16)
+    policy = TrackGuidedPolicy(cfg).eval()
+    images, tracks, joint, grip = _batch(cfg)
+    text = torch.randn(2, 16)
+    a = policy(images, tracks, joint, grip, text)
+    assert policy.uses_tracks
+    assert (a - policy(images, tracks * 0 + 0.3, joint, grip, text)).abs().max() > 1e-4
+    assert (a - policy(images, tracks, joint, grip, torch.randn(2, 16))).abs().max() > 1e-4
 
 
 def test_policy_overfits_one_batch():

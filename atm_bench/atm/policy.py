@@ -1,4 +1,4 @@
-"""The track-guided policy (ATM stage 2), and with `language=True` the BC baseline.
+"""The track-guided policy (ATM stage 2), and without track inputs plus `language=True` the BC baseline.
 
 Per step: each view's image -> conv encoder -> image tokens; each view's predicted tracks for the
 fixed query grid -> one token per track (early fusion, Conv1d over time + one-hot view id); a
@@ -106,7 +106,7 @@ class TrackGuidedPolicy(nn.Module):
 
     @property
     def uses_tracks(self) -> bool:
-        return not self.cfg.language and (self.cfg.early_fusion or self.cfg.late_fusion)
+        return self.cfg.early_fusion or self.cfg.late_fusion
 
     def encode_step(self, images: torch.Tensor, tracks: torch.Tensor | None, joint: torch.Tensor,
                     gripper: torch.Tensor, text: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,7 +136,7 @@ class TrackGuidedPolicy(nn.Module):
     def _tracks(self, tracks: torch.Tensor | None, b: int, like: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         shape = (b, len(cfg.views), cfg.num_points, cfg.track_len, 2)
-        if tracks is None or cfg.language:  # BC: tracks zeroed
+        if tracks is None or not self.uses_tracks:  # BC: no track inputs
             return like.new_zeros(shape)
         if tracks.shape[3] < cfg.track_len:
             raise ValueError(f"policy needs tracks of >= {cfg.track_len} steps, got {tracks.shape[3]}")
@@ -167,7 +167,7 @@ class TrackGuidedPolicy(nn.Module):
         cfg = self.cfg
         b, t = steps.shape[:2]
         parts = [self.action_cls.expand(b, t, -1)[:, :, None], steps]
-        if cfg.language:  # BC: the instruction is a token of every step, as in the spatial transformer
+        if cfg.language:  # the instruction is a token of every step, as in the spatial transformer
             parts.append(self.text_temporal(self.text_norm(text))[:, None, None].expand(b, t, 1, -1))
         k = self.tokens_per_step
         x = torch.cat(parts, dim=2).reshape(b, t * k, -1)

@@ -171,9 +171,10 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
     """Stage 2 (ATM, or BC with `language=True`). Writes the best policy checkpoint to `out_dir`."""
     train_cfg = preset.policy_training
     torch.manual_seed(train_cfg.seed)
-    text = _text_table(data.instructions, text_encoder) if language else None
-    cfg = dataclasses.replace(policy_config(preset, language, int(text.shape[1]) if language else preset.policy.text_dim),
-                              **(policy_overrides or {}))
+    cfg = dataclasses.replace(policy_config(preset, language, preset.policy.text_dim), **(policy_overrides or {}))
+    text = _text_table(data.instructions, text_encoder) if cfg.language else None
+    if text is not None:
+        cfg = dataclasses.replace(cfg, text_dim=int(text.shape[1]))
     policy = TrackGuidedPolicy(cfg)
     track_model, track_text, track_dir = None, None, None
     if policy.uses_tracks:

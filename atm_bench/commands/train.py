@@ -47,6 +47,8 @@ def register(sub) -> None:
     policy.add_argument("--track-len", type=int, default=None, choices=[4, 8, 16], help="ablation: future steps used")
     policy.add_argument("--no-early-fusion", action="store_true", help="ablation: no track tokens in the spatial transformer")
     policy.add_argument("--no-late-fusion", action="store_true", help="ablation: no tracks in the action head")
+    policy.add_argument("--instruction", action="store_true",
+                        help="ablation: ATM's policy also reads the instruction (a text token, as BC's; the paper's reads none)")
     policy.set_defaults(handler=_train_policy)
 
 
@@ -146,6 +148,8 @@ def _train_policy(args) -> int:
         overrides["early_fusion"] = False
     if args.no_late_fusion:
         overrides["late_fusion"] = False
+    if args.instruction:
+        overrides["language"] = True
     track_dir = args.track_model or (run / "track_model" if uses_tracks else None)
     out = run if args.out else run / f"{args.agent}_seed{args.seed}" / "policy"
     result = train_policy(preset, data, out, track_model_dir=track_dir, language=not uses_tracks,

@@ -4,9 +4,10 @@ context, and the numeric precision that goes with it.
 `auto` is CUDA when a device is visible, else the CPU; `cuda` / `cuda:N` without one is refused
 with one line (no CUDA device visible). On CUDA, training and inference run under bf16 autocast
 with TF32 matmuls (fp32 weights, optimiser and losses); on the CPU in fp32. Checkpoints are saved
-from and loaded to the CPU, so they load on any device. So far ATM and BC (`train tracks|policy`,
-their agents) run on CUDA; an agent without a CUDA path (`Agent.devices`) runs on the CPU in a
-CUDA run (`agent_device`), and the run says so in one line.
+from and loaded to the CPU, so they load on any device. Every built-in agent has a CUDA path: ATM
+and BC (`train tracks|policy`, their agents), R3M-finetune, VPT, UniPi(-Replan) and the reference
+agents (the expert has no model). An agent without one (a plug-in whose `Agent.devices` lacks
+"cuda") runs on the CPU in a CUDA run (`agent_device`), and the run says so in one line.
 """
 
 from __future__ import annotations
@@ -80,4 +81,4 @@ def fallback_line(names: list[str], device: str) -> str | None:
     """The line a run on CUDA prints for the agents that run on the CPU instead (None: none)."""
     if not names or not is_cuda(device):
         return None
-    return f"[device] {device}: {', '.join(names)} run on the CPU (no CUDA path yet: CUDA runs ATM and BC so far)"
+    return f"[device] {device}: {', '.join(names)} run on the CPU (no CUDA path: \"cuda\" is not in their `devices`)"

@@ -5,6 +5,9 @@ R3M-finetune and VPT end in behaviour cloning with the BC network (`TrackGuidedP
 `language=True`: tracks zeroed, a language token); `train_window_policy` is that training, on any
 window dataset (real actions, pseudo-labels) and any policy module of that family (BC's conv
 encoders or R3M's ResNet-18), with the same augmentation and optimiser as BC's stage 2.
+Every baseline training takes BC's `device` and `precision` (`atm_bench.devices`): the loop moves
+the model and batches; the training function moves what its step indexes (the instruction table)
+and the model before `data_parallel` wraps it.
 """
 
 from __future__ import annotations
@@ -65,16 +68,20 @@ def window_bc_step(policy: torch.nn.Module, text: torch.Tensor, cfg: TrainConfig
 
 def train_window_policy(preset: Preset, policy: torch.nn.Module, train_ds: Dataset, val_ds: Dataset | None,
                         text: torch.Tensor, out_dir: str | Path, snapshot: dict[str, Any], epochs: int | None = None,
-                        seconds: float | None = None, progress: bool = True, description: str = "policy"):
-    """BC's stage 2 (same optimiser, schedule, augmentation) for a policy of the BC family."""
+                        seconds: float | None = None, progress: bool = True, description: str = "policy",
+                        device: str = "cpu", precision: str = "auto"):
+    """BC's stage 2 (same optimiser, schedule, augmentation) for a policy of the BC family, on `device`."""
     cfg = preset.policy_training
     torch.manual_seed(cfg.seed)
     policy.set_proprio_stats(window_proprio(train_ds))
     policy.text_norm.fit(text)
-    return train_loop(policy, window_bc_step(policy, text, cfg), make_loader(train_ds, cfg.batch_size, True, cfg.seed),
-                      make_loader(val_ds, cfg.batch_size, False) if val_ds is not None and len(val_ds) else None,
+    policy.to(device)  # before `data_parallel`: DDP wraps a module where it lives
+    step = window_bc_step(policy, text.to(device), cfg)
+    return train_loop(policy, step, make_loader(train_ds, cfg.batch_size, True, cfg.seed, device=device),
+                      make_loader(val_ds, cfg.batch_size, False, device=device)
+                      if val_ds is not None and len(val_ds) else None,
                       cfg, out_dir, snapshot, epochs=epochs, seconds=seconds, progress=progress,
-                      description=description)
+                      description=description, device=device, precision=precision)
 
 
 def copy_checkpoint(src: str | Path, dst: str | Path, extra: Sequence[str] = ()) -> None:

@@ -20,6 +20,9 @@ the agent's description record which (`r3m_init`).
 The policy: the BC network (same transformers, tracks zeroed, a language token) with each view's
 conv encoder replaced by the R3M ResNet-18 (its last feature map, projected to the spatial width,
 one token per cell: 4 x 4 tokens per view at 128 x 128).
+
+Both trainings and acting run on the run's device, as BC's (`atm_bench.devices`: bf16 autocast on
+CUDA); checkpoints are CPU tensors.
 """
 
 from __future__ import annotations
@@ -240,14 +243,17 @@ def file_sha256(path: Path) -> str:
 
 def pretrain_r3m(cfg: R3MConfig, preset: Preset, videos, out_dir: str | Path, text_encoder: str | None = None,
                  init: dict[str, torch.Tensor] | None = None, init_info: dict[str, Any] | None = None,
-                 epochs: int | None = None, seconds: float | None = None, progress: bool = True):
-    """Train R3M's objective on the split's action-free videos (both views); best checkpoint to `out_dir`."""
+                 epochs: int | None = None, seconds: float | None = None, progress: bool = True,
+                 device: str = "cpu", precision: str = "auto"):
+    """Train R3M's objective on the split's action-free videos (both views) on `device`; best
+    checkpoint to `out_dir`."""
     train_cfg = cfg.training
     torch.manual_seed(train_cfg.seed)
     text = instruction_table(videos.instructions, text_encoder)
     model = R3M(cfg, int(text.shape[1]))
     if init is not None:
         model.convnet.load_state_dict(init)
+    text_on_device = text.to(device)  # the loop moves the model and batches; the step indexes this table
     views, hw = preset.policy.views, preset.policy.image_hw
     train_ds = R3MVideoDataset(videos.train, views, hw, cfg.alpha, train_cfg.seed)
     val_ds = R3MVideoDataset(videos.val, views, hw, cfg.alpha, train_cfg.seed, deterministic=True)
@@ -260,14 +266,15 @@ def pretrain_r3m(cfg: R3MConfig, preset: Preset, videos, out_dir: str | Path, te
         images = to_model_images(raw.flatten(0, 1))
         if train:  # one crop and one colour change per sample, as R3M's "rctraj" augmentation
             images = augment(images, b, 1, train_cfg)
-        return model.loss(images.view(b, 5, *images.shape[1:]), text[batch["task"]])
+        return model.loss(images.view(b, 5, *images.shape[1:]), text_on_device[batch["task"]])
 
     snapshot = {"kind": "r3m", "preset": preset.name, "r3m": dataclasses.asdict(cfg), "text_dim": int(text.shape[1]),
                 "text_encoder": text_encoder, "image_hw": list(hw), "views": list(views), "init": init_info or {},
                 "train_videos": len(videos.train), "val_videos": len(videos.val)}
-    return train_loop(model, step, make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
-                      make_loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
-                      snapshot, epochs=epochs, seconds=seconds, progress=progress, description="R3M in-domain")
+    return train_loop(model, step, make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed, device=device),
+                      make_loader(val_ds, train_cfg.batch_size, False, device=device) if len(val_ds) else None,
+                      train_cfg, out_dir, snapshot, epochs=epochs, seconds=seconds, progress=progress,
+                      description="R3M in-domain", device=device, precision=precision)
 
 
 def load_r3m_encoder(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -323,13 +330,14 @@ class R3MAgent(BCAgent):
     """R3M-finetune. Acting, FLOPs and saving are BC's (`ATMAgent` with a language policy)."""
 
     name: ClassVar[str] = "r3m"
-    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress", "text_encoder", "r3m_weights")
-    devices: ClassVar[tuple[str, ...]] = ("cpu",)  # BC's CUDA path does not cover its encoder yet
+    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress", "text_encoder",
+                                                 "r3m_weights", "device")
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
                  text_encoder: str | None = None, r3m_weights: str | Path | None = None, progress: bool = True,
-                 baseline_preset: BaselinePreset | None = None, seed: int | None = None):
-        super().__init__(preset, work_dir=work_dir, text_encoder=text_encoder, progress=progress, seed=seed)
+                 baseline_preset: BaselinePreset | None = None, seed: int | None = None, device: str = "cpu"):
+        super().__init__(preset, work_dir=work_dir, text_encoder=text_encoder, progress=progress, seed=seed,
+                         device=device)
         self.baseline = with_training_seed(baseline_preset or get_baseline_preset(self.preset.name), seed)
         r3m_weights = r3m_weights or os.environ.get(WEIGHTS_ENV) or None
         self.r3m_weights = Path(r3m_weights).expanduser() if r3m_weights else None
@@ -352,7 +360,7 @@ class R3MAgent(BCAgent):
         encoder_dir = self.work_dir / "r3m_encoder"
         result = pretrain_r3m(cfg, self.preset, videos, encoder_dir, self.text_encoder, init, info,
                               epochs=stage_epochs(budget.epochs, cfg.training), seconds=budget.seconds,
-                              progress=self.progress)
+                              progress=self.progress, device=self.device)
         convnet, _ = load_r3m_encoder(encoder_dir)
         info = {**info, "in_domain_epochs": result.epochs_run, "in_domain_best_val": result.best_val}
 
@@ -372,11 +380,12 @@ class R3MAgent(BCAgent):
                     "val_demos": len(labelled.val)}
         train_window_policy(self.preset, policy, train_ds, val_ds, text, self.work_dir / "policy", snapshot,
                             epochs=budget.epochs, seconds=budget.seconds, progress=self.progress,
-                            description="R3M-finetune policy")
+                            description="R3M-finetune policy", device=self.device)
         self._load_models(self.work_dir / "policy", None)
 
     def _load_models(self, policy_dir: Path, track_dir: Path | None) -> None:
         self.policy, self._policy_config = load_r3m_policy(policy_dir)
+        self.policy.to(self.device)
         self.r3m_init = dict(self._policy_config.get("r3m_init", {}))
         self.track_model = None
         self._policy_dir, self.track_model_dir = Path(policy_dir), None

@@ -12,7 +12,8 @@ Both train in seconds, so every results table can show them beside the learned a
 
 Their checkpoints are `model.safetensors` + `config.json` (`atm_bench.learning.training`'s format):
 the MLP's weights with its normalisation, or the knn's whole database, so `load` alone suffices
-to act.
+to act. Both train (the MLP; the knn builds its database) and act on the run's device
+(`atm_bench.devices`: the MLP under bf16 autocast on CUDA, the knn's distances in fp32).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from torch import nn
 from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData
 from atm_bench.atm.stages import stage_data
 from atm_bench.baselines.common import instruction_table
+from atm_bench.devices import autocast
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
 from atm_bench.learning.frames import DemoRef, FrameReader, resize_frames
@@ -115,12 +117,15 @@ class ProprioMLPAgent(Agent):
     """`proprio-mlp`: see the module docstring."""
 
     name: ClassVar[str] = "proprio-mlp"
-    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress")
+    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress", "device")
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None, progress: bool = True,
-                 seed: int | None = None):
-        """`seed`: initialisation and batch order (None: the preset's policy training seed)."""
+                 seed: int | None = None, device: str = "cpu"):
+        """`seed`: initialisation and batch order (None: the preset's policy training seed).
+        `device`: where it trains and acts."""
         self.preset = _preset(preset, seed)
+        self.device = device
         self.seed = self.preset.policy_training.seed
         self.config = MLP_PRESETS.get(self.preset.name, MLP_PRESETS["quick"])
         self.work_dir = Path(work_dir) if work_dir else cache_subdir("runs") / f"{self.name}-{self.preset.name}"
@@ -154,12 +159,15 @@ class ProprioMLPAgent(Agent):
 
     def _train(self, proprio: torch.Tensor, text: torch.Tensor, actions: torch.Tensor, steps: int,
                seconds: float | None) -> ProprioMLP:
-        """AdamW on the MSE with cosine decay, random batches of steps; records `self.report`."""
+        """AdamW on the MSE with cosine decay, random batches of steps, on the agent's device (its
+        autocast; the batches drawn on the CPU, the same on any device); records `self.report`."""
         cfg = self.config
         torch.manual_seed(self.seed)
         model = ProprioMLP(text.shape[1], cfg.hidden, cfg.layers)
         model.mean.copy_(proprio.mean(0))
         model.std.copy_(proprio.std(0).clamp_min(MIN_STD))
+        model.to(self.device)
+        proprio, text, actions = (x.to(self.device) for x in (proprio, text, actions))
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         draws = torch.Generator().manual_seed(self.seed)
         start, done = time.perf_counter(), 0
@@ -168,15 +176,16 @@ class ProprioMLPAgent(Agent):
             while done < steps and (seconds is None or time.perf_counter() - start < seconds):
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * lr_factor(done, steps, 0)
-                idx = torch.randint(len(actions), (cfg.batch_size,), generator=draws)
-                loss = F.mse_loss(model(proprio[idx], text[idx]), actions[idx])
+                idx = torch.randint(len(actions), (cfg.batch_size,), generator=draws).to(self.device)
+                with autocast(self.device):
+                    loss = F.mse_loss(model(proprio[idx], text[idx]), actions[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 done += 1
                 progress.advance(bar)
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(self.device):
             mse = F.mse_loss(model(proprio, text), actions).item()
         self.report = {"steps": done, "seconds": round(time.perf_counter() - start, 3), "rows": len(actions),
                        "train_mse": mse, "action_variance": actions.var(0, unbiased=False).mean().item()}
@@ -194,15 +203,17 @@ class ProprioMLPAgent(Agent):
 
     def reset(self, task: TaskInfo) -> None:
         self._require_model()
-        self._text = instruction_table([task.instruction], None)
+        self._text = instruction_table([task.instruction], None).to(self.device)
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         model = self._require_model()
         if self._text is None:
             raise UserError("call reset(task) before act(): the MLP needs the task's instruction")
-        proprio = torch.from_numpy(_proprio(obs))
-        return model(proprio, self._text.expand(len(proprio), -1)).clamp(-1.0, 1.0).numpy().astype(np.float64)
+        proprio = torch.from_numpy(_proprio(obs)).to(self.device)
+        with autocast(self.device):
+            action = model(proprio, self._text.expand(len(proprio), -1))
+        return action.float().clamp(-1.0, 1.0).cpu().numpy().astype(np.float64)
 
     def flops_per_step(self, obs: dict[str, np.ndarray]) -> dict[str, float]:
         """Counted MACs of one `act` for one env (the MLP's matmuls)."""
@@ -218,6 +229,7 @@ class ProprioMLPAgent(Agent):
             return ProprioMLP(config["text_dim"], mlp.hidden, mlp.layers)
 
         self.model, config = load_model(directory, "proprio_mlp", "proprio-mlp", build)
+        self.model.to(self.device)
         self.config = MLPConfig(**config["mlp"])
         self.report = dict(config.get("training", {}))
 
@@ -277,14 +289,17 @@ class KNNAgent(Agent):
     between demos from one step to the next."""
 
     name: ClassVar[str] = "knn"
-    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress")
+    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress", "device")
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None, progress: bool = True,
-                 seed: int | None = None, k: int = 5):
-        """`seed` is recorded only: the database and the lookup involve no randomness."""
+                 seed: int | None = None, k: int = 5, device: str = "cpu"):
+        """`seed` is recorded only: the database and the lookup involve no randomness. `device`:
+        where the database lives and the lookup runs."""
         if k < 1:
             raise UserError(f"knn needs k >= 1, got {k}")
         self.preset = _preset(preset, seed)
+        self.device = device
         self.seed = seed
         self.k = k
         self.work_dir = Path(work_dir) if work_dir else cache_subdir("runs") / f"{self.name}-{self.preset.name}"
@@ -315,7 +330,7 @@ class KNNAgent(Agent):
                 progress.advance(bar)
         self.database = KNNDatabase(torch.from_numpy(np.concatenate(features)),
                                     torch.from_numpy(np.concatenate(actions)),
-                                    torch.from_numpy(np.concatenate(tasks).astype(np.int64)))
+                                    torch.from_numpy(np.concatenate(tasks).astype(np.int64))).to(self.device)
         save_checkpoint(self.database, self.work_dir, self._checkpoint_config())
 
     def _checkpoint_config(self) -> dict[str, Any]:
@@ -349,14 +364,14 @@ class KNNAgent(Agent):
         if missing:
             raise UserError(f"the observation has no {missing} image; keys: {sorted(obs)}")
         raw = _knn_features([np.asarray(obs[v]) for v in KNN_VIEWS], _proprio(obs))
-        queries = (torch.from_numpy(raw) - self._mean) * self._weight
+        queries = (torch.from_numpy(raw).to(self.device) - self._mean) * self._weight
         k = min(self.k, len(self._keys))
         out = []
         for query in queries:  # one env at a time: (R, F) differences, exact (cdist's matmul form is not)
             distances = (self._keys - query).square().sum(1)
             nearest = torch.topk(distances, k, largest=False).indices
             out.append(self._actions[nearest].mean(0))
-        return torch.stack(out).clamp(-1.0, 1.0).numpy().astype(np.float64)
+        return torch.stack(out).clamp(-1.0, 1.0).cpu().numpy().astype(np.float64)
 
     def flops_per_step(self, obs: dict[str, np.ndarray]) -> dict[str, float]:
         """Analytic, not counted (the lookup is no torch matmul the counter sees): one squared
@@ -377,6 +392,7 @@ class KNNAgent(Agent):
                                torch.zeros(rows, dtype=torch.int64))
 
         self.database, _ = load_model(directory, "knn", "knn", build)
+        self.database.to(self.device)
         self._keys = self._actions = self._mean = self._weight = None
 
     def describe(self) -> dict[str, Any]:

@@ -18,6 +18,8 @@ an env's goal changes, its cached window is re-encoded with the new goal, so act
 training (this re-encoding is counted in the FLOPs).
 
 Rollout videos show each env's current sub-goal frame beside the two camera views (`video_overlay`).
+Both models train and act on the run's device (`atm_bench.devices`: bf16 autocast on CUDA; DDIM
+sampling on the device, its noise drawn by the agent's CPU generator); checkpoints are CPU tensors.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from atm_bench.atm.stages import stage_data
 from atm_bench.baselines.common import TASK_STEPS, augment, copy_checkpoint, stage_epochs, window_images
 from atm_bench.baselines.presets import BaselinePreset, UniPiConfig, get_baseline_preset, replan_config
 from atm_bench.baselines.video_diffusion import generation_macs, load_video_model, train_video_model
+from atm_bench.devices import autocast
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
 from atm_bench.io import write_json_atomic
@@ -120,8 +123,8 @@ def goal_step(policy: TrackGuidedPolicy, train_cfg):
 
 def train_goal_policy(preset: Preset, cfg: UniPiConfig, labelled, out_dir: str | Path, t_max: int,
                       fixed_horizon: int | None, epochs: int | None = None, seconds: float | None = None,
-                      progress: bool = True):
-    """The goal-conditioned policy on the labelled demos (BC's optimiser and augmentation)."""
+                      progress: bool = True, device: str = "cpu", precision: str = "auto"):
+    """The goal-conditioned policy on the labelled demos (BC's optimiser and augmentation), on `device`."""
     train_cfg = preset.policy_training
     torch.manual_seed(train_cfg.seed)
     pcfg = goal_policy_config(preset)
@@ -132,14 +135,17 @@ def train_goal_policy(preset: Preset, cfg: UniPiConfig, labelled, out_dir: str |
     train_ds = GoalWindowDataset(labelled.train, cams, pcfg.image_hw, pcfg.window, **common)
     val_ds = GoalWindowDataset(labelled.val, cams, pcfg.image_hw, pcfg.window, **common, deterministic=True)
     policy.set_proprio_stats(window_proprio(train_ds))
+    policy.to(device)  # before `data_parallel`: DDP wraps a module where it lives
     snapshot = {"kind": "unipi_policy", "preset": preset.name, "model": dataclasses.asdict(pcfg),
                 "training": dataclasses.asdict(train_cfg), "t_max": t_max, "fixed_horizon": fixed_horizon,
                 "next_frame_prob": cfg.next_frame_prob, "goal_view": cfg.video.view,
                 "replan_every": cfg.replan_every, "done_threshold": cfg.done_threshold,
                 "train_demos": len(labelled.train), "val_demos": len(labelled.val)}
-    return train_loop(policy, goal_step(policy, train_cfg), make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
-                      make_loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
-                      snapshot, epochs=epochs, seconds=seconds, progress=progress, description="UniPi policy")
+    return train_loop(policy, goal_step(policy, train_cfg),
+                      make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed, device=device),
+                      make_loader(val_ds, train_cfg.batch_size, False, device=device) if len(val_ds) else None,
+                      train_cfg, out_dir, snapshot, epochs=epochs, seconds=seconds, progress=progress,
+                      description="UniPi policy", device=device, precision=precision)
 
 
 def load_goal_policy(directory: str | Path) -> tuple[TrackGuidedPolicy, dict[str, Any]]:
@@ -158,9 +164,11 @@ def task_cost(video_cfg, image_hw: tuple[int, int], text_dim: int, policy: Track
     generation = generation_macs(video_cfg, image_hw, text_dim)
     was = policy.training
     policy.eval()
+    device = next(policy.parameters()).device
     try:
-        images = torch.zeros(1, len(pcfg.views), 3, *pcfg.image_hw)
-        joint, gripper = torch.zeros(1, pcfg.joint_dim), torch.zeros(1, pcfg.gripper_dim)
+        images = torch.zeros(1, len(pcfg.views), 3, *pcfg.image_hw, device=device)
+        joint = torch.zeros(1, pcfg.joint_dim, device=device)
+        gripper = torch.zeros(1, pcfg.gripper_dim, device=device)
         encode, (step, _) = count_flops(policy.encode_step, images, None, joint, gripper)
         window = step[:, None].expand(1, pcfg.window, -1, -1)
         decide, _ = count_flops(policy.act, window, window.new_zeros(1, pcfg.window, 0))
@@ -180,26 +188,28 @@ class UniPiAgent(WindowedAgent):
     """UniPi (open-loop sub-goals); `UniPiReplanAgent` regenerates a sub-goal every H steps."""
 
     name: ClassVar[str] = "unipi"
-    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress", "text_encoder")
+    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress", "text_encoder", "device")
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     replan: ClassVar[bool] = False
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
                  text_encoder: str | None = None, progress: bool = True,
-                 baseline_preset: BaselinePreset | None = None, seed: int | None = None):
+                 baseline_preset: BaselinePreset | None = None, seed: int | None = None, device: str = "cpu"):
         """`seed`: the training seed of every stage `fit` runs (None: the presets') and of the
-        sampler's noise (None: 0)."""
+        sampler's noise (None: 0). `device`: where both models train and act ("cpu", "cuda:N")."""
         self.preset = with_training_seed(get_preset(preset) if isinstance(preset, str) else preset, seed)
         self.baseline = with_training_seed(baseline_preset or get_baseline_preset(self.preset.name), seed)
         self.work_dir = Path(work_dir) if work_dir else cache_subdir("runs") / f"{self.name}-{self.preset.name}"
         self.text_encoder = text_encoder
         self.progress = progress
+        self.device = device
         self.seed = 0 if seed is None else int(seed)
         self.video_model = None
         self.policy: TrackGuidedPolicy | None = None
         self._video_config: dict[str, Any] = {}
         self._policy_config: dict[str, Any] = {}
         self._text: torch.Tensor | None = None
-        self._generator = torch.Generator().manual_seed(self.seed)
+        self._generator = torch.Generator().manual_seed(self.seed)  # CPU draws: the same noise on any device
         self._clear()
 
     @property
@@ -228,15 +238,17 @@ class UniPiAgent(WindowedAgent):
         train_video_model(vcfg, self.preset.policy.image_hw, videos, self.work_dir / "video_model", self.text_encoder,
                           offset=horizon, preset_name=self.preset.name,
                           epochs=stage_epochs(budget.epochs, vcfg.training), seconds=budget.seconds,
-                          progress=self.progress)
+                          progress=self.progress, device=self.device)
         t_max = self.cfg.replan_every if self.replan else self.cfg.t_max(data.manifest.suite)
         train_goal_policy(self.preset, self.cfg, labelled, self.work_dir / "policy", t_max, horizon,
-                          epochs=budget.epochs, seconds=budget.seconds, progress=self.progress)
+                          epochs=budget.epochs, seconds=budget.seconds, progress=self.progress, device=self.device)
         self._load_models(self.work_dir)
 
     def _load_models(self, directory: Path) -> None:
         self.video_model, self._video_config = load_video_model(Path(directory) / "video_model")
         self.policy, self._policy_config = load_goal_policy(Path(directory) / "policy")
+        self.video_model.to(self.device)
+        self.policy.to(self.device)
         if tuple(self.video_model.image_hw) != tuple(self.policy.cfg.image_hw):
             raise UserError(f"{directory}: video model {self.video_model.image_hw} and policy "
                             f"{self.policy.cfg.image_hw} image sizes differ; train both with one preset")
@@ -261,13 +273,14 @@ class UniPiAgent(WindowedAgent):
 
     def reset(self, task: TaskInfo) -> None:
         self._require_models()
-        self._text = torch.from_numpy(embed_instructions([task.instruction], self._video_config.get("text_encoder")))
+        self._text = torch.from_numpy(embed_instructions([task.instruction],
+                                                         self._video_config.get("text_encoder"))).to(self.device)
         self._generator.manual_seed(self.seed)
         self._clear()
 
     def _images(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
-        """(N, 2, 3, H, W): the camera views (the policy's last view is the sub-goal)."""
-        return camera_images(obs, self.policy.cfg.views[:-1], self.policy.cfg.image_hw)
+        """(N, 2, 3, H, W) on the device: the camera views (the policy's last view is the sub-goal)."""
+        return camera_images(obs, self.policy.cfg.views[:-1], self.policy.cfg.image_hw).to(self.device)
 
     def _generate(self, cond: torch.Tensor) -> torch.Tensor:
         """Sub-goals (k, frames, 3, H, W) from conditioning frames (k, 3, H, W)."""
@@ -278,13 +291,21 @@ class UniPiAgent(WindowedAgent):
         step, _ = self.policy.encode_step(torch.cat([images, goal[:, None]], dim=1), None, joint, gripper)
         return step
 
+    def _rows(self, rows: np.ndarray) -> torch.Tensor:
+        """Env indices (a numpy int array) as an index tensor on the device."""
+        return torch.from_numpy(rows).to(self.device)
+
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         self._require_models()
+        with autocast(self.device):
+            return self._act(obs)
+
+    def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         images = self._images(obs)
         n = images.shape[0]
-        joint = torch.as_tensor(np.asarray(obs["joint_states"]), dtype=torch.float32)
-        gripper = torch.as_tensor(np.asarray(obs["gripper_states"]), dtype=torch.float32)
+        joint = torch.as_tensor(np.asarray(obs["joint_states"]), dtype=torch.float32, device=self.device)
+        gripper = torch.as_tensor(np.asarray(obs["gripper_states"]), dtype=torch.float32, device=self.device)
         view = self.policy.cfg.views.index(self.video_model.cfg.view)
         if self._plan is None or self._plan.shape[0] != n:
             self._clear()
@@ -295,7 +316,7 @@ class UniPiAgent(WindowedAgent):
         if self.replan:
             new_goal |= self._since_plan >= self.replan_every
         if new_goal.any():
-            idx = torch.from_numpy(np.flatnonzero(new_goal))
+            idx = self._rows(np.flatnonzero(new_goal))
             plan = self._generate(images[idx, view])
             if self._plan is None:
                 self._plan = plan.new_zeros(n, *plan.shape[1:])
@@ -308,13 +329,13 @@ class UniPiAgent(WindowedAgent):
             self._reencode(changed)
         out = self.policy.act(self._steps, self._steps.new_zeros(n, self._steps.shape[1], 0))
         if not self.replan:
-            done = (out[:, -1] > self._policy_config.get("done_threshold", self.cfg.done_threshold)).numpy()
+            done = (out[:, -1] > self._policy_config.get("done_threshold", self.cfg.done_threshold)).cpu().numpy()
             advance = done & (self._goal_index < self._plan.shape[1] - 1)
             if advance.any():
                 self._goal_index[advance] += 1
                 self._reencode(advance)
         self._since_plan += 1
-        return out[:, :-1].numpy().astype(np.float64)
+        return out[:, :-1].float().cpu().numpy().astype(np.float64)
 
     def video_overlay(self, i: int) -> VideoOverlay | None:
         """Env i's current sub-goal frame (the goal camera's view the policy follows now), shown
@@ -322,12 +343,12 @@ class UniPiAgent(WindowedAgent):
         if self._plan is None or self._goal_index is None or i >= len(self._goal_index):
             return VideoOverlay()
         goal = self._plan[i, int(self._goal_index[i])]  # (3, H, W) in [-1, 1]
-        image = goal.permute(1, 2, 0).add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        image = goal.permute(1, 2, 0).add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
         return VideoOverlay(panels=(image,))
 
     def _goals(self, rows: np.ndarray | slice = slice(None)) -> torch.Tensor:
         index = np.arange(len(self._goal_index))[rows]
-        return self._plan[torch.from_numpy(index), torch.from_numpy(self._goal_index[index])]
+        return self._plan[self._rows(index), self._rows(self._goal_index[index])]
 
     def _push(self, images: torch.Tensor, joint: torch.Tensor, gripper: torch.Tensor) -> None:
         """Append this step (encoded with each env's current goal); a fresh env's window is this step repeated."""
@@ -338,11 +359,11 @@ class UniPiAgent(WindowedAgent):
     def _reencode(self, rows: np.ndarray) -> None:
         """Encode the cached windows of envs `rows` again with their (new) current goal."""
         idx = np.flatnonzero(rows)
-        images, joint, gripper = (x[torch.from_numpy(idx)] for x in self._raw)
+        images, joint, gripper = (x[self._rows(idx)] for x in self._raw)
         k, w = images.shape[:2]
         goals = self._goals(idx)[:, None].expand(k, w, *self._plan.shape[2:])
         step = self._encode(images.flatten(0, 1), goals.flatten(0, 1), joint.flatten(0, 1), gripper.flatten(0, 1))
-        self._steps[torch.from_numpy(idx)] = step.view(k, w, *step.shape[1:])
+        self._steps[self._rows(idx)] = step.view(k, w, *step.shape[1:])
 
     # -- compute --------------------------------------------------------------------------------
 

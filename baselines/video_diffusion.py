@@ -15,6 +15,10 @@ past the end).
 
 `generation_macs` counts one generation (all sampling steps) on the meta device: the same Python
 runs with shapes only, so a paper-size count takes seconds on a CPU.
+
+Training and sampling run on the model's device (`atm_bench.devices`: bf16 autocast on CUDA); the
+sampler's initial noise is drawn where its generator lives (UniPi's is a CPU generator), so a seed
+gives the same noise on every device.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from torch.utils.data import Dataset
 from atm_bench.atm.plots import write_grid
 from atm_bench.baselines.common import augment, instruction_table
 from atm_bench.baselines.presets import VideoModelConfig
+from atm_bench.devices import autocast
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
 from atm_bench.learning.frames import DemoRef, FrameReader, item_rng, to_model_images
@@ -120,13 +125,13 @@ class VideoDiffusion(nn.Module):
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, text: torch.Tensor, steps: int | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """DDIM sampling: (B, N, 3, H, W) in [-1, 1]."""
+        """DDIM sampling on the device of `cond`: (B, N, 3, H, W) in [-1, 1]."""
         scheduler = make_scheduler(self.cfg)
         scheduler.set_timesteps(steps or self.cfg.sampling_steps)
         b, n = cond.shape[0], self.cfg.frames
         shape = (b, 3 * n, *self.image_hw)
-        x = torch.randn(shape, generator=generator, dtype=cond.dtype) if cond.device.type == "cpu" else \
-            torch.randn(shape, dtype=cond.dtype, device=cond.device)
+        where = cond.device if generator is None else generator.device  # a CPU generator: CPU draws (see above)
+        x = torch.randn(shape, generator=generator, dtype=cond.dtype, device=where).to(cond.device)
         for t in scheduler.timesteps:
             x = scheduler.step(self.denoise(x, cond, t, text), t, x).prev_sample
         return x.clamp(-1.0, 1.0).reshape(b, n, 3, *self.image_hw)
@@ -191,12 +196,13 @@ class SubgoalVideoDataset(Dataset):
 def train_video_model(cfg: VideoModelConfig, image_hw: tuple[int, int], videos, out_dir: str | Path,
                       text_encoder: str | None = None, offset: int | None = None, preset_name: str = "",
                       epochs: int | None = None, seconds: float | None = None, progress: bool = True,
-                      pictures: int = 4):
-    """Train on the split's action-free videos (validation: its held-out demos); best checkpoint to
-    `out_dir`, and `pictures/plans.png`: generated vs real sub-goals of `pictures` validation videos."""
+                      pictures: int = 4, device: str = "cpu", precision: str = "auto"):
+    """Train on the split's action-free videos (validation: its held-out demos) on `device`; best
+    checkpoint to `out_dir`, and `pictures/plans.png`: generated vs real sub-goals of `pictures`
+    validation videos (sampled on `device`)."""
     train_cfg = cfg.training
     torch.manual_seed(train_cfg.seed)
-    text = instruction_table(videos.instructions, text_encoder)
+    text = instruction_table(videos.instructions, text_encoder).to(device)  # the step indexes it; the loop moves the rest
     model = VideoDiffusion(cfg, image_hw, int(text.shape[1]))
     train_ds = SubgoalVideoDataset(videos.train, cfg.view, image_hw, cfg.frames, offset, train_cfg.seed)
     val_ds = SubgoalVideoDataset(videos.val, cfg.view, image_hw, cfg.frames, offset, train_cfg.seed, deterministic=True)
@@ -217,27 +223,30 @@ def train_video_model(cfg: VideoModelConfig, image_hw: tuple[int, int], videos, 
                 "image_hw": list(image_hw), "text_dim": int(text.shape[1]), "text_encoder": text_encoder,
                 "offset": offset, "instructions": list(videos.instructions), "train_videos": len(videos.train),
                 "val_videos": len(videos.val)}
-    result = train_loop(model, step, make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
-                        make_loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
-                        snapshot, epochs=epochs, seconds=seconds, progress=progress, description="video diffusion")
+    result = train_loop(model, step, make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed, device=device),
+                        make_loader(val_ds, train_cfg.batch_size, False, device=device) if len(val_ds) else None,
+                        train_cfg, out_dir, snapshot, epochs=epochs, seconds=seconds, progress=progress,
+                        description="video diffusion", device=device, precision=precision)
     if pictures:
         best, _ = load_video_model(out_dir)
-        write_plan_pictures(best, val_ds if len(val_ds) else train_ds, text, Path(out_dir) / "pictures" / "plans.png",
-                            pictures)
+        with autocast(device, precision):
+            write_plan_pictures(best.to(device), val_ds if len(val_ds) else train_ds, text,
+                                Path(out_dir) / "pictures" / "plans.png", pictures)
     return result
 
 
 def write_plan_pictures(model: VideoDiffusion, ds: SubgoalVideoDataset, text: torch.Tensor, path: Path,
                         count: int = 4) -> Path:
-    """Per sample two rows: the conditioning frame + the generated frames, then the real frames."""
+    """Per sample two rows: the conditioning frame + the generated frames, then the real frames.
+    Sampled on the device of `text` (the model's)."""
     tiles = []
     generator = torch.Generator().manual_seed(0)
     for i in range(min(count, len(ds))):
         sample = ds[i]
         real = sample["frames"].numpy()  # (1 + N, H, W, 3)
-        cond = to_model_images(sample["frames"][:1])
-        plan = model.sample(cond, text[sample["task"]][None], generator=generator)[0]
-        generated = ((plan.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        cond = to_model_images(sample["frames"][:1].to(text.device))
+        plan = model.sample(cond, text[int(sample["task"])][None], generator=generator)[0]
+        generated = ((plan.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
         tiles += [real[0], *generated, real[0], *real[1:]]
     return write_grid(path, [np.repeat(np.repeat(t, 2, 0), 2, 1) for t in tiles], columns=len(real))
 

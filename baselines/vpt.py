@@ -11,6 +11,9 @@ the demo files, for pseudo-labelled videos too.
 `fit` writes `idm_report.json`: the IDM's action error on the split's held-out (validation)
 demos, which carry true actions, and, where the video demos also carry actions (demos generated
 here do), the error of their pseudo-labels, which the paper found large.
+
+The IDM's training, the pseudo-labelling and the BC stage run on the run's device, as BC's
+(`atm_bench.devices`: bf16 autocast on CUDA); checkpoints are CPU tensors.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from atm_bench.atm.stages import policy_config, stage_data
 from atm_bench.atm.transformer import Encoder, trunc_normal_init
 from atm_bench.baselines.common import augment, copy_checkpoint, instruction_table, stage_epochs, train_window_policy
 from atm_bench.baselines.presets import BaselinePreset, IDMConfig, get_baseline_preset
+from atm_bench.devices import autocast
 from atm_bench.errors import UserError
 from atm_bench.io import atomic_path, write_json_atomic
 from atm_bench.learning.distributed import data_parallel
@@ -126,12 +130,13 @@ def model_frames(raw: torch.Tensor, cfg_train=None) -> torch.Tensor:
 
 
 def train_idm(cfg: IDMConfig, preset: Preset, labelled, out_dir: str | Path, epochs: int | None = None,
-              seconds: float | None = None, progress: bool = True):
-    """Train the IDM on the labelled demos (validation: the held-out demos); best checkpoint to `out_dir`."""
+              seconds: float | None = None, progress: bool = True, device: str = "cpu", precision: str = "auto"):
+    """Train the IDM on the labelled demos (validation: the held-out demos) on `device`; best
+    checkpoint to `out_dir`."""
     train_cfg = cfg.training
     torch.manual_seed(train_cfg.seed)
     views, hw = preset.policy.views, preset.policy.image_hw
-    model = InverseDynamicsModel(cfg, hw, len(views))
+    model = InverseDynamicsModel(cfg, hw, len(views)).to(device)  # before `data_parallel`
     train_ds = IDMDataset(labelled.train, views, hw, cfg)
     val_ds = IDMDataset(labelled.val, views, hw, cfg)
     if len(train_ds) == 0:
@@ -145,9 +150,10 @@ def train_idm(cfg: IDMConfig, preset: Preset, labelled, out_dir: str | Path, epo
 
     snapshot = {"kind": "vpt_idm", "preset": preset.name, "idm": dataclasses.asdict(cfg), "image_hw": list(hw),
                 "views": list(views), "train_demos": len(labelled.train), "val_demos": len(labelled.val)}
-    return train_loop(model, step, make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed),
-                      make_loader(val_ds, train_cfg.batch_size, False) if len(val_ds) else None, train_cfg, out_dir,
-                      snapshot, epochs=epochs, seconds=seconds, progress=progress, description="VPT inverse dynamics")
+    return train_loop(model, step, make_loader(train_ds, train_cfg.batch_size, True, train_cfg.seed, device=device),
+                      make_loader(val_ds, train_cfg.batch_size, False, device=device) if len(val_ds) else None,
+                      train_cfg, out_dir, snapshot, epochs=epochs, seconds=seconds, progress=progress,
+                      description="VPT inverse dynamics", device=device, precision=precision)
 
 
 def load_idm(directory: str | Path) -> tuple[InverseDynamicsModel, dict[str, Any]]:
@@ -160,9 +166,11 @@ def load_idm(directory: str | Path) -> tuple[InverseDynamicsModel, dict[str, Any
 @torch.no_grad()
 def pseudo_label(model: InverseDynamicsModel, demos: Sequence[DemoRef], views: Sequence[str],
                  image_hw: tuple[int, int], batch: int = 64) -> list[np.ndarray]:
-    """IDM actions (length, 7) in [-1, 1] for every step of every demo (each demo read once)."""
+    """IDM actions (length, 7) in [-1, 1] for every step of every demo (each demo read once), run
+    on the model's device under its autocast."""
     model.eval()
     cfg = model.cfg
+    device = next(model.parameters()).device
     reader = FrameReader(image_hw)
     out = []
     for ref in demos:
@@ -170,9 +178,10 @@ def pseudo_label(model: InverseDynamicsModel, demos: Sequence[DemoRef], views: S
         windows = np.stack([window_steps(t, ref.length, cfg.frames_before, cfg.frames_after) for t in range(ref.length)])
         labels = []
         for i in range(0, ref.length, batch):
-            raw = torch.from_numpy(frames[windows[i:i + batch]])  # (b, F, V, H, W, 3)
-            labels.append(model(model_frames(raw)).clamp(-1.0, 1.0))
-        out.append(torch.cat(labels).numpy() if labels else np.zeros((0, 7), np.float32))
+            raw = torch.from_numpy(frames[windows[i:i + batch]]).to(device)  # (b, F, V, H, W, 3)
+            with autocast(device):
+                labels.append(model(model_frames(raw)).float().clamp(-1.0, 1.0))
+        out.append(torch.cat(labels).cpu().numpy() if labels else np.zeros((0, 7), np.float32))
     return out
 
 
@@ -238,13 +247,13 @@ class VPTAgent(BCAgent):
     when acting); `save` also keeps the IDM, its report and the pseudo-labels."""
 
     name: ClassVar[str] = "vpt"
-    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress", "text_encoder")
-    devices: ClassVar[tuple[str, ...]] = ("cpu",)  # BC's CUDA path does not cover its encoder yet
+    context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress", "text_encoder", "device")
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
                  text_encoder: str | None = None, progress: bool = True,
-                 baseline_preset: BaselinePreset | None = None, seed: int | None = None):
-        super().__init__(preset, work_dir=work_dir, text_encoder=text_encoder, progress=progress, seed=seed)
+                 baseline_preset: BaselinePreset | None = None, seed: int | None = None, device: str = "cpu"):
+        super().__init__(preset, work_dir=work_dir, text_encoder=text_encoder, progress=progress, seed=seed,
+                         device=device)
         self.baseline = with_training_seed(baseline_preset or get_baseline_preset(self.preset.name), seed)
         self.report: dict[str, Any] = {}
 
@@ -259,8 +268,8 @@ class VPTAgent(BCAgent):
         views, hw = self.preset.policy.views, self.preset.policy.image_hw
         idm_dir = self.work_dir / "idm"
         result = train_idm(cfg, self.preset, labelled, idm_dir, epochs=stage_epochs(budget.epochs, cfg.training),
-                           seconds=budget.seconds, progress=self.progress)
-        idm, _ = load_idm(idm_dir)
+                           seconds=budget.seconds, progress=self.progress, device=self.device)
+        idm = load_idm(idm_dir)[0].to(self.device)
 
         known = {(ref.file, ref.demo) for ref in labelled.train}
         unlabelled = [ref for ref in videos.train if (ref.file, ref.demo) not in known]
@@ -292,7 +301,7 @@ class VPTAgent(BCAgent):
                     "val_demos": len(labelled.val), "vpt_idm": str(idm_dir)}
         train_window_policy(self.preset, policy, ConcatDataset(parts), val_ds, text, self.work_dir / "policy",
                             snapshot, epochs=budget.epochs, seconds=budget.seconds, progress=self.progress,
-                            description="VPT policy")
+                            description="VPT policy", device=self.device)
         self._load_models(self.work_dir / "policy", None)
 
     def save(self, directory: str | Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 
-from baselines_data import TASK, act_in_simulator, random_obs, synthetic_split, train_smoke_agents
+from baselines_data import TASK, act_in_simulator, random_obs, synthetic_split, train_smoke_agents, use_cache
 
 
 @pytest.fixture(scope="module")
@@ -301,3 +301,22 @@ def test_ddim_with_a_perfect_denoiser_returns_the_data(smoke_video, steps):
     assert float(model.loss(torch.zeros(1, 3, 16, 24), x0, torch.zeros(1, 4))["mse"]) < 1e-8
     plan = model.sample(torch.zeros(1, 3, 16, 24), torch.zeros(1, 4))
     assert torch.allclose(plan, x0, atol=1e-5)
+
+
+def test_video_model_trains_and_samples_under_bf16_autocast_with_fp32_weights(tmp_path, smoke_video):
+    """UniPi's CUDA recipe (bf16 autocast of training and DDIM sampling, fp32 weights) run on the
+    CPU, where autocast also exists: finite losses, an fp32 checkpoint, sampled plan pictures."""
+    from safetensors.torch import load_file
+
+    from atm_bench.atm.stages import stage_data
+    from atm_bench.baselines.video_diffusion import train_video_model
+
+    use_cache(tmp_path)
+    manifest, data_dir = synthetic_split(tmp_path, demos=3, length=8, validation=("demo_2",))
+    videos = stage_data(manifest, data_dir, "videos")
+    result = train_video_model(smoke_video, (32, 32), videos, tmp_path / "video", epochs=1, progress=False,
+                               pictures=1, device="cpu", precision="bf16")
+    assert all(np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"]) for row in result.history)
+    weights = load_file(str(tmp_path / "video" / "model.safetensors"))
+    assert {t.dtype for t in weights.values()} == {torch.float32}
+    assert (tmp_path / "video" / "pictures" / "plans.png").is_file()

@@ -89,17 +89,27 @@ def test_device_choices_are_resolved_once_with_one_line_errors(capsys, monkeypat
     assert resolve_device("auto") == "cuda:0" and resolve_device("cuda") == "cuda:0"
     with pytest.raises(UserError, match="only 1 CUDA device"):
         resolve_device("cuda:3")
-    # On a GPU, ATM and BC get it through the run context; an agent without a CUDA path runs on the CPU.
+    # On a GPU, every built-in agent gets it through the run context; an agent without a CUDA path
+    # (here a plug-in whose `devices` lacks "cuda") runs on the CPU.
+    from atm_bench.agents import base
+    from atm_bench.atm.agent import BCAgent
     from atm_bench.bench.runner import RunConfig, Runner
     from atm_bench.devices import fallback_line
 
-    runner = Runner(RunConfig(suite="libero-goal", agents=("atm", "bc", "vpt", "expert"), preset="smoke",
+    class CPUOnlyAgent(BCAgent):
+        name = "cpu-only"
+        devices = ("cpu",)
+
+    monkeypatch.setitem(base._REGISTRY, "cpu-only", CPUOnlyAgent)
+    learned = ("atm", "bc", "r3m", "vpt", "unipi", "unipi-replan", "proprio-mlp", "knn")
+    runner = Runner(RunConfig(suite="libero-goal", agents=(*learned, "expert", "cpu-only"), preset="smoke",
                               out=tmp_path / "run", data_dir=tmp_path / "data", device="cuda:0"), progress=False)
-    assert runner.devices == {"atm": "cuda:0", "bc": "cuda:0", "vpt": "cpu", "expert": "cuda:0"}
-    assert runner.build_agent("bc", 0).device == "cuda:0" and runner.build_agent("vpt", 0).device == "cpu"
-    assert fallback_line(["vpt"], "cuda:0") == ("[device] cuda:0: vpt run on the CPU (no CUDA path yet: CUDA runs "
-                                                "ATM and BC so far)")
-    assert fallback_line(["vpt"], "cpu") is None
+    assert runner.devices == {**{name: "cuda:0" for name in (*learned, "expert")}, "cpu-only": "cpu"}
+    assert {name: runner.build_agent(name, 0).device for name in (*learned, "cpu-only")} == \
+        {**{name: "cuda:0" for name in learned}, "cpu-only": "cpu"}
+    assert fallback_line(["cpu-only"], "cuda:0") == ('[device] cuda:0: cpu-only run on the CPU (no CUDA path: "cuda" '
+                                                     'is not in their `devices`)')
+    assert fallback_line(["cpu-only"], "cpu") is None
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for argv in (["run", "--suite", "libero-goal", "--device", "cuda"],
                  ["train", "policy", "--suite", "libero-goal", "--device", "cuda"],

@@ -77,6 +77,11 @@ class PolicyConfig:
     track_len: int = 16  # future steps of the predicted tracks the policy sees (4, 8 or 16)
     early_fusion: bool = True
     late_fusion: bool = True
+    # Tracks enter as displacements from their query point over the training set's displacement
+    # std (a checkpoint buffer), not as raw positions in [0, 1]: the policy's query grid is fixed,
+    # so raw positions are near-constant inputs whose only signal is a ~0.02 variation. False
+    # keeps raw positions (the paper's; checkpoints from before this field).
+    track_scaling: bool = False
     # a text token in both transformers: BC's task input; the paper's ATM policy reads none (the
     # tracks carry the task), `atm-bench train policy --instruction` adds it to ATM's as an ablation
     language: bool = False
@@ -181,7 +186,8 @@ def _quick() -> Preset:
                                            instruction_per_track=True),
         policy=PolicyConfig(image_hw=hw, stem_channels=32, image_patch=8, spatial_width=64, spatial_depth=2,
                             spatial_heads=4, spatial_head_dim=32, spatial_mlp=128, temporal_depth=2,
-                            temporal_heads=4, temporal_head_dim=32, temporal_mlp=128, head_hidden=256, dropout=0.0),
+                            temporal_heads=4, temporal_head_dim=32, temporal_mlp=128, head_hidden=256, dropout=0.0,
+                            track_scaling=True),
         track_training=TrainConfig(epochs=4, batch_size=64, lr=1e-3, warmup_epochs=0.5, grad_clip=10.0,
                                    max_steps_per_epoch=250, shift_px=2),
         # The paper's 10 labelled demos per task; every step of them is a target once per epoch:

@@ -11,8 +11,7 @@ video UNet's on the meta device, shapes only):
   generation(s) + the goal-conditioned policy every step + window re-encodings at goal changes.
 VPT acts with the BC network (its inverse dynamics model only labels videos before training).
 The paper reports 1.56 (ATM), 39.29 (UniPi) and 2946.75 (UniPi-Replan) "TFLOPs", which equal MAC
-counts (ATM: 2.6 GMAC x 600); its UniPi is Ko et al.'s 3-D UNet, which convolves each of the 7
-frames at full width, while ours stacks the frames along channels (see `video_diffusion`).
+counts (ATM: 2.6 GMAC x 600); its UniPi is Ko et al.'s 3-D UNet, as ours (`video_diffusion`).
 """
 
 from __future__ import annotations
@@ -25,9 +24,10 @@ from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.atm.stages import policy_config
 from atm_bench.atm.step_cost import measure_atm_step
 from atm_bench.atm.track_transformer import TrackTransformer
-from atm_bench.baselines.presets import get_baseline_preset, replan_config
+from atm_bench.baselines.presets import get_baseline_preset
 from atm_bench.baselines.r3m import R3MPolicy
 from atm_bench.baselines.unipi import goal_policy_config, task_cost
+from atm_bench.baselines.video_diffusion import video_hw
 from atm_bench.presets import get_preset
 
 STEPS = 600  # the paper's table IV: one task of 600 control steps
@@ -57,11 +57,13 @@ def measure(preset_name: str, text_dim: int = 768) -> list[dict[str, Any]]:
     add("R3M-finetune", 0, r3m.full_macs, f"BC network with ResNet-18 (width {base.r3m.resnet_width}) encoders")
     add("VPT", 0, bc.full_macs, "acts with the BC network; the IDM only labels videos offline")
     goal_policy = TrackGuidedPolicy(goal_policy_config(preset))
-    for method, cfg, replan in (("UniPi", base.unipi.video, False), ("UniPi-Replan", replan_config(base.unipi), True)):
-        cost = task_cost(cfg, hw, text_dim, goal_policy, replan, base.unipi.replan_every, STEPS)
+    cfg = base.unipi.video
+    size = video_hw(cfg, hw)
+    for method, replan in (("UniPi", False), ("UniPi-Replan", True)):
+        cost = task_cost(cfg, size, text_dim, goal_policy, replan, base.unipi.replan_every, STEPS)
         add(method, cost["paper_convention_macs"], cost["macs"],
             f"{cost['generations_per_task']:.0f} generation(s) x {cost['generation_macs'] / 1e9:.4g} GMAC "
-            f"({cfg.sampling_steps} DDIM steps, {cfg.frames} frame(s)) + policy")
+            f"({cfg.sampling_steps} DDIM steps, {cfg.frames} frames at {size[0]}x{size[1]}) + policy")
     return rows
 
 

@@ -66,17 +66,18 @@ class IDMConfig:
 
 @dataclass(frozen=True)
 class VideoModelConfig:
-    """A text-conditioned video diffusion model: diffusers' UNet2DConditionModel over the future
-    frames stacked along channels, the current frame concatenated as extra input channels, the
-    instruction embedding through cross-attention; DDIM sampling. The paper preset copies the
-    UNet and diffusion settings of Ko et al. (AVDC, `train_mw.py` / `UnetMW`): 128 x (1, 2, 3, 4, 5)
-    channels, 2 residual blocks per level, attention at 1/8 and 1/16 resolution with 32-d heads,
-    100 diffusion steps, 100 DDIM sampling steps, cosine schedule, v-prediction, min-SNR weighting.
-    AVDC's UNet is 3-D (it convolves every frame at full width); this one is 2-D over stacked
-    frames, so one denoising step costs about one frame's worth (see benchmarks/compute_table.py)."""
+    """A text-conditioned video diffusion model: diffusers' space-time UNet3DConditionModel over
+    the N future frames, the current frame concatenated to each as extra input channels, the
+    instruction embedding through cross-attention; DDIM sampling. The paper preset copies the UNet
+    and diffusion settings of Ko et al. (AVDC, `train_mw.py` / `UnetMW`): 128 x (1, 2, 3, 4, 5)
+    channels, 2 residual blocks per level, attention at 1/8 and 1/16 resolution with >= 32-d heads,
+    100 diffusion steps, 100 DDIM sampling steps, cosine schedule, v-prediction, min-SNR weighting,
+    generation at 64 x 64 (counted: 23.5x ATM's generator MACs per task, the paper's table IV 25.2x;
+    at 128 x 128 it would be ~4x that)."""
 
-    frames: int = 7  # sub-goal frames generated at once (UniPi: N = 7; Replan: 1)
+    frames: int = 7  # sub-goal frames generated at once (UniPi: N = 7 to the demo's end; Replan: to t + H)
     view: str = "agentview"
+    image_size: int | None = 64  # generated frames' side; None: the policy's image size
     block_out_channels: tuple[int, ...] = (128, 256, 384, 512, 640)
     attention_levels: tuple[bool, ...] = (False, False, False, True, True)
     layers_per_block: int = 2
@@ -98,7 +99,8 @@ class UniPiConfig:
     frame (open loop); a goal-conditioned policy pi(a, done | o_t, o~_i) trained with MSE on the
     action and the done flag, the goal sampled t_max steps ahead at most (16 for LIBERO-Object and
     -Spatial, 50 for -Goal and -Long), the next frame 10 % of the time. UniPi-Replan: the video
-    model predicts the frame H = 8 steps ahead, regenerated every H steps."""
+    model generates N frames from the current one to H = 8 steps ahead, regenerated every H steps
+    (each replan one full generation: the paper's UniPi-Replan / UniPi cost of 75x = 600 / H)."""
 
     video: VideoModelConfig = field(default_factory=VideoModelConfig)
     t_max_short: int = 16  # libero_object, libero_spatial
@@ -138,9 +140,12 @@ def _quick() -> BaselinePreset:
                       depth=2, heads=4, mlp=128,
                       training=TrainConfig(epochs=10, batch_size=32, lr=5e-4, grad_clip=100.0, max_steps_per_epoch=50,
                                            shift_px=2)),
+        # The space-time UNet convolves all 7 frames at full width: at (32, 64, 128) on 64 x 64 frames
+        # a step of 8 took 27 s (18x the old 2-D UNet over stacked frames); (16, 32, 64) at 32 x 32,
+        # sub-goals upsampled to the policy's 64: 2.7 s, ~11 min for the 240 steps (benchmarks/baselines_speed.py).
         unipi=UniPiConfig(video=VideoModelConfig(
-            block_out_channels=(32, 64, 128), attention_levels=(False, False, True), layers_per_block=1,
-            head_dim=32, norm_groups=8, sampling_steps=10,
+            block_out_channels=(16, 32, 64), attention_levels=(False, False, True), layers_per_block=1,
+            head_dim=32, norm_groups=8, sampling_steps=10, image_size=32,
             training=TrainConfig(epochs=8, batch_size=8, lr=3e-4, grad_clip=1.0, max_steps_per_epoch=30, shift_px=2))),
     )
 
@@ -157,7 +162,7 @@ def _smoke() -> BaselinePreset:
                                            shift_px=1)),
         unipi=UniPiConfig(video=VideoModelConfig(
             block_out_channels=(16, 32), attention_levels=(False, True), layers_per_block=1, head_dim=8,
-            norm_groups=8, train_timesteps=100, sampling_steps=3,
+            norm_groups=8, train_timesteps=100, sampling_steps=3, image_size=None,
             training=TrainConfig(epochs=1, batch_size=2, lr=1e-3, grad_clip=1.0, max_steps_per_epoch=2, shift_px=1))),
     )
 
@@ -170,8 +175,3 @@ def get_baseline_preset(name: str) -> BaselinePreset:
     if name not in BASELINE_PRESETS:
         raise choice_error("preset", name, BASELINE_PRESETS)
     return BASELINE_PRESETS[name]()
-
-
-def replan_config(cfg: UniPiConfig) -> VideoModelConfig:
-    """UniPi-Replan's video model: the same network predicting the one frame H steps ahead."""
-    return dataclasses.replace(cfg.video, frames=1)

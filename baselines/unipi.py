@@ -4,8 +4,10 @@ UniPi: at an episode's start the video model (`baselines.video_diffusion`) gener
 agentview frames from the first observation and the instruction, once (open loop). A goal-
 conditioned policy pi(a, done | o_t, o~_i) follows sub-goal i and moves to i + 1 when its done flag
 fires (> 0.5); after the last sub-goal it keeps the last one.
-UniPi-Replan: the video model predicts the one frame H = 8 steps ahead of the current observation,
-regenerated every H steps; the policy follows the newest frame.
+UniPi-Replan: the video model generates N frames from the current observation to H = 8 steps
+ahead, regenerated every H steps (a full generation each time, as the paper counts it); the policy
+follows the newest plan's last frame. The video model generates at its own size (the paper
+preset: 64 x 64, as AVDC) from the observation resized to it; sub-goals are resized to the policy's.
 
 The policy is the BC network's architecture without language or tracks, with the sub-goal image
 as a third "view" (its own conv encoder and tokens in the spatial transformer), and an 8-d head:
@@ -37,8 +39,8 @@ from atm_bench.atm.datasets import PolicyWindowDataset, window_proprio
 from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.atm.stages import stage_data
 from atm_bench.baselines.common import TASK_STEPS, augment, copy_checkpoint, stage_epochs, window_images
-from atm_bench.baselines.presets import BaselinePreset, UniPiConfig, get_baseline_preset, replan_config
-from atm_bench.baselines.video_diffusion import generation_macs, load_video_model, train_video_model
+from atm_bench.baselines.presets import BaselinePreset, UniPiConfig, get_baseline_preset
+from atm_bench.baselines.video_diffusion import generation_macs, load_video_model, train_video_model, video_hw
 from atm_bench.devices import autocast
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
@@ -222,7 +224,7 @@ class UniPiAgent(WindowedAgent):
         return int(self._policy_config.get("replan_every", self.cfg.replan_every))
 
     def video_config(self):
-        return replan_config(self.cfg) if self.replan else self.cfg.video
+        return self.cfg.video
 
     def resolved_config(self) -> dict[str, Any]:
         return {"preset": training_view(self.preset, False), "unipi": self.baseline.to_dict()["unipi"]}
@@ -235,7 +237,7 @@ class UniPiAgent(WindowedAgent):
         labelled = stage_data(data.manifest, data.data_dir, "labelled", None, max_frames)
         vcfg = self.video_config()
         horizon = self.cfg.replan_every if self.replan else None
-        train_video_model(vcfg, self.preset.policy.image_hw, videos, self.work_dir / "video_model", self.text_encoder,
+        train_video_model(vcfg, video_hw(vcfg, self.preset.policy.image_hw), videos, self.work_dir / "video_model", self.text_encoder,
                           offset=horizon, preset_name=self.preset.name,
                           epochs=stage_epochs(budget.epochs, vcfg.training), seconds=budget.seconds,
                           progress=self.progress, device=self.device)
@@ -249,12 +251,11 @@ class UniPiAgent(WindowedAgent):
         self.policy, self._policy_config = load_goal_policy(Path(directory) / "policy")
         self.video_model.to(self.device)
         self.policy.to(self.device)
-        if tuple(self.video_model.image_hw) != tuple(self.policy.cfg.image_hw):
-            raise UserError(f"{directory}: video model {self.video_model.image_hw} and policy "
-                            f"{self.policy.cfg.image_hw} image sizes differ; train both with one preset")
-        if self.video_model.cfg.frames != self.video_config().frames:
-            raise UserError(f"{directory}: a {self.video_model.cfg.frames}-frame video model cannot run {self.name} "
-                            f"(needs {self.video_config().frames})")
+        offset = self._video_config.get("offset")
+        if (offset is not None) != self.replan:
+            trained = "plans to H steps ahead (UniPi-Replan's)" if offset is not None else "plans to the demo's end (UniPi's)"
+            raise UserError(f"{directory}: its video model {trained} cannot run {self.name}; "
+                            f"load a checkpoint that {self.name} trained")
         self._dir = Path(directory)
 
     # -- acting ---------------------------------------------------------------------------------
@@ -282,9 +283,18 @@ class UniPiAgent(WindowedAgent):
         """(N, 2, 3, H, W) on the device: the camera views (the policy's last view is the sub-goal)."""
         return camera_images(obs, self.policy.cfg.views[:-1], self.policy.cfg.image_hw).to(self.device)
 
-    def _generate(self, cond: torch.Tensor) -> torch.Tensor:
-        """Sub-goals (k, frames, 3, H, W) from conditioning frames (k, 3, H, W)."""
-        return self.video_model.sample(cond, self._text.expand(len(cond), -1), generator=self._generator)
+    def _generate(self, obs: dict[str, np.ndarray], rows: np.ndarray) -> torch.Tensor:
+        """Sub-goals (k, frames, 3, H, W) at the policy's size for envs `rows`, generated at the
+        video model's size from the goal camera's frame resized to it (as its training frames)."""
+        vm = self.video_model
+        frames = {vm.cfg.view: np.asarray(obs[vm.cfg.view])[rows]}
+        cond = camera_images(frames, (vm.cfg.view,), vm.image_hw)[:, 0].to(self.device)
+        plan = vm.sample(cond, self._text.expand(len(cond), -1), generator=self._generator)
+        hw = tuple(self.policy.cfg.image_hw)
+        if tuple(vm.image_hw) == hw:
+            return plan
+        flat = torch.nn.functional.interpolate(plan.flatten(0, 1), size=hw, mode="bilinear", align_corners=False)
+        return flat.clamp(-1.0, 1.0).view(*plan.shape[:2], 3, *hw)
 
     def _encode(self, images: torch.Tensor, goal: torch.Tensor, joint: torch.Tensor,
                 gripper: torch.Tensor) -> torch.Tensor:
@@ -306,7 +316,6 @@ class UniPiAgent(WindowedAgent):
         n = images.shape[0]
         joint = torch.as_tensor(np.asarray(obs["joint_states"]), dtype=torch.float32, device=self.device)
         gripper = torch.as_tensor(np.asarray(obs["gripper_states"]), dtype=torch.float32, device=self.device)
-        view = self.policy.cfg.views.index(self.video_model.cfg.view)
         if self._plan is None or self._plan.shape[0] != n:
             self._clear()
             self._fresh = np.ones(n, dtype=bool)
@@ -316,12 +325,12 @@ class UniPiAgent(WindowedAgent):
         if self.replan:
             new_goal |= self._since_plan >= self.replan_every
         if new_goal.any():
-            idx = self._rows(np.flatnonzero(new_goal))
-            plan = self._generate(images[idx, view])
+            rows = np.flatnonzero(new_goal)
+            plan = self._generate(obs, rows)
             if self._plan is None:
                 self._plan = plan.new_zeros(n, *plan.shape[1:])
-            self._plan[idx] = plan
-            self._goal_index[new_goal] = 0
+            self._plan[self._rows(rows)] = plan
+            self._goal_index[new_goal] = plan.shape[1] - 1 if self.replan else 0  # Replan: the frame H ahead
             self._since_plan[new_goal] = 0
         changed = new_goal & ~self._fresh
         self._push(images, joint, gripper)
@@ -396,7 +405,7 @@ class UniPiAgent(WindowedAgent):
 
 
 class UniPiReplanAgent(UniPiAgent):
-    """UniPi-Replan: the frame H = 8 steps ahead, regenerated every H steps (no done flag)."""
+    """UniPi-Replan: a plan to H = 8 steps ahead regenerated every H steps, its last frame the goal (no done flag)."""
 
     name: ClassVar[str] = "unipi-replan"
     replan: ClassVar[bool] = True

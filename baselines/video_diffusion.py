@@ -1,17 +1,20 @@
 """A text-conditioned video diffusion model for UniPi's sub-goals (diffusers, weights from scratch).
 
-The model generates N future frames of one camera at once: diffusers' `UNet2DConditionModel` takes
-the N noisy frames stacked along channels plus the conditioning frame (the current observation)
-as 3 more channels, and attends to the instruction embedding through cross-attention (one token,
-the sentence embedding). Training: DDPM noising with the preset's schedule, v- or epsilon-
-prediction, min-SNR loss weighting. Sampling: DDIM (deterministic, eta 0) with the preset's
-number of steps, "trailing" timestep spacing so that few steps still start from pure noise;
-samples are clipped to [-1, 1].
+The model generates N future frames of one camera at once with diffusers' space-time UNet
+(`UNet3DConditionModel`, as Ko et al.'s AVDC UNet that the ATM paper's UniPi uses): every frame is
+convolved at full width, with temporal convolutions and attention across frames; the conditioning
+frame (the current observation) is concatenated to every noisy frame as 3 more channels, and the
+instruction embedding enters through cross-attention (one token, the sentence embedding).
+Training: DDPM noising with the preset's schedule, v- or epsilon-prediction, min-SNR loss
+weighting. Sampling: DDIM (deterministic, eta 0) with the preset's number of steps, "trailing"
+timestep spacing so that few steps still start from pure noise; samples are clipped to [-1, 1].
+The model generates at its own resolution (`VideoModelConfig.image_size`; the paper preset: 64,
+as AVDC); the agent resizes its observation to it and its sub-goals to the policy's size.
 
-Data (`SubgoalVideoDataset`): for UniPi, as Ko et al. (AVDC): a random start frame of a video
-demo and N frames evenly spaced from it to the demo's end (validation: start at frame 0, as at
-inference); for UniPi-Replan (`offset=H`): a random frame t and the frame t + H (the last frame
-past the end).
+Data (`SubgoalVideoDataset`): for UniPi, as Ko et al.: a random start frame of a video demo and N
+frames evenly spaced from it to the demo's end (validation: start at frame 0, as at inference); for
+UniPi-Replan (`offset=H`): a random frame t and N frames evenly spaced from it to t + H (past the
+demo's end: its last frame), whose last is the sub-goal.
 
 `generation_macs` counts one generation (all sampling steps) on the meta device: the same Python
 runs with shapes only, so a paper-size count takes seconds on a CPU.
@@ -44,19 +47,32 @@ from atm_bench.presets import TrainConfig
 
 
 def unet_kwargs(cfg: VideoModelConfig, image_hw: tuple[int, int], text_dim: int) -> dict[str, Any]:
-    """UNet2DConditionModel arguments for a config (attention levels use cross-attention blocks)."""
+    """UNet3DConditionModel arguments for a config (attention levels use cross-attention blocks)."""
     if len(cfg.attention_levels) != len(cfg.block_out_channels):
         raise ValueError("attention_levels needs one flag per entry of block_out_channels")
     if any(c % cfg.norm_groups for c in cfg.block_out_channels):
         raise ValueError(f"block_out_channels {cfg.block_out_channels} must be multiples of norm_groups {cfg.norm_groups}")
-    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention_levels)
-    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention_levels))
-    # diffusers' `attention_head_dim` is, for this class, the number of heads per block.
-    heads = tuple(max(1, c // cfg.head_dim) for c in cfg.block_out_channels)
-    return dict(sample_size=tuple(image_hw), in_channels=3 * (cfg.frames + 1), out_channels=3 * cfg.frames,
-                block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
-                down_block_types=down, up_block_types=up, cross_attention_dim=text_dim, attention_head_dim=heads,
-                norm_num_groups=cfg.norm_groups)
+    down = tuple("CrossAttnDownBlock3D" if a else "DownBlock3D" for a in cfg.attention_levels)
+    up = tuple("CrossAttnUpBlock3D" if a else "UpBlock3D" for a in reversed(cfg.attention_levels))
+    return dict(sample_size=tuple(image_hw), in_channels=6, out_channels=3, block_out_channels=tuple(cfg.block_out_channels),
+                layers_per_block=cfg.layers_per_block, down_block_types=down, up_block_types=up,
+                cross_attention_dim=text_dim, attention_head_dim=attention_heads(cfg), norm_num_groups=cfg.norm_groups)
+
+
+def video_hw(cfg: VideoModelConfig, policy_hw: tuple[int, int]) -> tuple[int, int]:
+    """The (H, W) the video model generates at: its own `image_size`, else the policy's."""
+    return (cfg.image_size, cfg.image_size) if cfg.image_size else tuple(policy_hw)
+
+
+def attention_heads(cfg: VideoModelConfig) -> int:
+    """One head count for every attention block (diffusers' 3-D UNet takes one number, confusingly
+    named `attention_head_dim`): the most heads of >= `head_dim` channels that divide the widths
+    of the attention levels and of the middle block (the last width)."""
+    widths = [c for c, a in zip(cfg.block_out_channels, cfg.attention_levels) if a] + [cfg.block_out_channels[-1]]
+    heads = max(1, min(widths) // cfg.head_dim)
+    while any(c % heads for c in widths):
+        heads -= 1
+    return heads
 
 
 def make_scheduler(cfg: VideoModelConfig):
@@ -68,29 +84,32 @@ def make_scheduler(cfg: VideoModelConfig):
 
 
 class VideoDiffusion(nn.Module):
-    """cond frame (B, 3, H, W) + instruction (B, D) -> N future frames (B, N, 3, H, W) in [-1, 1]."""
+    """cond frame (B, 3, H, W) + instruction (B, D) -> N future frames (B, N, 3, H, W) in [-1, 1].
+    Inside, videos are (B, 3, N, H, W), the layout of diffusers' 3-D UNet."""
 
     def __init__(self, cfg: VideoModelConfig, image_hw: tuple[int, int], text_dim: int):
         super().__init__()
-        from diffusers import UNet2DConditionModel
+        from diffusers import UNet3DConditionModel
 
         self.cfg = cfg
         self.image_hw = tuple(image_hw)
         self.text_dim = text_dim
-        self.unet = UNet2DConditionModel(**unet_kwargs(cfg, image_hw, text_dim))
+        self.unet = UNet3DConditionModel(**unet_kwargs(cfg, image_hw, text_dim))
         self.scheduler = make_scheduler(cfg)
         alphas = self.scheduler.alphas_cumprod.float()
         self.register_buffer("snr", alphas / (1 - alphas), persistent=False)
 
     def denoise(self, noisy: torch.Tensor, cond: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return self.unet(torch.cat([noisy, cond], dim=1), t, encoder_hidden_states=text[:, None]).sample
+        """noisy (B, 3, N, H, W), cond (B, 3, H, W) concatenated to every frame -> (B, 3, N, H, W)."""
+        frames = cond[:, :, None].expand(-1, -1, noisy.shape[2], -1, -1)
+        return self.unet(torch.cat([noisy, frames], dim=1), t, encoder_hidden_states=text[:, None]).sample
 
     def loss(self, cond: torch.Tensor, target: torch.Tensor, text: torch.Tensor, t: torch.Tensor | None = None,
              noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """cond (B, 3, H, W), target (B, N, 3, H, W), both in [-1, 1]; text (B, D); random
-        timesteps and noise unless given."""
+        timesteps and noise (B, 3, N, H, W) unless given."""
         b = cond.shape[0]
-        x0 = target.flatten(1, 2)
+        x0 = target.transpose(1, 2)
         noise = torch.randn_like(x0) if noise is None else noise
         t = torch.randint(0, self.cfg.train_timesteps, (b,), device=x0.device) if t is None else t
         noisy = self.scheduler.add_noise(x0, noise, t)
@@ -101,7 +120,7 @@ class VideoDiffusion(nn.Module):
             goal = noise
         else:
             raise ValueError(f"unsupported prediction type {self.cfg.prediction_type!r}")
-        mse = ((pred - goal) ** 2).mean(dim=(1, 2, 3))
+        mse = ((pred - goal) ** 2).mean(dim=(1, 2, 3, 4))
         weight = torch.ones_like(mse)
         if self.cfg.min_snr_gamma:
             snr = self.snr.to(x0.device)[t]
@@ -117,7 +136,7 @@ class VideoDiffusion(nn.Module):
         b, k = cond.shape[0], timesteps
         t = torch.linspace(0, self.cfg.train_timesteps - 1, k).round().long().repeat(b).to(cond.device)
         generator = torch.Generator().manual_seed(0)
-        shape = (b * k, target.shape[1] * target.shape[2], *target.shape[-2:])  # frames stacked on channels
+        shape = (b * k, 3, target.shape[1], *target.shape[-2:])
         noise = torch.randn(shape, generator=generator).to(cond.device, cond.dtype)
         return self.loss(cond.repeat_interleave(k, 0), target.repeat_interleave(k, 0), text.repeat_interleave(k, 0),
                          t, noise)
@@ -129,12 +148,12 @@ class VideoDiffusion(nn.Module):
         scheduler = make_scheduler(self.cfg)
         scheduler.set_timesteps(steps or self.cfg.sampling_steps)
         b, n = cond.shape[0], self.cfg.frames
-        shape = (b, 3 * n, *self.image_hw)
+        shape = (b, 3, n, *self.image_hw)
         where = cond.device if generator is None else generator.device  # a CPU generator: CPU draws (see above)
         x = torch.randn(shape, generator=generator, dtype=cond.dtype, device=where).to(cond.device)
         for t in scheduler.timesteps:
             x = scheduler.step(self.denoise(x, cond, t, text), t, x).prev_sample
-        return x.clamp(-1.0, 1.0).reshape(b, n, 3, *self.image_hw)
+        return x.clamp(-1.0, 1.0).transpose(1, 2)
 
 
 def generation_macs(cfg: VideoModelConfig, image_hw: tuple[int, int], text_dim: int,
@@ -161,12 +180,10 @@ class SubgoalVideoDataset(Dataset):
     """One sample per video demo: frames (1 + N, H, W, 3) uint8 (the conditioning frame first), task.
 
     `offset=None`: N frames evenly spaced from a start frame to the demo's end (random start in
-    training, frame 0 when `deterministic`); `offset=H`: N = 1, the frame H steps after t."""
+    training, frame 0 when `deterministic`); `offset=H`: N frames evenly spaced from t to t + H."""
 
     def __init__(self, demos: Sequence[DemoRef], view: str, image_hw: tuple[int, int], frames: int,
                  offset: int | None = None, seed: int = 0, deterministic: bool = False):
-        if offset is not None and frames != 1:
-            raise ValueError("a fixed offset (UniPi-Replan) predicts one frame")
         self.demos = [d for d in demos if d.length >= 1]
         self.view = view
         self.frames = frames
@@ -180,11 +197,9 @@ class SubgoalVideoDataset(Dataset):
 
     def indices(self, length: int, rng: np.random.Generator) -> np.ndarray:
         last = length - 1
-        if self.offset is not None:
-            t = 0 if self.deterministic else int(rng.integers(0, length))
-            return np.array([t, min(t + self.offset, last)])
         start = 0 if self.deterministic else int(rng.integers(0, length))
-        return np.rint(np.linspace(start, last, self.frames + 1)).astype(np.int64)
+        end = last if self.offset is None else start + self.offset
+        return np.minimum(np.rint(np.linspace(start, end, self.frames + 1)).astype(np.int64), last)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         ref = self.demos[i]

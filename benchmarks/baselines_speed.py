@@ -38,7 +38,7 @@ def stages(preset, base, text_dim: int) -> dict[str, tuple[float, object]]:
     from atm_bench.atm.policy import TrackGuidedPolicy
     from atm_bench.baselines.r3m import R3M, R3MPolicy
     from atm_bench.baselines.unipi import goal_policy_config
-    from atm_bench.baselines.video_diffusion import VideoDiffusion
+    from atm_bench.baselines.video_diffusion import VideoDiffusion, video_hw
     from atm_bench.baselines.vpt import InverseDynamicsModel
 
     hw, pcfg = preset.policy.image_hw, preset.policy
@@ -57,13 +57,13 @@ def stages(preset, base, text_dim: int) -> dict[str, tuple[float, object]]:
     frames, actions = torch.rand(b, cfg.frames, v, 3, *hw) * 2 - 1, torch.rand(b, 7)
     out["VPT inverse dynamics"] = (_timed(_train_step(idm, lambda: idm.loss(idm(frames), actions)), ITERS), cfg.training)
 
-    for name, video_cfg in (("UniPi video model", base.unipi.video),
-                            ("UniPi-Replan video model", dataclasses.replace(base.unipi.video, frames=1))):
-        b = video_cfg.training.batch_size
-        vm = VideoDiffusion(video_cfg, hw, text_dim).train()
-        cond, target = torch.rand(b, 3, *hw) * 2 - 1, torch.rand(b, video_cfg.frames, 3, *hw) * 2 - 1
-        text = torch.randn(b, text_dim)
-        out[name] = (_timed(_train_step(vm, lambda: vm.loss(cond, target, text)), ITERS), video_cfg.training)
+    video_cfg = base.unipi.video  # UniPi's and UniPi-Replan's video models: one network, each trained once
+    b, vhw = video_cfg.training.batch_size, video_hw(video_cfg, hw)
+    vm = VideoDiffusion(video_cfg, vhw, text_dim).train()
+    cond, target = torch.rand(b, 3, *vhw) * 2 - 1, torch.rand(b, video_cfg.frames, 3, *vhw) * 2 - 1
+    text = torch.randn(b, text_dim)
+    out["UniPi (and UniPi-Replan) video model"] = (_timed(_train_step(vm, lambda: vm.loss(cond, target, text)), ITERS),
+                                                   video_cfg.training)
 
     b = preset.policy_training.batch_size
     bc_cfg = dataclasses.replace(pcfg, language=True, text_dim=text_dim)
@@ -83,11 +83,12 @@ def stages(preset, base, text_dim: int) -> dict[str, tuple[float, object]]:
 def acting(preset, base, text_dim: int) -> dict[str, float]:
     from atm_bench.atm.policy import TrackGuidedPolicy
     from atm_bench.baselines.unipi import goal_policy_config
-    from atm_bench.baselines.video_diffusion import VideoDiffusion
+    from atm_bench.baselines.video_diffusion import VideoDiffusion, video_hw
 
     hw = preset.policy.image_hw
-    vm = VideoDiffusion(base.unipi.video, hw, text_dim).eval()
-    cond, text = torch.rand(1, 3, *hw) * 2 - 1, torch.randn(1, text_dim)
+    vhw = video_hw(base.unipi.video, hw)
+    vm = VideoDiffusion(base.unipi.video, vhw, text_dim).eval()
+    cond, text = torch.rand(1, 3, *vhw) * 2 - 1, torch.randn(1, text_dim)
     policy = TrackGuidedPolicy(goal_policy_config(preset)).eval()
     images = torch.rand(1, len(policy.cfg.views), 3, *hw) * 2 - 1
     joint, grip = torch.zeros(1, 7), torch.zeros(1, 2)

@@ -107,6 +107,23 @@ def test_instruction_ablation_reads_tracks_and_instruction():
     assert (a - policy(images, tracks, joint, grip, torch.randn(2, 16))).abs().max() > 1e-4
 
 
+def test_track_scaling_reads_displacements_in_training_set_units():
+    """`track_scaling`: a track enters as its displacement from the query point over the training
+    set's displacement std, so shifting a whole track changes nothing and the scale is a buffer."""
+    torch.manual_seed(0)
+    cfg = _cfg(track_scaling=True)
+    policy = TrackGuidedPolicy(cfg).eval()
+    images, tracks, joint, grip = _batch(cfg)
+    policy.set_track_stats(tracks * 0.05)
+    moved = (tracks * 0.05)[..., : cfg.track_len, :] - (tracks * 0.05)[..., :1, :]
+    assert torch.isclose(policy.track_scale, moved.std())
+    a = policy(images, tracks, joint, grip)
+    assert torch.allclose(a, policy(images, tracks + 0.3, joint, grip), atol=1e-5)
+    assert (a - policy(images, tracks * 1.5, joint, grip)).abs().max() > 1e-4
+    assert "track_scale" in policy.state_dict()
+    assert "track_scale" not in TrackGuidedPolicy(_cfg()).state_dict()  # older checkpoints still load
+
+
 def test_policy_overfits_one_batch():
     torch.manual_seed(0)
     cfg = _cfg()

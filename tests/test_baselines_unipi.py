@@ -44,7 +44,23 @@ def test_diffusion_loss_trains_the_unet(smoke_video):
     assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
     out["loss"].backward()
     assert model.unet.conv_in.weight.grad.abs().sum() > 0
-    assert model.unet.conv_in.in_channels == 24 and model.unet.conv_out.out_channels == 21  # 3 x (7 + 1) in, 3 x 7 out
+    assert model.unet.conv_in.in_channels == 6 and model.unet.conv_out.out_channels == 3  # noisy + cond frame, per frame
+
+
+def test_video_unet_is_space_time(smoke_video):
+    """The 3-D UNet (as AVDC's): each generated frame depends on the other frames' noise."""
+    from atm_bench.baselines.video_diffusion import VideoDiffusion
+
+    torch.manual_seed(0)
+    model = VideoDiffusion(smoke_video, (32, 32), text_dim=6).eval()
+    for p in model.parameters():  # diffusers zero-initialises the temporal layers' outputs
+        torch.nn.init.normal_(p, std=0.05)
+    noisy, cond, t, text = torch.randn(1, 3, 7, 32, 32), torch.randn(1, 3, 32, 32), torch.tensor([10]), torch.randn(1, 6)
+    other = noisy.clone()
+    other[:, :, 0] += 1.0
+    with torch.no_grad():
+        a, b = model.denoise(noisy, cond, t, text), model.denoise(other, cond, t, text)
+    assert (a[:, :, 6] - b[:, :, 6]).abs().max() > 1e-6  # a per-frame (2-D) UNet gives exactly 0
 
 
 def test_generation_cost_counts_every_sampling_step(smoke_video):
@@ -69,12 +85,13 @@ def test_video_samples_evenly_spaced_or_h_ahead():
         assert len(idx) == 8 and idx[-1] == 56 and np.all(np.diff(idx) >= 0)
     assert SubgoalVideoDataset([], "agentview", (32, 32), 7, deterministic=True).indices(57, rng).tolist() == \
         [0, 8, 16, 24, 32, 40, 48, 56]
-    replan = SubgoalVideoDataset([], "agentview", (32, 32), frames=1, offset=8)
+    replan = SubgoalVideoDataset([], "agentview", (32, 32), frames=7, offset=8)
     for _ in range(50):
-        t, goal = replan.indices(20, rng)
-        assert goal == min(t + 8, 19)
-    with pytest.raises(ValueError, match="one frame"):
-        SubgoalVideoDataset([], "agentview", (32, 32), frames=7, offset=8)
+        idx = replan.indices(20, rng)
+        t = idx[0]
+        assert len(idx) == 8 and idx[-1] == min(t + 8, 19) and np.all(np.diff(idx) >= 0)
+    assert SubgoalVideoDataset([], "agentview", (32, 32), 7, offset=8, deterministic=True).indices(57, rng).tolist() == \
+        [0, 1, 2, 3, 5, 6, 7, 8]
 
 
 def test_goal_windows_sample_subgoals_as_the_paper(tmp_path):
@@ -122,9 +139,9 @@ def _count_generations(agent):
     calls = []
     original = agent._generate
 
-    def wrapped(cond):
-        calls.append(len(cond))
-        return original(cond)
+    def wrapped(obs, rows):
+        calls.append(len(rows))
+        return original(obs, rows)
 
     agent._generate = wrapped
     return calls
@@ -178,12 +195,13 @@ def test_unipi_plans_once_and_switches_subgoals_on_done(trained):
 
 def test_unipi_replan_regenerates_every_h_steps(trained):
     agent = trained[0]["unipi-replan"]
-    assert agent.video_model.cfg.frames == 1
+    assert agent.video_model.cfg.frames == 7  # a plan to H ahead, as UniPi's (one full generation)
     agent.reset(TASK)
     calls = _count_generations(agent)
     rng = np.random.default_rng(1)
     for _ in range(17):
         agent.act(random_obs(2, rng))
+        assert agent._goal_index.tolist() == [6, 6]  # the plan's last frame: H steps ahead
     assert calls == [2, 2, 2]  # steps 0, 8 and 16
     assert _window_is_consistent(agent)
 
@@ -220,7 +238,7 @@ def test_unipi_saves_and_reloads(trained):
     agent.reset(TASK)
     other.reset(TASK)
     assert np.allclose(agent.act(obs), other.act(obs), atol=1e-6)  # same seed -> same plan and action
-    with pytest.raises(UserError, match="7-frame video model cannot run unipi-replan"):
+    with pytest.raises(UserError, match="plans to the demo's end .UniPi's. cannot run unipi-replan"):
         UniPiReplanAgent("smoke", progress=False).load(tmp / "saved")
 
 
@@ -292,10 +310,10 @@ def test_ddim_with_a_perfect_denoiser_returns_the_data(smoke_video, steps):
     x0 = torch.rand(1, 7, 3, 16, 24) * 1.6 - 0.8
     alphas = model.scheduler.alphas_cumprod
 
-    def oracle(noisy, cond, t, text):
-        a = alphas[t.long()].view(-1, 1, 1, 1)
-        eps = (noisy - a.sqrt() * x0.flatten(1, 2)) / (1 - a).sqrt()
-        return a.sqrt() * eps - (1 - a).sqrt() * x0.flatten(1, 2)
+    def oracle(noisy, cond, t, text):  # videos inside the model are (B, 3, N, H, W)
+        a = alphas[t.long()].view(-1, 1, 1, 1, 1)
+        eps = (noisy - a.sqrt() * x0.transpose(1, 2)) / (1 - a).sqrt()
+        return a.sqrt() * eps - (1 - a).sqrt() * x0.transpose(1, 2)
 
     model.denoise = oracle
     assert float(model.loss(torch.zeros(1, 3, 16, 24), x0, torch.zeros(1, 4))["mse"]) < 1e-8

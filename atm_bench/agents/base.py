@@ -170,7 +170,7 @@ class Agent(ABC):
     uses_track_model: ClassVar[bool] = False  # takes the run's shared stage-1 track model
     # The run settings the constructor takes by name (see `RunContext.kwargs`); None = undeclared.
     context_fields: ClassVar[tuple[str, ...] | None] = None
-    # The device kinds it trains and acts on (a run on CUDA refuses an agent without "cuda").
+    # The device kinds it trains and acts on (in a run on CUDA an agent without "cuda" runs on the CPU, with one line: `atm_bench.devices.agent_device`).
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
 
     @classmethod

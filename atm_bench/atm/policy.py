@@ -83,6 +83,8 @@ class TrackGuidedPolicy(nn.Module):
         self.step_bias = nn.Parameter(torch.zeros(cfg.temporal_heads, cfg.window))  # per head and step offset
         self.register_buffer("proprio_mean", torch.zeros(cfg.joint_dim + cfg.gripper_dim))
         self.register_buffer("proprio_std", torch.ones(cfg.joint_dim + cfg.gripper_dim))
+        if cfg.track_scaling:
+            self.register_buffer("track_scale", torch.ones(()))
         layers: list[nn.Module] = []
         width = dt + self.late_dim
         for _ in range(cfg.head_layers):
@@ -98,6 +100,13 @@ class TrackGuidedPolicy(nn.Module):
         """Standardise joint + gripper states (M, 9) of the training set from now on."""
         self.proprio_mean.copy_(proprio.mean(0))
         self.proprio_std.copy_(proprio.std(0).clamp_min(1e-3))
+
+    def set_track_stats(self, tracks: torch.Tensor) -> None:
+        """With `track_scaling`: scale displacements by the std of the training set's predicted
+        displacements from the query point, tracks (..., L, 2)."""
+        if self.cfg.track_scaling:
+            moved = tracks[..., : self.cfg.track_len, :] - tracks[..., :1, :]
+            self.track_scale.copy_(moved.float().std().clamp_min(1e-4))
 
     @property
     def late_dim(self) -> int:
@@ -140,7 +149,10 @@ class TrackGuidedPolicy(nn.Module):
             return like.new_zeros(shape)
         if tracks.shape[3] < cfg.track_len:
             raise ValueError(f"policy needs tracks of >= {cfg.track_len} steps, got {tracks.shape[3]}")
-        return tracks[:, :, :, : cfg.track_len]
+        tracks = tracks[:, :, :, : cfg.track_len]
+        if cfg.track_scaling:
+            return (tracks - tracks[:, :, :, :1]) / self.track_scale
+        return tracks
 
     def _track_tokens(self, tracks: torch.Tensor) -> torch.Tensor:
         b, v, n, length, _ = tracks.shape

@@ -199,6 +199,9 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
     val_ds = PolicyWindowDataset(data.val, cfg.views, cfg.image_hw, cfg.window, tables.get("val"), chunk) \
         if data.val else None
     policy.set_proprio_stats(train_ds.proprio())
+    if cfg.track_scaling and track_model is not None:  # online: the stats of 8 demos' un-augmented frames
+        table = tables.get("train") or track_table(data.train[:8], cfg, track_model, track_text)
+        policy.set_track_stats(torch.from_numpy(np.concatenate([t.reshape(-1, *t.shape[-2:]) for t in table.values()])))
     if text is not None:
         policy.text_norm.fit(text)
         text = text.to(device)

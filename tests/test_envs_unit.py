@@ -118,3 +118,30 @@ def test_device_choices_are_resolved_once_with_one_line_errors(capsys, monkeypat
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "no CUDA device visible" in err, (argv, err)
+
+
+def test_env_workers_render_on_the_visible_gpus_in_turn(monkeypatch):
+    """A CUDA run with MUJOCO_GL=egl deals the visible GPUs (physical ids, as robosuite names them)
+    to the env workers in turn; a CPU run, another GL backend, the user's own
+    MUJOCO_EGL_DEVICE_ID or a synchronous vector env leave MuJoCo's default."""
+    import torch
+
+    from atm_bench.devices import egl_render_devices
+    from atm_bench.envs.libero.vector import worker_factories
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    monkeypatch.delenv("MUJOCO_EGL_DEVICE_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert egl_render_devices("cuda:0") == (2, 5) and egl_render_devices("cpu") == ()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert egl_render_devices("cuda:1") == (0, 1)
+    monkeypatch.setenv("MUJOCO_EGL_DEVICE_ID", "1")
+    assert egl_render_devices("cuda:0") == ()
+    monkeypatch.delenv("MUJOCO_EGL_DEVICE_ID")
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    assert egl_render_devices("cuda:0") == ()
+    fns = worker_factories({"suite": "libero_goal", "task": 0}, 5, True, None, (2, 5))
+    assert [f.args[-1] for f in fns] == [2, 5, 2, 5, 2]
+    assert [f.args[-1] for f in worker_factories({}, 2, False, None, (2, 5))] == [None, None]
+    assert [f.args[-1] for f in worker_factories({}, 2, True, None, ())] == [None, None]

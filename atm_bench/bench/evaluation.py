@@ -61,6 +61,7 @@ class EvalConfig:
     horizon: int | None = None  # cap below the protocol's horizon (smoke tests)
     videos: int = 1  # the first `videos` episodes of each task are saved as MP4
     asynchronous: bool = True
+    render_devices: tuple[int, ...] = ()  # EGL devices for the env workers (`atm_bench.devices.egl_render_devices`)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -110,8 +111,8 @@ class _Running:
 def make_eval_vector_env(config: EvalConfig, task: int, n_envs: int, wrapper: Callable | None = None):
     """The task's vector env (autoreset disabled); `wrapper` wraps each worker's env."""
     return make_vector_env(config.suite, task, n_envs, asynchronous=config.asynchronous, wrapper=wrapper,
-                           image_size=config.image_size, render_quality=config.render_quality,
-                           protocol=config.protocol)
+                           render_devices=config.render_devices, image_size=config.image_size,
+                           render_quality=config.render_quality, protocol=config.protocol)
 
 
 class Evaluator:

@@ -36,7 +36,7 @@ from atm_bench.bench.timing import StageTimes
 from atm_bench.blas import active_openblas_core, cpu_model
 from atm_bench.data.generate import GenerateConfig
 from atm_bench.data.splits import SplitManifest, data_rendering, load_split, make_split, save_split
-from atm_bench.devices import agent_device, fallback_line
+from atm_bench.devices import agent_device, egl_render_devices, fallback_line
 from atm_bench.envs.libero.protocols import get_protocol
 from atm_bench.envs.libero.spaces import zero_observation
 from atm_bench.envs.libero.suites import get_suite
@@ -329,7 +329,8 @@ class Runner:
                           episodes=self._episodes(), seed=seed, preset=self.preset.name,
                           n_envs=self.preset.eval.n_envs, image_size=self.rendering[0],
                           render_quality=self.rendering[1], horizon=self.horizon,
-                          asynchronous=self.preset.eval.n_envs > 1)
+                          asynchronous=self.preset.eval.n_envs > 1,
+                          render_devices=egl_render_devices(self.config.device))
 
     def run_agent(self, name: str, seed: int, manifest, track_model_dir: Path | None, track_key: str) -> None:
         agent = self.build_agent(name, seed, track_model_dir)

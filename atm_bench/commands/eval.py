@@ -35,7 +35,7 @@ def _eval(args) -> int:
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from atm_bench.agents.base import RunContext, make_agent
-    from atm_bench.devices import resolve_device
+    from atm_bench.devices import egl_render_devices, resolve_device
     from atm_bench.bench.evaluation import EvalConfig, evaluate
     from atm_bench.envs.libero.suites import canonical_suite
     from atm_bench.paths import cache_subdir
@@ -51,6 +51,7 @@ def _eval(args) -> int:
         episodes=args.episodes, seed=args.seed, preset=args.preset, n_envs=args.n_envs,
         render_quality=args.render_quality, image_size=args.image_size or agent.image_size() or 128,
         horizon=args.horizon, videos=args.videos, asynchronous=not args.sync,
+        render_devices=egl_render_devices(device),
     )
     out = Path(args.out) if args.out else cache_subdir("eval")
     records = evaluate(agent, config, out)

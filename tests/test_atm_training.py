@@ -118,6 +118,8 @@ def test_both_stages_overfit_a_tiny_dataset_and_checkpoint(tmp_path, cache):
     assert stage2.history[-1]["train_loss"] < stage2.history[0]["train_loss"] / 10
     policy, cfg = load_policy(tmp_path / "policy")
     assert cfg["track_model"] == str(tmp_path / "tracks") and policy.uses_tracks
+    # track_scaling (on at smoke): the scale is the predicted displacements' std, saved with the weights
+    assert policy.cfg.track_scaling and 0 < float(policy.track_scale) < 0.5 and float(policy.track_scale) != 1.0
 
 
 def test_bc_variant_trains_without_a_track_model(tmp_path, cache):

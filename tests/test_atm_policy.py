@@ -121,7 +121,7 @@ def test_track_scaling_reads_displacements_in_training_set_units():
     assert torch.allclose(a, policy(images, tracks + 0.3, joint, grip), atol=1e-5)
     assert (a - policy(images, tracks * 1.5, joint, grip)).abs().max() > 1e-4
     assert "track_scale" in policy.state_dict()
-    assert "track_scale" not in TrackGuidedPolicy(_cfg()).state_dict()  # older checkpoints still load
+    assert "track_scale" not in TrackGuidedPolicy(_cfg(track_scaling=False)).state_dict()  # older checkpoints load
 
 
 def test_policy_overfits_one_batch():

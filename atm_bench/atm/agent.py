@@ -85,9 +85,9 @@ class ATMAgent(WindowedAgent):
         self.policy, self._policy_config = load_policy(policy_dir)
         self.policy.to(self.device)
         self.track_model = None
-        if self.policy.uses_tracks:
-            if track_dir is None:
-                raise UserError(f"{policy_dir}: the policy uses tracks but no track model was saved beside it")
+        if self.policy.uses_tracks and track_dir is None and not self.policy.cfg.language:
+            raise UserError(f"{policy_dir}: the policy uses tracks but no track model was saved beside it")
+        if self.policy.uses_tracks and track_dir is not None:  # else the paper's BC: tracks zeroed
             self.track_model, self._track_config = load_track_model(track_dir)
             self.track_model.to(self.device)
         self._policy_dir, self.track_model_dir = Path(policy_dir), track_dir

@@ -177,10 +177,11 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
         cfg = dataclasses.replace(cfg, text_dim=int(text.shape[1]))
     policy = TrackGuidedPolicy(cfg)
     track_model, track_text, track_dir = None, None, None
-    if policy.uses_tracks:
-        if track_model_dir is None:
-            raise UserError("the ATM policy needs a trained track transformer: pass its directory "
-                            "(`atm-bench train tracks` writes one)")
+    # A language policy with track inputs and no track model is the paper's BC (tracks zeroed).
+    if policy.uses_tracks and track_model_dir is None and not cfg.language:
+        raise UserError("the ATM policy needs a trained track transformer: pass its directory "
+                        "(`atm-bench train tracks` writes one)")
+    if policy.uses_tracks and track_model_dir is not None:
         track_model, track_cfg = load_track_model(track_model_dir)
         if track_model.cfg.image_hw != cfg.image_hw:
             raise UserError(f"the track model takes {track_model.cfg.image_hw} images but the policy "

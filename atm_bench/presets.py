@@ -15,6 +15,16 @@ from typing import Any
 from atm_bench.errors import choice_error
 
 VIEWS = ("agentview", "eye_in_hand")
+# Where stage 1 draws its query points: anywhere (the paper), only off the robot, only on it. The
+# ablation separates how much ATM gains from tracking the robot from tracking the objects.
+POINT_SOURCES = ("all", "objects", "robot")
+
+
+def check_point_source(name: str) -> str:
+    """`name` if it is one of POINT_SOURCES, else a `UserError` listing them."""
+    if name not in POINT_SOURCES:
+        raise choice_error("point source", name, POINT_SOURCES)
+    return name
 
 
 @dataclass(frozen=True)
@@ -113,8 +123,12 @@ class TrainConfig:
     online_tracks: bool = False  # stage 2: run the frozen track model on every augmented frame (else cache)
     chunk: int = 1  # stage 2: consecutive target steps per sample (each frame encoded once); batch = chunks
     moving_fraction: float = 0.0  # stage 1: share of query points drawn among points that move in the window
+    point_source: str = "all"  # stage 1: query points from POINT_SOURCES' all, objects (off the robot) or robot
     shift_px: int = 4  # random shift, scaled with the image size by the dataset
     num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        check_point_source(self.point_source)
 
 
 @dataclass(frozen=True)
@@ -231,6 +245,11 @@ def training_view(preset: "Preset", with_track_model: bool) -> dict[str, Any]:
     evaluation settings; stage 1's model and training only for agents that use the track model."""
     dropped = {"eval"} | (set() if with_track_model else {"track_model", "track_training"})
     return {k: v for k, v in dataclasses.asdict(preset).items() if k not in dropped}
+
+
+def with_point_source(preset: Preset, point_source: str) -> Preset:
+    """`preset` with stage 1 drawing its query points from `point_source` (see POINT_SOURCES)."""
+    return replace(preset, track_training=replace(preset.track_training, point_source=point_source))
 
 
 def with_training_seed(config: Any, seed: int | None) -> Any:

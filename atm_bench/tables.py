@@ -2,10 +2,11 @@
 
 Inputs are run directories written by `atm-bench run` (or `atm-bench eval`): episode records
 (`*.jsonl`), `flops.json` (agent -> counted cost per env step), `config.json` (preset,
-protocol, labelled demos, ablation flags) and `throughput.json` (evaluation env steps/s, vector
-loop vs a serial loop, as measured in the run). Outputs are Markdown, CSV and LaTeX (tabulate) and
-a grouped bar plot like the paper's Fig. 4b. Output is a pure function of the inputs (sorted,
-no timestamps, fixed plot metadata), so regenerating gives byte-identical files.
+protocol, labelled demos, stage 1's point source, a free-form `ablation` label) and
+`throughput.json` (evaluation env steps/s, vector loop vs a serial loop, as measured in the run).
+Outputs are Markdown, CSV and LaTeX (tabulate) and a grouped bar plot like the paper's Fig. 4b.
+Output is a pure function of the inputs (sorted, no timestamps, fixed plot metadata), so
+regenerating gives byte-identical files.
 
 Conventions: an agent's success on a suite for one seed is the mean over all its episodes of
 all tasks; tables show mean +- std over seeds (population std, ddof=0) and, beside it, the rate
@@ -305,21 +306,42 @@ def timing_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
     return (headers, rows) if rows else None
 
 
+def _point_source(config: dict[str, Any]) -> str:
+    """Where the run's stage 1 drew its query points; "all" for runs from before the option (they
+    drew anywhere), "?" where the config does not record the preset."""
+    if "preset_config" not in config:
+        return "?"
+    return str(config["preset_config"].get("track_training", {}).get("point_source", "all"))
+
+
+# What an ablation varies, as the ablation table's columns, each read from a run's config.json:
+# the labelled demos, stage 1's point source, and a free-form label ("ablation", written by hand).
+ABLATION_SETTINGS = {
+    "labelled": lambda config: str(config.get("labelled", "?")),
+    "point source": _point_source,
+    "variant": lambda config: str(config.get("ablation", "")),
+}
+
+
 def ablation_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
-    """Runs of one agent that differ in labelled demos or ablation flags, side by side."""
-    variants: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for run in runs:
-        label = run.config.get("ablation") or f"labelled={run.config.get('labelled', '?')}"
-        for (agent, suite), seeds in per_seed_success(run.records).items():
-            variants[(agent, suite, str(label))] += list(seeds.values())
-    labels = {k[2] for k in variants}
-    if len(labels) < 2:
+    """Runs of one agent that differ in labelled demos, point source or ablation label, side by
+    side: one column per setting that differs between the runs (none differs: no table)."""
+    settings = [tuple(read(run.config) for read in ABLATION_SETTINGS.values()) for run in runs]
+    shown = [i for i in range(len(ABLATION_SETTINGS)) if len({s[i] for s in settings}) > 1]
+    if not shown:
         return None
-    headers = ["method", "suite", "variant", "success %", "seeds"]
+    variants: dict[tuple[str, str, tuple[str, ...]], list[float]] = defaultdict(list)
+    for run, setting in zip(runs, settings):
+        values = tuple(setting[i] for i in shown)
+        for (agent, suite), seeds in per_seed_success(run.records).items():
+            variants[(agent, suite, values)] += list(seeds.values())
+    names = list(ABLATION_SETTINGS)
+    headers = ["method", "suite", *(names[i] for i in shown), "success %", "seeds"]
     rows = []
-    for (agent, suite, label) in sorted(variants, key=lambda k: (_agent_order([k[0]]), _suite_key(k[1]), k[2])):
-        vals = np.array(variants[(agent, suite, label)])
-        rows.append([_title(agent), SUITE_TITLES.get(suite, suite), label, _fmt(vals.mean(), vals.std()), str(len(vals))])
+    for (agent, suite, values) in sorted(variants, key=lambda k: (_agent_order([k[0]]), _suite_key(k[1]), k[2])):
+        vals = np.array(variants[(agent, suite, values)])
+        rows.append([_title(agent), SUITE_TITLES.get(suite, suite), *values, _fmt(vals.mean(), vals.std()),
+                     str(len(vals))])
     return headers, rows
 
 

@@ -33,7 +33,9 @@ def square_video(length: int, h: int, w: int, start: tuple[float, float], veloci
 
 
 def write_task_file(path: Path, demos: int = 2, length: int = 12, h: int = 32, w: int = 32,
-                    instruction: str = "move the square", seed: int = 0) -> Path:
+                    instruction: str = "move the square", seed: int = 0, on_robot=None) -> Path:
+    """`on_robot`: (5,) flags of the square's points stored with every view's tracks, as the sim
+    tracker stores them (None: none stored, as the other trackers)."""
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
@@ -54,6 +56,8 @@ def write_task_file(path: Path, demos: int = 2, length: int = 12, h: int = 32, w
                 tg.create_dataset("tracks", data=tracks)
                 tg.create_dataset("vis", data=np.ones(tracks.shape[:2], bool))
                 tg.create_dataset("query", data=np.concatenate([np.zeros((5, 1)), tracks[0]], 1).astype(np.float32))
+                if on_robot is not None:
+                    tg.create_dataset("on_robot", data=np.asarray(on_robot, bool))
             steps = np.arange(length)[:, None]
             g.create_dataset("obs/joint_states", data=np.tanh(0.1 * steps * np.ones((1, 7)) + rng.normal(0, 0.01, (length, 7))))
             g.create_dataset("obs/gripper_states", data=np.full((length, 2), 0.04))

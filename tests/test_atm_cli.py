@@ -33,3 +33,49 @@ def test_train_tracks_then_policy(tmp_path, monkeypatch, capsys):
     assert main(["train", "policy", *common, "--agent", "atm", "--track-model", str(tmp_path / "nope"),
                  "--out", str(tmp_path / "pol2")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def _goal_task_file(tmp_path, on_robot=None):
+    from atm_bench.envs.libero.suites import list_tasks
+
+    task = list_tasks("libero_goal")[0]
+    write_task_file(tmp_path / "data" / "libero_goal" / f"{task.name}_demo.hdf5", demos=4, length=8,
+                    instruction=task.instruction, on_robot=on_robot)
+    return ["--suite", "libero-goal", "--preset", "smoke", "--tasks", "0", "--data-dir", str(tmp_path / "data"),
+            "--epochs", "1"]
+
+
+def test_train_tracks_point_source_reaches_the_checkpoint(tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setenv("ATM_BENCH_CACHE", str(tmp_path / "cache"))
+    common = _goal_task_file(tmp_path, on_robot=[True, False, False, False, False])
+    assert main(["train", "tracks", *common, "--point-source", "objects", "--out", str(tmp_path / "tm")]) == 0
+    saved = json.loads((tmp_path / "tm" / "config.json").read_text())
+    assert saved["training"]["point_source"] == "objects"
+    assert main(["train", "tracks", *common, "--point-source", "arm"]) == 2
+    assert "invalid choice: 'arm'" in capsys.readouterr().err
+
+
+def test_train_tracks_point_source_on_tracks_without_robot_flags_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ATM_BENCH_CACHE", str(tmp_path / "cache"))
+    common = _goal_task_file(tmp_path)
+    assert main(["train", "tracks", *common, "--point-source", "robot", "--out", str(tmp_path / "tm")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "do not record which points lie on the robot" in err and "--tracker sim" in err
+
+
+def test_run_passes_the_point_source_to_the_runner(monkeypatch, capsys):
+    from atm_bench.errors import UserError
+
+    seen = []
+
+    class Stop:
+        def __init__(self, config):
+            seen.append(config)
+            raise UserError("stopped before running")
+
+    monkeypatch.setattr("atm_bench.bench.runner.Runner", Stop)
+    assert main(["run", "--suite", "libero-goal", "--point-source", "robot"]) == 2
+    assert main(["run", "--suite", "libero-goal"]) == 2
+    assert [c.point_source for c in seen] == ["robot", "all"]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from atm_bench.atm.datasets import PolicyWindowDataset, TrackFrameDataset
+from atm_bench.errors import UserError
 from atm_bench.learning.augment import random_shift
 from atm_bench.learning.frames import demo_refs, to_model_images
 from atm_bench.presets import get_preset
@@ -162,7 +163,6 @@ def test_out_of_memory_names_the_batch_size_to_lower(tmp_path):
     import torch
 
     from atm_bench.learning.training import train_loop
-    from atm_bench.errors import UserError
     from atm_bench.presets import TrainConfig
 
     model = torch.nn.Linear(2, 1)
@@ -210,6 +210,64 @@ def test_moving_fraction_draws_that_share_among_moving_points(tmp_path):
     tracks[2, 1, 0] = 2 / 32
     tracks[3, 2, 1] = 0.5 / 32
     assert ds._moving(tracks).tolist() == [False, True, False]
+
+
+ROBOT_CENTRE = [True, False, False, False, False]  # the square's centre "on the robot", its corners not
+
+
+def _queried(ds) -> set[int]:
+    """Which of the square's 5 points (0 = centre) the samples' queries are, over every sample."""
+    import h5py
+
+    with h5py.File(ds.demos[0].file) as f:
+        truth = f["data/demo_0/tracks/agentview/tracks"][()]
+    points = set()
+    for i, (_, _, t) in enumerate(ds.index):
+        for q in ds[i]["queries"].numpy():
+            points.add(int(np.argmin(np.abs(truth[t] - q).sum(-1))))
+    return points
+
+
+@pytest.mark.parametrize("moving_fraction", [0.0, 1.0])
+def test_point_source_draws_only_that_sources_points(tmp_path, moving_fraction):
+    path = write_task_file(tmp_path / "a_demo.hdf5", demos=1, length=6, on_robot=ROBOT_CENTRE)
+    refs = demo_refs([(path, ["demo_0"], 0)])
+
+    def dataset(source):
+        return TrackFrameDataset(refs, ["agentview"], (32, 32), num_points=3, track_len=4, point_source=source,
+                                 moving_fraction=moving_fraction)
+
+    assert _queried(dataset("robot")) == {0}
+    assert _queried(dataset("objects")) == {1, 2, 3, 4}
+    assert _queried(dataset("all")) == {0, 1, 2, 3, 4}
+
+
+def test_a_view_without_the_sources_points_gives_no_samples(tmp_path):
+    import h5py
+
+    path = write_task_file(tmp_path / "a_demo.hdf5", demos=1, length=6, on_robot=ROBOT_CENTRE)
+    with h5py.File(path, "a") as f:
+        f["data/demo_0/tracks/eye_in_hand/on_robot"][:] = False  # the wrist camera sees no robot here
+    refs = demo_refs([(path, ["demo_0"], 0)])
+    ds = TrackFrameDataset(refs, ["agentview", "eye_in_hand"], (32, 32), num_points=3, track_len=4,
+                           point_source="robot")
+    assert len(ds) == 6 and {v for _, v, _ in ds.index} == {0}
+    with pytest.raises(UserError, match="no tracked point .* point source 'robot'"):
+        TrackFrameDataset(refs, ["eye_in_hand"], (32, 32), num_points=3, track_len=4, point_source="robot")
+
+
+def test_tracks_without_robot_flags_serve_all_points_only(tmp_path):
+    """Tracks of a tracker that cannot tell the robot's points (or from before the flags were
+    stored): the paper's setting trains, a source is one line naming the fix."""
+    path = write_task_file(tmp_path / "a_demo.hdf5", demos=1, length=6)
+    refs = demo_refs([(path, ["demo_0"], 0)])
+    assert len(TrackFrameDataset(refs, ["agentview"], (32, 32), num_points=3, track_len=4)) == 6
+    for source in ("objects", "robot"):
+        with pytest.raises(UserError, match="do not record which points lie on the robot") as err:
+            TrackFrameDataset(refs, ["agentview"], (32, 32), num_points=3, track_len=4, point_source=source)
+        assert "\n" not in str(err.value) and "--tracker sim" in str(err.value)
+    with pytest.raises(UserError, match="valid choices: all, objects, robot"):
+        TrackFrameDataset(refs, ["agentview"], (32, 32), num_points=3, track_len=4, point_source="arm")
 
 
 def test_instruction_norm_separates_near_identical_embeddings():

@@ -134,6 +134,7 @@ def test_generate_one_real_demo(tmp_path):
         tracks = read_tracks(report.path, "demo_0", view)
         assert tracks.tracks.shape[0] == n and tracks.tracks.shape[1] >= 100 and tracks.vis.any()
         assert np.ptp(tracks.tracks, axis=0).max() > 0.05
+        assert tracks.on_robot.any() and not tracks.on_robot.all()  # the sim tracker knows the robot's points
     annotator = Annotator(AnnotateConfig(tracker="sim"), "libero_goal")
     assert annotator.pending(report.path) == ([], 1)  # nothing left for `tracks annotate`
     annotator.close()

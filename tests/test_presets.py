@@ -49,3 +49,15 @@ def test_with_training_seed_sets_every_training_stage_and_only_that():
     assert with_training_seed(preset, None) is preset
     baseline = with_training_seed(get_baseline_preset("quick"), 5)
     assert (baseline.r3m.training.seed, baseline.idm.training.seed, baseline.unipi.video.training.seed) == (5, 5, 5)
+
+
+def test_point_source_is_stage_ones_and_checked():
+    from atm_bench.presets import TrainConfig, with_point_source
+
+    preset = get_preset("smoke")
+    assert preset.track_training.point_source == "all"  # the paper: query points anywhere
+    objects = with_point_source(preset, "objects")
+    assert objects.track_training.point_source == "objects" and objects.policy_training == preset.policy_training
+    assert dataclasses.replace(objects, track_training=preset.track_training) == preset
+    with pytest.raises(UserError, match="unknown point source 'arm'; valid choices: all, objects, robot"):
+        TrainConfig(epochs=1, batch_size=1, lr=1e-3, point_source="arm")

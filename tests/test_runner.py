@@ -194,3 +194,23 @@ def test_retraining_without_the_checkpoint_keeps_records_when_it_gives_the_same_
     agent.weights = b"w2"
     runner.run_agent("bc", 0, manifest, None, "t")
     assert store.records() == [] and runner.stages["train/bc/seed0"]["checkpoint"] not in (None, first)
+
+
+def test_the_point_source_goes_into_stage_ones_key_and_the_recorded_preset(tmp_path, monkeypatch):
+    """`run --point-source`: stage 1 (and so ATM) trains again, the run's config records it, and
+    by default the run gets its own directory beside the paper's setting."""
+    from types import SimpleNamespace
+
+    monkeypatch.chdir(tmp_path)
+    manifest = SimpleNamespace(manifest_sha256="m" * 64)
+    runners = {source: Runner(RunConfig(suite="libero-goal", agents=("atm", "bc"), preset="smoke",
+                                        data_dir=tmp_path / "data", point_source=source), progress=False)
+               for source in ("all", "objects")}
+    objects = runners["objects"]
+    assert objects.preset.track_training.point_source == "objects"
+    assert runners["all"]._track_model_key(manifest) != objects._track_model_key(manifest)
+    assert (runners["all"].out.name, objects.out.name) == ("libero-goal-smoke-atm-l2", "libero-goal-smoke-atm-l2-objects")
+    objects._write_config(None)
+    recorded = json.loads((objects.out / "config.json").read_text())["preset_config"]
+    assert recorded["track_training"]["point_source"] == "objects"
+    assert recorded["policy_training"]["point_source"] == "all"  # the policy's training draws no points

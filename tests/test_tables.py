@@ -155,3 +155,27 @@ def test_a_suite_outside_the_registry_is_listed_after_it_not_dropped():
     headers, rows = comparison_rows(records, with_paper=False)
     assert headers[2:6] == ["Goal", "Goal pooled, 95 % CI", "real", "real pooled, 95 % CI"]
     assert rows[0][4] == "50.00 ± 0.00"
+
+
+def test_ablation_table_shows_the_settings_that_differ(tmp_path):
+    """Runs that differ in stage 1's point source: a "point source" column (runs from before the
+    option count as "all"), and no labelled column while all runs share it."""
+    from atm_bench.tables import ablation_rows
+
+    def run(name, successes, track_training):
+        path = tmp_path / name
+        ResultsStore(path / "results.jsonl").extend(_records("atm", "libero_goal", 0, successes))
+        config = {"labelled": 10, "preset_config": {"track_training": track_training}}
+        (path / "config.json").write_text(json.dumps(config))
+        return path
+
+    paper = run("paper", [1, 1, 0, 0], {"lr": 1e-4})  # recorded before point_source existed
+    objects = run("objects", [1, 0, 0, 0], {"point_source": "objects"})
+    robot = run("robot", [0, 0, 0, 0], {"point_source": "robot"})
+    assert ablation_rows(load_runs([paper])) is None
+    headers, rows = ablation_rows(load_runs([paper, objects, robot]))
+    assert headers == ["method", "suite", "point source", "success %", "seeds"]
+    assert [r[2:4] for r in rows] == [["all", "50.00 ± 0.00"], ["objects", "25.00 ± 0.00"], ["robot", "0.00 ± 0.00"]]
+    (objects / "config.json").write_text(json.dumps({"labelled": 5, "preset_config": {}}))  # now also "all"
+    headers, rows = ablation_rows(load_runs([paper, objects]))
+    assert headers[2:4] == ["labelled", "success %"] and [r[2] for r in rows] == ["10", "5"]

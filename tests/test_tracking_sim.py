@@ -148,6 +148,8 @@ def test_annotate_sim_resume_and_show(libero_file, tmp_path, capsys):
         frames = vt.query[:, 0].astype(int)
         np.testing.assert_allclose(vt.tracks[frames, np.arange(68)], vt.query[:, 1:], atol=1e-5)
         assert vt.vis[frames, np.arange(68)].all()
+        assert vt.on_robot.shape == (68,) and vt.on_robot.dtype == bool  # stored by the sim tracker
+    assert read_tracks(path, "demo_1", "eye_in_hand").on_robot.any()  # the gripper fingers are in view
     out = tmp_path / "x.png"
     assert main(["tracks", "show", str(path), "--demo", "1", "--view", "eye_in_hand", "--frame", "10",
                  "--out", str(out)]) == 0
@@ -189,3 +191,44 @@ def test_sim_tracks_follow_the_gripper(libero_file):
     finally:
         env.close()
 
+
+
+def test_sim_points_on_the_arm_and_gripper_are_on_the_robot_and_the_rest_not(libero_file):
+    """Query points at pixels that the segmentation render shows on the arm or gripper are flagged
+    on the robot; points on the table, the objects and the fixtures are not. Pixels whose 3x3
+    neighbourhood is one body only (away from silhouettes), at the first and the last frame."""
+    from atm_bench.data.episodes import EpisodeFile
+    from atm_bench.envs.libero.env import LiberoEnv
+    from atm_bench.tracking.sim import VIEW_CAMERAS, SimReplay
+
+    _, path = libero_file
+    with EpisodeFile(path) as ef:
+        states, attrs = ef.array("demo_0", "states"), ef.attrs("demo_0")
+    env = LiberoEnv("libero_goal", 0, image_size=(96, 128), render_quality="fast")
+    try:
+        replay = SimReplay(env.renderer, env.sim.model._model, states,
+                           body_poses=(attrs["body_pos"], attrs["body_quat"]))
+        model = replay.model
+        names = [model.body(b).name for b in range(model.nbody)]
+        arm = np.array([n.startswith(("robot0_link", "gripper0_")) for n in names])
+        scene = np.array([n == "table" or n.endswith("_main") or n.startswith("wooden_cabinet") for n in names])
+        counts = {"arm": 0, "scene": 0}
+        for view, camera in VIEW_CAMERAS.items():
+            for frame in (0, replay.num_frames - 1):
+                replay.pose(frame)
+                seg = env.renderer.render(replay.data, segmentation=True)[camera].segmentation
+                body = np.where(seg >= 0, model.geom_bodyid[np.maximum(seg, 0)], -1)
+                window = np.lib.stride_tricks.sliding_window_view(body, (3, 3))
+                inner = np.full(body.shape, -1)
+                inner[1:-1, 1:-1] = np.where((window == window[..., 1:2, 1:2]).all(axis=(-1, -2)), body[1:-1, 1:-1], -1)
+                rows, cols = np.nonzero(inner >= 0)
+                kind = inner[rows, cols]
+                queries = np.stack([np.full(len(rows), frame), (cols + 0.5) / 128, (rows + 0.5) / 96], axis=1)
+                on_robot = replay.track(view, queries).on_robot
+                assert on_robot[arm[kind]].all(), (view, frame)
+                assert not on_robot[scene[kind]].any(), (view, frame)
+                counts["arm"] += int(arm[kind].sum())
+                counts["scene"] += int(scene[kind].sum())
+        assert counts["arm"] > 200 and counts["scene"] > 2000  # both kinds were looked at
+    finally:
+        env.close()

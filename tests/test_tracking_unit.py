@@ -73,6 +73,31 @@ def test_storage_round_trip_atomic_and_resumable(tmp_path):
         assert SCRATCH not in f["data/demo_0"] and set(f["data/demo_0/tracks"]) == {"agentview", "eye_in_hand"}
     with pytest.raises(UserError, match="annotate"):
         read_tracks(path, "demo_0", "frontview")
+    assert back.on_robot is None  # a tracker that cannot tell stores no on_robot
+
+
+def test_on_robot_follows_the_points_and_round_trips(tmp_path):
+    """The per-point robot flag survives sampling's select/concat and storage; it is written only
+    where every part knows it."""
+    from atm_bench.tracking.storage import ON_ROBOT, ViewTracks, read_tracks, write_demo_tracks
+
+    flags = np.array([True, False, False, True, False])
+    known = TrackResult(np.random.rand(4, 5, 2), np.ones((4, 5), bool), flags)
+    assert known.select([3, 1]).on_robot.tolist() == [True, False]
+    assert TrackResult.concat([known, known.select(slice(0, 1))]).on_robot.tolist() == [*flags, True]
+    unknown = TrackResult(np.random.rand(4, 2, 2), np.ones((4, 2), bool))
+    assert TrackResult.concat([known, unknown]).on_robot is None
+    with pytest.raises(ValueError, match="on_robot"):
+        TrackResult(np.random.rand(4, 5, 2), np.ones((4, 5), bool), flags[:3])
+    path = tmp_path / "x_demo.hdf5"
+    with h5py.File(path, "w") as f:
+        f.create_group("data/demo_0")
+    write_demo_tracks(path, "demo_0", {"agentview": ViewTracks(known, np.random.rand(5, 3)),
+                                       "eye_in_hand": ViewTracks(unknown, np.random.rand(2, 3))})
+    assert read_tracks(path, "demo_0", "agentview").on_robot.tolist() == flags.tolist()
+    with h5py.File(path, "r") as f:
+        assert f[f"data/demo_0/tracks/agentview/{ON_ROBOT}"].dtype == bool
+        assert ON_ROBOT not in f["data/demo_0/tracks/eye_in_hand"]
 
 
 def test_segments_chain_to_the_whole_video():

@@ -2,7 +2,9 @@
 
 Stage 1 (`TrackFrameDataset`): one sample per (demo, view, frame t): the frame, `num_points` points
 sampled among those visible at t, their positions over [t, t + L) (the last frame repeated past the
-end), visibility, and the instruction embedding.
+end), visibility, and the instruction embedding. With a `point_source` other than "all" the points
+are drawn only among those on the robot ("robot") or off it ("objects"), as the tracks' `on_robot`
+records (sim tracks only); a (demo, view) with no such point gives no samples.
 Stage 2 (`PolicyWindowDataset`): one sample per (labelled demo, chunk of C consecutive target
 steps [s, s + C)): steps [s - W + 1, s + C) of both views (the first step repeated before the
 start, as at inference), joint and gripper states and actions. The first W - 1 steps are context:
@@ -25,6 +27,8 @@ from torch.utils.data import Dataset
 
 from atm_bench.errors import UserError
 from atm_bench.learning.frames import VIEW_KEYS, DemoRef, OpenFiles, is_upright, item_rng, resize_frames
+from atm_bench.presets import check_point_source
+from atm_bench.tracking.storage import ON_ROBOT
 
 
 def track_file(task_file: Path, tracks_dir: Path | None) -> Path:
@@ -40,13 +44,27 @@ def track_file(task_file: Path, tracks_dir: Path | None) -> Path:
     return task_file
 
 
+def source_mask(on_robot: np.ndarray | None, point_source: str, where: str) -> np.ndarray | None:
+    """(N,) bool: the stored points of `point_source` ("robot": on the robot, "objects": off it),
+    or None for "all" (every point). Tracks that do not record `on_robot` (every tracker but the
+    simulator's, and files from before it was stored) cannot be split: a `UserError` says so."""
+    if check_point_source(point_source) == "all":
+        return None
+    if on_robot is None:
+        raise UserError(f"{where}: the tracks do not record which points lie on the robot, which point source "
+                        f"'{point_source}' needs; regenerate them with the simulator tracker (`atm-bench tracks "
+                        "annotate --tracker sim --overwrite`, or `atm-bench data generate --tracks sim`)")
+    return np.asarray(on_robot, dtype=bool) if point_source == "robot" else ~np.asarray(on_robot, dtype=bool)
+
+
 class TrackFrameDataset(Dataset):
     """Stage-1 samples. `__getitem__` returns a dict of tensors:
     image (H, W, 3) uint8, queries (N, 2), tracks (N, L, 2), vis (N, L) bool, task (int)."""
 
     def __init__(self, demos: Sequence[DemoRef], views: Sequence[str], image_hw: tuple[int, int], num_points: int,
                  track_len: int, tracks_dir: Path | None = None, frame_stride: int = 1, seed: int = 0,
-                 deterministic: bool = False, moving_fraction: float = 0.0, moving_px: float = 1.0):
+                 deterministic: bool = False, moving_fraction: float = 0.0, moving_px: float = 1.0,
+                 point_source: str = "all"):
         self.demos = list(demos)
         self.moving_fraction = float(moving_fraction)
         self.moving_threshold = float(moving_px) / max(image_hw)  # tracks are in normalised coordinates
@@ -56,21 +74,36 @@ class TrackFrameDataset(Dataset):
         self.track_len = track_len
         self.tracks_dir = tracks_dir
         self.seed = seed
-        self.index = [(d, v, t) for d in range(len(self.demos)) for v in range(len(self.views))
-                      if self._has_view(self.demos[d], self.views[v])
-                      for t in range(0, self.demos[d].length, frame_stride)]
+        self.point_source = check_point_source(point_source)
         self._files = OpenFiles()
         self.deterministic = deterministic  # validation: the same points for a sample every epoch
-        self._check_tracks()
+        self._sources = self._read_sources()
+        self.index = [(d, v, t) for d in range(len(self.demos)) for v in range(len(self.views))
+                      if self._has_view(self.demos[d], self.views[v]) and self._has_points(self.demos[d], self.views[v])
+                      for t in range(0, self.demos[d].length, frame_stride)]
+        if self.demos and not self.index:
+            raise UserError(f"no tracked point of these {len(self.demos)} demos is of point source "
+                            f"'{self.point_source}'; use another point source")
 
-    def _check_tracks(self) -> None:
+    def _read_sources(self) -> dict[tuple[Path, str, str], np.ndarray | None]:
+        """Per (task file, demo, view) the mask of the stored points samples draw from (None: all);
+        a `UserError` naming the fix where a demo has no tracks or they cannot be split by source."""
+        sources = {}
         for ref in {(d.file, d.demo): d for d in self.demos}.values():
             handle = self._files.get(track_file(ref.file, self.tracks_dir))
             for view in [v for v in self.views if self._has_view(ref, v)]:
-                key = f"data/{ref.demo}/tracks/{view}/tracks"
-                if key not in handle:
-                    raise UserError(f"{ref.file.name}: {ref.demo} has no tracks for view '{view}' ({key}); "
+                key = f"data/{ref.demo}/tracks/{view}"
+                if f"{key}/tracks" not in handle:
+                    raise UserError(f"{ref.file.name}: {ref.demo} has no tracks for view '{view}' ({key}/tracks); "
                                     "annotate tracks first with `atm-bench tracks annotate`")
+                on_robot = handle[key][ON_ROBOT][()] if ON_ROBOT in handle[key] else None
+                sources[(ref.file, ref.demo, view)] = source_mask(on_robot, self.point_source,
+                                                                  f"{ref.file.name}: {ref.demo} ({view})")
+        return sources
+
+    def _has_points(self, ref: DemoRef, view: str) -> bool:
+        mask = self._sources[(ref.file, ref.demo, view)]
+        return mask is None or bool(mask.any())
 
     @staticmethod
     def _has_view(ref: DemoRef, view: str) -> bool:
@@ -91,6 +124,9 @@ class TrackFrameDataset(Dataset):
         stop = min(t + self.track_len, ref.length)
         tracks = group["tracks"][t:stop]
         vis = group["vis"][t:stop]
+        source = self._sources[(ref.file, ref.demo, view)]
+        if source is not None:  # only the point source's points are ever drawn
+            tracks, vis = tracks[:, source], vis[:, source]
         if len(tracks) < self.track_len:  # past the end: the last frame repeated
             pad = self.track_len - len(tracks)
             tracks = np.concatenate([tracks, np.repeat(tracks[-1:], pad, 0)])

@@ -79,7 +79,8 @@ def train_track_model(preset: Preset, data: StageData, out_dir: str | Path, view
     model.to(device)  # before `data_parallel`: DDP wraps a module where it lives
     text_on_device = text.to(device)
     common = dict(views=views, image_hw=cfg.image_hw, num_points=cfg.num_points, track_len=cfg.track_len,
-                  tracks_dir=data.tracks_dir, seed=train_cfg.seed, moving_fraction=train_cfg.moving_fraction)
+                  tracks_dir=data.tracks_dir, seed=train_cfg.seed, moving_fraction=train_cfg.moving_fraction,
+                  point_source=train_cfg.point_source)
     train_ds = TrackFrameDataset(data.train, **common)
     val_ds = TrackFrameDataset(data.val, **common, deterministic=True) if data.val else None
     shift = max(0, round(train_cfg.shift_px))

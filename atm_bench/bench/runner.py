@@ -43,7 +43,7 @@ from atm_bench.envs.libero.suites import get_suite
 from atm_bench.errors import UserError
 from atm_bench.io import JsonFile, write_json_atomic
 from atm_bench.paths import cache_subdir
-from atm_bench.presets import get_preset
+from atm_bench.presets import get_preset, with_point_source
 from atm_bench.progress import RunDisplay
 from atm_bench.tables import write_tables
 from atm_bench.tracking.annotate import AnnotateConfig
@@ -69,6 +69,7 @@ class RunConfig:
     tracker: str = "sim"
     r3m_weights: Path | None = None  # a user's local R3M checkpoint for the r3m agent
     workers: int | None = None  # demo generation processes; None: one per CPU core (at most one per task)
+    point_source: str = "all"  # stage 1's query points (presets.POINT_SOURCES); goes into the run's preset
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class Runner:
     def __init__(self, config: RunConfig, progress: bool = True) -> None:
         self.suite_spec = get_suite(config.suite)  # resolved once, handed down
         self.suite = self.suite_spec.name
-        self.preset = get_preset(config.preset)
+        self.preset = with_point_source(get_preset(config.preset), config.point_source)
         self.protocol = get_protocol(config.protocol)
         self.labelled = config.labelled if config.labelled is not None else self.preset.data.labelled_demos
         self.seeds = tuple(config.seeds) if config.seeds is not None else tuple(self.preset.eval.seeds)
@@ -124,7 +125,8 @@ class Runner:
             raise UserError(f"unknown task index {bad[0]} for {self.suite_spec.cli_name}; valid: 0..{n_tasks - 1}")
         self.tasks = tuple(tasks)
         self.config = config
-        default_out = Path("runs") / f"{self.suite_spec.cli_name}-{self.preset.name}-{self.protocol.name}-l{self.labelled}"
+        ablation = "" if config.point_source == "all" else f"-{config.point_source}"  # beside the paper's run
+        default_out = Path("runs") / f"{self.suite_spec.cli_name}-{self.preset.name}-{self.protocol.name}-l{self.labelled}{ablation}"
         self.out = Path(config.out) if config.out else default_out
         self.data_dir = Path(config.data_dir) if config.data_dir else cache_subdir("data") / f"expert-{self.preset.image_size}"
         self.progress = progress

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from atm_bench.commands.envs import add_device_arg, add_suite_arg
+from atm_bench.commands.train import add_point_source_arg
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -31,7 +32,9 @@ def register(sub) -> None:
     run.add_argument("--labelled", type=int, default=None, help="action-labelled demos per task (default: the preset's)")
     run.add_argument("--tasks", default=None, help="comma-separated task indices (default: the preset's)")
     run.add_argument("--episodes", type=int, default=None, help="episodes per task (default: the preset's)")
-    run.add_argument("--out", default=None, help="run directory (default: runs/<suite>-<preset>-<protocol>-l<labelled>)")
+    add_point_source_arg(run)
+    run.add_argument("--out", default=None, help="run directory (default: runs/<suite>-<preset>-<protocol>-l<labelled>, "
+                          "plus -<point source> unless all)")
     run.add_argument("--data-dir", default=None, help="where demos live or are generated (default: the package cache)")
     add_device_arg(run)
     run.add_argument("--workers", type=int, default=None,
@@ -75,6 +78,7 @@ def _run(args) -> int:
         protocol=args.protocol, labelled=args.labelled, tasks=_ints(args.tasks) if args.tasks else None,
         out=Path(args.out) if args.out else None, data_dir=Path(args.data_dir) if args.data_dir else None,
         device=device, episodes=args.episodes, workers=args.workers, r3m_weights=Path(args.r3m_weights) if args.r3m_weights else None,
+        point_source=args.point_source,
     )
     out = Runner(config).run(grid=grid)
     print((out / "tables" / "success.md").read_text())

@@ -7,6 +7,13 @@ import argparse
 from atm_bench.agents.base import builtin_names
 from atm_bench.commands.data import add_data_dir_arg
 from atm_bench.commands.envs import add_device_arg, add_suite_arg
+from atm_bench.presets import POINT_SOURCES
+
+
+def add_point_source_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--point-source", choices=POINT_SOURCES, default="all",
+                        help="stage 1's query points: all (default, the paper's), objects (none on the robot) or "
+                             "robot (only on it); objects and robot need sim tracks")
 
 
 def _common(parser: argparse.ArgumentParser, suite_required: bool = True) -> None:
@@ -34,6 +41,7 @@ def register(sub) -> None:
     tracks = train_sub.add_parser("tracks", help="stage 1: track transformer on action-free videos + tracks")
     _common(tracks, suite_required=False)
     tracks.add_argument("--no-image-mask", action="store_true", help="ablation: no MAE-style image masking")
+    add_point_source_arg(tracks)
     tracks.add_argument("--mixture", default=None,
                         help="JSON mixture of sources (robot demos, other-robot and human videos) instead of "
                              "--suite's split; see atm_bench/atm/mixture.py")
@@ -89,9 +97,19 @@ def _preset(args):
     return with_training_seed(get_preset(args.preset), args.seed)
 
 
-def _train_tracks(args) -> int:
+def _track_preset(args):
+    """The preset stage 1 trains with: the run's, with the ablation flags of `train tracks`."""
     import dataclasses
 
+    from atm_bench.presets import with_point_source
+
+    preset = with_point_source(_preset(args), args.point_source)
+    if args.no_image_mask:
+        preset = dataclasses.replace(preset, track_model=dataclasses.replace(preset.track_model, mask_ratio=0.0))
+    return preset
+
+
+def _train_tracks(args) -> int:
     from atm_bench.atm.stages import stage_data, train_track_model
     from atm_bench.devices import resolve_device
     from atm_bench.learning.distributed import init_from_env, is_main, local_device
@@ -99,9 +117,7 @@ def _train_tracks(args) -> int:
     device = local_device(resolve_device(args.device))
     init_from_env(device)  # under torchrun: one process per worker, DistributedDataParallel
 
-    preset = _preset(args)
-    if args.no_image_mask:
-        preset = dataclasses.replace(preset, track_model=dataclasses.replace(preset.track_model, mask_ratio=0.0))
+    preset = _track_preset(args)
     if args.mixture:
         from pathlib import Path
 

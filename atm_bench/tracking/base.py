@@ -25,16 +25,25 @@ from atm_bench.errors import choice_error
 @dataclass
 class TrackResult:
     """Tracks of N points over T frames: `tracks` (T, N, 2) float32 normalised (x, y) and
-    `vis` (T, N) bool (False where the point is occluded or outside the image)."""
+    `vis` (T, N) bool (False where the point is occluded or outside the image).
+
+    `on_robot` (N,) bool: whether each point lies on the robot, or None where the tracker cannot
+    tell. Only the simulator tracker knows (it attaches every point to a body); stage 1 needs it
+    to train on the robot's or the objects' points alone (`TrainConfig.point_source`)."""
 
     tracks: np.ndarray
     vis: np.ndarray
+    on_robot: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.tracks = np.asarray(self.tracks, dtype=np.float32)
         self.vis = np.asarray(self.vis, dtype=bool)
         if self.tracks.ndim != 3 or self.tracks.shape[-1] != 2 or self.vis.shape != self.tracks.shape[:2]:
             raise ValueError(f"tracks must be (T, N, 2) and vis (T, N); got {self.tracks.shape}, {self.vis.shape}")
+        if self.on_robot is not None:
+            self.on_robot = np.asarray(self.on_robot, dtype=bool)
+            if self.on_robot.shape != self.tracks.shape[1:2]:
+                raise ValueError(f"on_robot must be ({self.num_points},); got {self.on_robot.shape}")
 
     @property
     def num_frames(self) -> int:
@@ -46,12 +55,16 @@ class TrackResult:
 
     def select(self, index) -> "TrackResult":
         """The tracks of a subset of points (index or boolean mask over N)."""
-        return TrackResult(self.tracks[:, index], self.vis[:, index])
+        on_robot = None if self.on_robot is None else self.on_robot[index]
+        return TrackResult(self.tracks[:, index], self.vis[:, index], on_robot)
 
     @staticmethod
     def concat(parts: list["TrackResult"]) -> "TrackResult":
+        """The points of every part side by side; `on_robot` only when every part knows it."""
+        known = all(p.on_robot is not None for p in parts)
         return TrackResult(np.concatenate([p.tracks for p in parts], axis=1),
-                           np.concatenate([p.vis for p in parts], axis=1))
+                           np.concatenate([p.vis for p in parts], axis=1),
+                           np.concatenate([p.on_robot for p in parts]) if known else None)
 
 
 def check_queries(queries: np.ndarray, num_frames: int) -> np.ndarray:

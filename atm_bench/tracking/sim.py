@@ -5,9 +5,11 @@ rendered scene (the same model the renderer draws, decimated meshes included) an
 first surface hit: that gives the 3-D point and the geom it lies on. The point is attached to
 that geom's body and expressed in the body's frame; at every frame it moves with the body
 (forward kinematics of the replayed state) and is projected through the camera, which for the
-wrist view moves with the arm. A point is invisible where it leaves the image, lies behind the
-camera, or where the depth buffer at its projected position is nearer than the point by more
-than a tolerance (something occludes it, or it is on a surface turned away).
+wrist view moves with the arm. The body also says whether the point is on the robot
+(`is_robot_body`), which stage 1 can use to train on the robot's or the objects' points alone.
+A point is invisible where it leaves the image, lies behind the camera, or where the depth
+buffer at its projected position is nearer than the point by more than a tolerance (something
+occludes it, or it is on a surface turned away).
 
 Why rays instead of a segmentation render at each query frame: ATM's sampling gives every
 point its own random query frame, so a segmentation pass would be needed at nearly every frame
@@ -23,6 +25,7 @@ for both axes. Images are upright (row 0 at the top), so image v grows along cam
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -41,6 +44,20 @@ TRACK_MARGIN = 1.0
 NO_HIT_DISTANCE = 20.0
 # Frames of body poses and depth handled at once when projecting (bounds memory for long videos).
 _FRAME_BLOCK = 64
+# robosuite names a robot's bodies by part and robot number: the arm `robot0_*`, its gripper
+# `gripper0_*` and the pedestal it stands on `mount0_*` (a LIBERO scene has these three; the
+# objects, fixtures and table have their own names).
+ROBOT_BODY_NAME = re.compile(r"(robot|gripper|mount)\d+_")
+
+
+def is_robot_body(name: str) -> bool:
+    """Whether a body of a robosuite scene is part of the robot (arm, gripper or mount)."""
+    return ROBOT_BODY_NAME.match(name) is not None
+
+
+def robot_bodies(model) -> np.ndarray:
+    """(nbody,) bool: the model's bodies that are part of the robot, by `is_robot_body`."""
+    return np.array([is_robot_body(model.body(b).name) for b in range(model.nbody)], dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -146,6 +163,7 @@ class SimReplay:
         if self.states.ndim != 2 or self.states.shape[1] < 1 + nq:
             raise ValueError(f"states must be (T, >= {1 + nq}) flattened MuJoCo states; got {self.states.shape}")
         self.views = list(views)
+        self.robot_body = robot_bodies(self.model)
         self.height, self.width = renderer.height, renderer.width
         self.visibility = visibility
         self.cam_ids = {v: self._camera_id(VIEW_CAMERAS.get(v, v)) for v in self.views}
@@ -251,7 +269,9 @@ class SimReplay:
         return bodies, local
 
     def track(self, view: str, queries: np.ndarray) -> TrackResult:
-        """Tracks (T, N, 2) and visibility (T, N) of query points (N, 3) = (frame, x, y)."""
+        """Tracks (T, N, 2), visibility (T, N) and whether each point is on the robot (N,), of
+        query points (N, 3) = (frame, x, y). A point stays on the body it was lifted onto, so
+        being on the robot at its query frame is being on the robot throughout."""
         queries = check_queries(queries, self.num_frames)
         bodies, local = self.lift(view, queries)
         T, n = self.num_frames, len(queries)
@@ -268,7 +288,7 @@ class SimReplay:
         # must not say otherwise.
         inside = (queries[:, 1] >= 0) & (queries[:, 1] < 1) & (queries[:, 2] >= 0) & (queries[:, 2] < 1)
         vis[queries[:, 0].astype(np.int64), np.arange(n)] |= inside
-        return TrackResult(tracks, vis)
+        return TrackResult(tracks, vis, self.robot_body[bodies])
 
     def _visible(self, view: str, start: int, xy: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """Visibility of points at frames start.. from their projection and the depth buffer."""

@@ -4,11 +4,16 @@
     data/demo_<i>/tracks/<view>/tracks   (T, N, 2) float32, normalised (x / W, y / H)
     data/demo_<i>/tracks/<view>/vis      (T, N) bool
     data/demo_<i>/tracks/<view>/query    (N, 3) float32 = (query frame, x, y), normalised
+    data/demo_<i>/tracks/<view>/on_robot (N,) bool, whether the point lies on the robot; only
+                                         where the tracker knows (the `sim` tracker), else absent
 
-`<view>` is `agentview` or `eye_in_hand`. A demo's tracks are written as a whole: into a
-scratch group that is renamed to `tracks` only once every view is written, then the file is
-flushed. An interrupted annotation leaves at most a scratch group, removed on the next run, so
-`tracks` is either complete or absent and annotation resumes demo by demo.
+`<view>` is `agentview` or `eye_in_hand`. Files from before `on_robot` existed read as tracks
+whose points' source is unknown (`ViewTracks.on_robot` None), as those of the other trackers.
+
+A demo's tracks are written as a whole: into a scratch group that is renamed to `tracks` only
+once every view is written, then the file is flushed. An interrupted annotation leaves at most a
+scratch group, removed on the next run, so `tracks` is either complete or absent and annotation
+resumes demo by demo.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ VIEWS = ("agentview", "eye_in_hand")
 GROUP = "tracks"
 SCRATCH = "tracks.partial"
 FORMAT_VERSION = 1
+ON_ROBOT = "on_robot"  # the optional per-point dataset (its absence: the source is unknown)
 
 
 @dataclass
@@ -43,6 +49,10 @@ class ViewTracks:
     @property
     def vis(self) -> np.ndarray:
         return self.result.vis
+
+    @property
+    def on_robot(self) -> np.ndarray | None:
+        return self.result.on_robot
 
 
 def write_demo_tracks(path: str | Path, demo: str, views: Mapping[str, ViewTracks], attrs: Mapping | None = None) -> None:
@@ -62,6 +72,8 @@ def write_demo_tracks(path: str | Path, demo: str, views: Mapping[str, ViewTrack
             g.create_dataset("tracks", data=vt.tracks.astype(np.float32), compression=COMPRESSION)
             g.create_dataset("vis", data=vt.vis.astype(bool), compression=COMPRESSION)
             g.create_dataset("query", data=np.asarray(vt.query, dtype=np.float32))
+            if vt.on_robot is not None:
+                g.create_dataset(ON_ROBOT, data=vt.on_robot)
         f.flush()
         if GROUP in group:
             del group[GROUP]
@@ -87,7 +99,8 @@ def read_tracks(path: str | Path, demo: str, view: str) -> ViewTracks:
             raise UserError(f"{path}: {demo} has no tracks for view '{view}' (has: {have or 'none'}); "
                             "annotate with `atm-bench tracks annotate`")
         g = group[key]
-        return ViewTracks(TrackResult(g["tracks"][()], g["vis"][()]), g["query"][()])
+        on_robot = g[ON_ROBOT][()] if ON_ROBOT in g else None
+        return ViewTracks(TrackResult(g["tracks"][()], g["vis"][()], on_robot), g["query"][()])
 
 
 def tracks_info(path: str | Path, demo: str) -> dict | None:

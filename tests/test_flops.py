@@ -40,6 +40,6 @@ def test_paper_step_cost_matches_reference_convention():
 
 def test_bc_step_counts_no_track_model():
     preset = get_preset("smoke")
-    bc = TrackGuidedPolicy(dataclasses.replace(preset.policy, language=True))
+    bc = TrackGuidedPolicy(dataclasses.replace(preset.policy, language=True, early_fusion=False, late_fusion=False))
     cost = measure_atm_step(TrackTransformer(preset.track_model), bc)
     assert cost.track_model_macs == 0 and cost.policy_macs > 0

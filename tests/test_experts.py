@@ -94,3 +94,25 @@ def test_expert_varies_with_seed():
 def test_plan_for_microwave_task_closes_door_after_putting_in():
     goals = parse_goal([["in", "mug_1", "microwave_1_heating_region"], ["close", "microwave_1"]])
     assert [s.skill for s in make_plan(goals)] == ["pick_place", "close"]
+
+
+def _disc(radius: float, n: int = 24, z: float = 0.0) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([radius * np.cos(t), radius * np.sin(t), np.full(n, z)], axis=1)
+
+
+def test_handle_tip_finds_a_pans_handle_not_a_bowls_rim():
+    from atm_bench.experts.primitives import handle_tip
+
+    bowl = np.concatenate([_disc(0.07), _disc(0.07, z=0.05)])
+    assert handle_tip(bowl) is None
+    # a pan: a 10 cm disc with a 13 cm bar, 2.6 cm wide, along +y
+    bar = np.array([[x, y, z] for x in (-0.013, 0.013) for y in (0.1, 0.23) for z in (0.03, 0.045)])
+    pan = np.concatenate([_disc(0.1), _disc(0.1, z=0.04), bar])
+    tip, inward = handle_tip(pan)
+    assert tip == pytest.approx([0.0, 0.23], abs=1e-6)
+    assert inward == pytest.approx([0.0, -1.0], abs=1e-6)
+    # a mug: its handle sticks out only a few centimetres
+    ear = np.array([[x, y, z] for x in (-0.01, 0.01) for y in (0.04, 0.06) for z in (0.02, 0.07)])
+    mug = np.concatenate([_disc(0.04), _disc(0.04, z=0.09), ear])
+    assert handle_tip(mug) is None

@@ -97,7 +97,73 @@ def grasp_pose(ctx: Ctx, obj: str) -> tuple[np.ndarray, float]:
     knob = _top_knob(pts, centre, w_minor)
     if knob is not None:
         return knob
-    return _rim_grasp(ctx, obj, pts, top)
+    handle = handle_grasp(sc, obj)
+    if handle is not None:
+        return handle
+    pts = _without_handle(sc, obj, pts, w_minor)  # a pan whose handle is crowded: by the rim
+    return _rim_grasp(ctx, obj, pts, float(pts[:, 2].max()))
+
+
+LONG_HANDLE_REACH = 0.12  # a handle's tip this far from the footprint's centre: a pan's, not a mug's
+
+
+def long_handle(sc: Scene, obj: str, reach: float = LONG_HANDLE_REACH) -> tuple[np.ndarray, np.ndarray] | None:
+    """A long narrow handle sticking out of a wide object (a frying pan's): see `handle_tip`."""
+    return handle_tip(sc.extent(obj).points, reach)
+
+
+def handle_tip(pts: np.ndarray, reach: float = LONG_HANDLE_REACH) -> tuple[np.ndarray, np.ndarray] | None:
+    """The tip's centre (x, y) of a long narrow handle in a point set's footprint (an end of the
+    long axis at least `reach` from the footprint's centre and under 3 cm wide), and the
+    horizontal unit direction from the tip along the bar into the body. None without one."""
+    centre, minor, major, _, _ = _footprint_axes(pts)
+    rel = pts[:, :2] - centre
+    pM, pm = rel @ major, rel @ minor
+    for sgn in (1.0, -1.0):
+        end = sgn * pM
+        tip = end > end.max() - 0.012
+        if end.max() < reach or np.ptp(pm[tip]) > 0.03:
+            continue
+        xy = centre + major * sgn * end.max() + minor * float(pm[tip].mean())
+        return xy, -sgn * major / np.linalg.norm(major)
+    return None
+
+
+def handle_grasp(sc: Scene, obj: str) -> tuple[np.ndarray, float] | None:
+    """A top-down grasp across a long handle, fingers square to the bar, at the point along it
+    (2.5-9.5 cm in from the tip) with nothing taller than the bar within the hand's reach (7 cm
+    around it: the open fingers and the palm); fingertips just under the bar's top (found by a
+    ray). None without a handle or without such a free point (a moka pot beside the handle)."""
+    found = long_handle(sc, obj)
+    if found is None:
+        return None
+    tip, inward = found
+    geoms = set(sc.object_geoms(sc.root_body(obj)))
+    robot = _robot_geoms(sc)
+    for back in (0.035, 0.025, 0.05, 0.065, 0.08, 0.095):
+        xy = tip + inward * back
+        top, geom = surface_hit(sc, xy, robot)
+        if geom not in geoms:
+            continue
+        z = max(top - 0.014, sc.table_z + 0.012)
+        # collision points, not rays: many objects' collision geoms are invisible, which rays skip
+        near = _obstacle_points(sc, obj, above=z - 0.005)
+        rel = near[:, :2] - xy
+        axis = np.array([-inward[1], inward[0]])  # the fingers' (and the palm's long) axis
+        fingers = np.linalg.norm(rel, axis=1) < 0.075
+        palm = (np.abs(rel @ axis) < 0.12) & (np.abs(rel @ inward) < 0.04) & (near[:, 2] > z + 0.03)
+        if not np.any(fingers | palm):
+            return np.array([xy[0], xy[1], z]), yaw_for_axis(axis)
+    return None
+
+
+def _without_handle(sc: Scene, obj: str, pts: np.ndarray, width: float) -> np.ndarray:
+    """An object's points less its long handle (the rim of a pan, for a rim grasp)."""
+    found = long_handle(sc, obj)
+    if found is None:
+        return pts
+    _, inward = found
+    return pts[(pts[:, :2] - sc.body_pos(obj)[:2]) @ -inward < 0.5 * width + 0.01]
 
 
 def _top_knob(pts: np.ndarray, centre: np.ndarray, width: float) -> tuple[np.ndarray, float] | None:
@@ -199,12 +265,16 @@ def pick(ctx: Ctx, obj: str) -> Actions:
     ctx.grip = OPEN
     yield from transit(ctx, above, yaw, skip={obj})
     yield from move_to(ctx, pos, down_rot(yaw), OPEN, tol=0.006, max_steps=60, speed=0.6, stall_steps=6)
+    closed_at = sc.eef_pos
     yield from hold(ctx, ctx.style.close_steps, CLOSE, down_rot(yaw))
     lift = sc.eef_pos + np.array([0.0, 0.0, 0.06])
     yield from move_to(ctx, lift, down_rot(yaw), CLOSE, tol=0.01, max_steps=30, speed=0.6)
-    held = sc.gripper_width > 0.004 and sc.body_pos(obj)[2] > z0 + 0.025
+    dz = sc.body_pos(obj)[2] - z0
+    # an object lifted by its edge (a pan by the rim) tilts: its origin rises less than the hand
+    held = sc.gripper_width > 0.004 and (dz > 0.025 or (dz > 0.012 and sc.gripper_touches(sc.root_body(obj))))
     ctx.held = obj if held else None
-    ctx.log.append(f"pick {obj}: held={held} width={sc.gripper_width:.3f} dz={sc.body_pos(obj)[2] - z0:.3f}")
+    ctx.log.append(f"pick {obj}: held={held} width={sc.gripper_width:.3f} dz={sc.body_pos(obj)[2] - z0:.3f} "
+                   f"grasp={pos.round(3)} yaw={yaw:.2f} closed_at={closed_at.round(3)}")
     return held
 
 
@@ -714,19 +784,24 @@ def insert(ctx: Ctx, obj: str, region: str) -> Actions:
     only the object enters: the hand stays outside, above the handle.
     """
     sc = ctx.scene
-    found = _side_handle(sc.extent(obj).points)
+    long = long_handle(sc, obj)
+    pan = handle_grasp(sc, obj) if long is not None else None
+    found = (np.array([*long[0], 0.0]), long[1]) if pan is not None else _side_handle(sc.extent(obj).points)
     if found is None:
         ctx.log.append(f"insert {obj}: no handle")
         return False
     point, inward = found
     out = _opening(sc, region)
     z0 = sc.body_pos(obj)[2]
-    pts = sc.extent(obj).points
-    bar = pts[np.linalg.norm(pts[:, :2] - point[:2], axis=1) < 0.012]
-    if len(bar) == 0:
-        ctx.log.append(f"insert {obj}: no handle bar to hold")
-        return False
-    grasp = np.array([point[0], point[1], float(bar[:, 2].max()) - 0.03])
+    if pan is not None:  # a pan's long handle: where it is free to hold
+        grasp = pan[0]
+    else:
+        pts = sc.extent(obj).points
+        bar = pts[np.linalg.norm(pts[:, :2] - point[:2], axis=1) < 0.012]
+        if len(bar) == 0:
+            ctx.log.append(f"insert {obj}: no handle bar to hold")
+            return False
+        grasp = np.array([point[0], point[1], float(bar[:, 2].max()) - 0.03])
     # fingers across the handle, deep on its outer bar (long pads resist the body's swing); the
     # hand's long side stays level with the opening, which it must not enter
     yaw = yaw_for_axis(np.array([-inward[1], inward[0]]))
@@ -736,7 +811,11 @@ def insert(ctx: Ctx, obj: str, region: str) -> Actions:
     yield from hold(ctx, ctx.style.close_steps, CLOSE, down_rot(yaw))
     floor = sc.site_pos(region)[2] - sc.site_half_size(region)[2]
     below = sc.eef_pos[2] - sc.extent(obj).lo[2]
-    carry_z = max(floor, sc.table_z) + 0.035 + below
+    gap = 0.035
+    if pan is not None:  # a pan sags from its handle: carry it higher, as far as the region's height allows
+        room = sc.site_pos(region)[2] + sc.site_half_size(region)[2] + 0.02 - floor - float(sc.extent(obj).size[2])
+        gap = float(np.clip(room - 0.01, 0.02, 0.06))
+    carry_z = max(floor, sc.table_z) + gap + below
     yield from move_to(ctx, np.array([*sc.eef_pos[:2], carry_z + 0.05]), down_rot(yaw), CLOSE, tol=0.01,
                        max_steps=40, speed=0.6)
     if sc.body_pos(obj)[2] < z0 + 0.02:
@@ -756,7 +835,7 @@ def insert(ctx: Ctx, obj: str, region: str) -> Actions:
                        max_steps=120, speed=0.7)
     yield from move_to(ctx, np.array([*outside, carry_z]), down_rot(carry_yaw), CLOSE, tol=0.01, max_steps=30,
                        speed=0.5)
-    yield from move_to(ctx, np.array([*goal, carry_z]), down_rot(carry_yaw), CLOSE, tol=0.008, max_steps=80, speed=0.4)
+    yield from move_to(ctx, np.array([*goal, carry_z]), down_rot(carry_yaw), CLOSE, tol=0.008, max_steps=140, speed=0.4)
     yield from move_to(ctx, np.array([*goal, carry_z - 0.03]), down_rot(carry_yaw), CLOSE, tol=0.006, max_steps=20,
                        speed=0.3, stall_steps=4)
     ctx.log.append(f"insert {obj} into {region}: at={sc.eef_pos.round(3)} obj={sc.body_pos(obj).round(3)}")

@@ -116,3 +116,28 @@ def test_handle_tip_finds_a_pans_handle_not_a_bowls_rim():
     ear = np.array([[x, y, z] for x in (-0.01, 0.01) for y in (0.04, 0.06) for z in (0.02, 0.07)])
     mug = np.concatenate([_disc(0.04), _disc(0.04, z=0.09), ear])
     assert handle_tip(mug) is None
+
+
+def _box_footprint(length: float, width: float, angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    corners = [(a * length / 2, b * width / 2) for a in (-1, 1) for b in (-1, 1)]
+    return np.array([[c * x - s * y, s * x + c * y, z] for x, y in corners for z in (0.0, 0.13)])
+
+
+@pytest.mark.parametrize("angle", [-1.2, -0.4, 0.3, 1.0])
+def test_slot_turn_lays_a_book_along_a_narrow_compartment(angle):
+    from atm_bench.experts.primitives import slot_turn
+
+    book = _box_footprint(0.11, 0.028, angle)
+    turn = slot_turn(book, np.array([0.028, 0.062, 0.036]), yaw=0.0)  # the caddy's front compartment: long in y
+    along = (angle + turn) % np.pi
+    assert min(abs(along - np.pi / 2), abs(along + np.pi / 2 - np.pi)) < 1e-6  # the book's long side along y
+    assert abs(turn) <= np.pi + 1e-9
+
+
+def test_slot_turn_leaves_what_fits_or_is_not_long():
+    from atm_bench.experts.primitives import slot_turn
+
+    assert slot_turn(_box_footprint(0.11, 0.028, np.pi / 2), np.array([0.028, 0.062, 0.04]), 0.0) == 0.0  # aligned
+    assert slot_turn(_box_footprint(0.06, 0.05, 0.7), np.array([0.03, 0.03, 0.04]), 0.0) == 0.0  # a box, not a book
+    assert slot_turn(_box_footprint(0.11, 0.028, 0.7), np.array([0.2, 0.2, 0.04]), 0.0) == 0.0  # a wide basket

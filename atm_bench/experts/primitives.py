@@ -300,8 +300,21 @@ def place(ctx: Ctx, obj: str, target: str, clearance: float = 0.012, at: np.ndar
     offset = sc.body_pos(obj)[:2] - hand[:2]
     below = hand[2] - sc.extent(obj).lo[2]
     exclude = _robot_geoms(sc) | set(sc.object_geoms(sc.root_body(obj)))
+    yaw = _current_yaw(sc)
+    turn = 0.0
+    if sc.is_site(target) and at is None:
+        # a slot (a caddy's compartment): turn the held object so its footprint lies along it,
+        # and aim at the slot's centre (the free-spot search assumes the object's present turn)
+        turn = slot_turn(sc.extent(obj).points, sc.site_half_size(target), yaw)
+        if turn:
+            c, s_ = np.cos(turn), np.sin(turn)
+            offset = np.array([[c, -s_], [s_, c]]) @ offset
+            yaw += turn
+            ctx.log.append(f"place {obj}: turned {turn:.2f} to fit {target}")
     if at is not None:
         centre = np.asarray(at, dtype=np.float64)
+    elif turn:
+        centre = sc.site_pos(target)[:2]
     elif _is_drawer_region(sc, target):
         centre = _drawer_spot(sc, obj, target, exclude)
     elif sc.is_site(target):
@@ -311,14 +324,49 @@ def place(ctx: Ctx, obj: str, target: str, clearance: float = 0.012, at: np.ndar
     goal_xy = centre - offset + ctx.jitter(2)
     support = surface_z(sc, goal_xy + offset, exclude)
     release_z = support + clearance + below
-    yaw = _current_yaw(sc)
     above = np.array([goal_xy[0], goal_xy[1], release_z + ctx.style.hover * 0.6])
+    if turn and sc.site_parent(target) is not None:  # line up over the slot clear of its walls
+        above[2] = max(above[2], float(sc.extent(sc.site_parent(target)).hi[2]) + 0.02 + below)
     yield from transit(ctx, above, yaw, skip={obj}, below_hand=below)
+    if turn:
+        # a slot leaves millimetres: centre the footprint (not the origin, which a swinging
+        # object carries off its centre) over the slot before going down
+        for _ in range(2):
+            err = centre - _footprint_axes(sc.extent(obj).points)[0]
+            goal_xy = sc.eef_pos[:2] + err
+            yield from move_to(ctx, np.array([goal_xy[0], goal_xy[1], above[2]]), down_rot(yaw), CLOSE, tol=0.003,
+                               max_steps=25, speed=0.4)
     yield from move_to(ctx, np.array([goal_xy[0], goal_xy[1], release_z]), down_rot(yaw), CLOSE,
-                       tol=0.006, max_steps=50, speed=0.5, stall_steps=4)
+                       tol=0.006, max_steps=50, speed=0.5 if not turn else 0.35, stall_steps=4)
     ctx.log.append(f"place {obj} on {target}: support={support:.3f} release_z={release_z:.3f} at={sc.eef_pos.round(3)}")
     yield from release(ctx)
     return True
+
+
+def slot_turn(pts: np.ndarray, half: np.ndarray, yaw: float) -> float:
+    """How far (rad) to turn a held object about the vertical so that its footprint fits a
+    region with world-axis half sizes `half`: 0 unless it is long and flat (a book: twice as
+    long as thick) and long next to the region (a can into a basket: never). Else its long axis goes along one of the region's axes, the region's
+    long one, or for a near-square region whichever needs the smaller turn; of the two turns
+    that do (the footprint is symmetric), the one that leaves the hand's yaw nearest zero."""
+    _, minor, major, w_minor, w_major = _footprint_axes(pts)
+    half = np.asarray(half, dtype=np.float64)[:2]
+    if w_major < 2.0 * w_minor or w_major < 0.8 * 2.0 * float(half.min()):
+        return 0.0  # not a flat, long thing (a book), or it fits whatever its turn
+    current = float(np.arctan2(major[1], major[0]))
+    if max(half) > 1.3 * min(half):
+        goals = [0.0 if half[0] > half[1] else np.pi / 2]
+    else:
+        goals = [0.0, np.pi / 2]
+    best = None
+    for g in goals:
+        d = (g - current + np.pi / 2) % np.pi - np.pi / 2  # in [-pi/2, pi/2): the long axis is a line
+        for turn in (d, d - np.pi, d + np.pi):
+            key = (round(abs(d), 6), abs(yaw + turn))
+            if best is None or key < best[0]:
+                best = (key, turn)
+    turn = float(best[1])
+    return 0.0 if abs((turn + np.pi / 2) % np.pi - np.pi / 2) < 0.05 else turn
 
 
 def _region_spot(sc: Scene, obj: str, region: str) -> np.ndarray:

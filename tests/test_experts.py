@@ -141,3 +141,12 @@ def test_slot_turn_leaves_what_fits_or_is_not_long():
     assert slot_turn(_box_footprint(0.11, 0.028, np.pi / 2), np.array([0.028, 0.062, 0.04]), 0.0) == 0.0  # aligned
     assert slot_turn(_box_footprint(0.06, 0.05, 0.7), np.array([0.03, 0.03, 0.04]), 0.0) == 0.0  # a box, not a book
     assert slot_turn(_box_footprint(0.11, 0.028, 0.7), np.array([0.2, 0.2, 0.04]), 0.0) == 0.0  # a wide basket
+
+
+def test_plan_closes_an_already_open_drawer_before_opening_another():
+    goals = parse_goal([["close", "cab_bottom_region"], ["open", "cab_top_region"]])
+    plan = make_plan(goals, is_drawer=lambda r: r.startswith("cab_"))
+    assert plan == [Step("close", "cab_bottom_region"), Step("open", "cab_top_region")]
+    # a drawer the plan opens itself is still closed last
+    goals = parse_goal([["in", "bowl_1", "cab_top_region"], ["close", "cab_top_region"]])
+    assert [s.skill for s in make_plan(goals, is_drawer=lambda r: r.startswith("cab_"))] == ["open", "pick_place", "close"]

@@ -65,6 +65,8 @@ def make_plan(
     is_drawer(region): the region is inside an articulated container (a drawer's region, the
     microwave) that must be open to put something in and is closed afterwards if asked.
     is_pushable(obj, target): slide the object along the table instead of lifting it (a plate).
+    A drawer the plan opens is closed last; one it does not open (open to begin with) first;
+    anything else (the microwave's door) last.
     """
     opens, turns, places, closes = [], [], [], []
     opened: set[str] = set()
@@ -85,7 +87,11 @@ def make_plan(
                 opens.append(Step("open", target))
                 opened.add(target)
             places.append(Step("push" if is_pushable(obj, target) else "pick_place", obj, target))
-    return opens + turns + _stack_order(places) + closes
+    # closing what the plan does not open itself goes first: an open drawer above it would
+    # hang over its handle (close the bottom drawer, open the top one)
+    early = [s for s in closes if is_drawer(s.obj) and s.obj not in opened]
+    late = [s for s in closes if s not in early]
+    return early + opens + turns + _stack_order(places) + late
 
 
 def _stack_order(places: list[Step]) -> list[Step]:

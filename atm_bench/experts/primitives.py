@@ -658,7 +658,10 @@ def open_drawer(ctx: Ctx, region: str, max_steps: int = 90) -> Actions:
     # (turning it near the cabinet, or from a wound-up wrist, swings the arm into the cabinet)
     staging = handle + pull * 0.16 + np.array([0.0, 0.0, 0.05])
     ctx.grip = OPEN
-    yield from transit(ctx, staging, 0.0, skip=set())
+    # from in front of the cabinet (after closing its other drawer) no need to climb over it:
+    # a path over a tall cabinet's top can be out of the arm's reach
+    in_front = float((sc.eef_pos - handle)[:2] @ pull[:2]) > 0.03
+    yield from transit(ctx, staging, 0.0, skip={sc.site_parent(region)} if in_front else set())
     yield from move_to(ctx, staging, rot, OPEN, tol=0.015, rot_tol=0.1, max_steps=50, speed=0.7)
     yield from move_to(ctx, pre, rot, OPEN, tol=0.01, rot_tol=0.1, max_steps=60, speed=0.7)
     yield from move_to(ctx, handle, rot, OPEN, tol=0.006, max_steps=40, speed=0.5, stall_steps=5)
@@ -715,6 +718,9 @@ def close_drawer(ctx: Ctx, region: str, max_steps: int = 90, pitch: float = 0.8)
     yield from move_to(ctx, sc.eef_pos + pull * 0.05 + np.array([0.0, 0.0, 0.05]), rot, CLOSE, tol=0.015, max_steps=25)
     yield from move_to(ctx, sc.eef_pos + np.array([0.0, 0.0, 0.03]), down_rot(0.0), OPEN, tol=0.02, rot_tol=0.1,
                        max_steps=30)
+    # back toward the rest posture: from the pitched hand low at a cabinet the arm can be left
+    # stretched so that the next skill's moves stall at a joint limit (open another drawer)
+    yield from move_to(ctx, sc.home, down_rot(0.0), OPEN, tol=0.03, rot_tol=0.1, max_steps=40, speed=0.7)
     return True
 
 

@@ -56,6 +56,7 @@ class Scene:
             self._gripper_geoms = {g for g in range(self.model.ngeom) if int(self.model.geom_bodyid[g]) in bodies}
         self._geom_cache: dict[str, list[int]] = {}
         self.table_z = self._table_height()
+        self.home = self.eef_pos  # the hand where the episode starts (the arm's rest posture)
 
     def _has_body(self, name: str) -> bool:
         return mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, name) >= 0

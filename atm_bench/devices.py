@@ -84,16 +84,18 @@ def fallback_line(names: list[str], device: str) -> str | None:
     return f"[device] {device}: {', '.join(names)} run on the CPU (no CUDA path: \"cuda\" is not in their `devices`)"
 
 
-def egl_render_devices(device: str) -> tuple[int, ...]:
+def egl_render_devices(device: str, own: bool = False) -> tuple[int, ...]:
     """The EGL devices evaluation's env workers render on, spread one per worker in turn (`()`:
     leave MuJoCo's default). Only for a CUDA run with `MUJOCO_GL=egl` and no
     `MUJOCO_EGL_DEVICE_ID` of the user's: the visible GPUs, named as robosuite names them, by their
     physical index (`CUDA_VISIBLE_DEVICES`' entries when set), which the NVIDIA EGL driver lists in
-    the same order."""
+    the same order. `own`: only `device`'s own GPU (a torchrun process, one GPU per process)."""
     if not is_cuda(device) or os.environ.get("MUJOCO_GL") != "egl" or "MUJOCO_EGL_DEVICE_ID" in os.environ:
         return ()
     count = torch.cuda.device_count()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     physical = [int(x) for x in visible.split(",") if x.strip().isdigit()] if visible else list(range(count))
+    if own:
+        return (physical[torch.device(device).index or 0],)
     return tuple(physical[:count])
 

@@ -330,6 +330,7 @@ class R3MAgent(BCAgent):
     """R3M-finetune. Acting, FLOPs and saving are BC's (`ATMAgent` with a language policy)."""
 
     name: ClassVar[str] = "r3m"
+    distributed_training: ClassVar[bool] = False  # R3M's pre-training does not run under DDP
     context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress", "text_encoder",
                                                  "r3m_weights", "device")
 

@@ -247,6 +247,7 @@ class VPTAgent(BCAgent):
     when acting); `save` also keeps the IDM, its report and the pseudo-labels."""
 
     name: ClassVar[str] = "vpt"
+    distributed_training: ClassVar[bool] = False  # pseudo-labelling writes files from one process
     context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "progress", "text_encoder", "device")
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,

@@ -134,6 +134,7 @@ def test_env_workers_render_on_the_visible_gpus_in_turn(monkeypatch):
     monkeypatch.delenv("MUJOCO_EGL_DEVICE_ID", raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
     assert egl_render_devices("cuda:0") == (2, 5) and egl_render_devices("cpu") == ()
+    assert egl_render_devices("cuda:1", own=True) == (5,)  # a torchrun process renders on its own GPU
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert egl_render_devices("cuda:1") == (0, 1)
     monkeypatch.setenv("MUJOCO_EGL_DEVICE_ID", "1")

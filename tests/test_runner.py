@@ -177,8 +177,8 @@ def test_retraining_without_the_checkpoint_keeps_records_when_it_gives_the_same_
     runner.rendering = (32, "fast")  # what `run` reads from the split's data before training
     agent = Fake()
     monkeypatch.setattr(runner, "build_agent", lambda *args: agent)
-    monkeypatch.setattr(runner, "_record_flops", lambda *args: None)
-    monkeypatch.setattr(runner, "_measure_serial", lambda *args: None)
+    monkeypatch.setattr(runner, "record_agent_flops", lambda *args: None)
+    monkeypatch.setattr(runner, "measure_serial", lambda *args: None)
     monkeypatch.setattr(runner_module, "run_evaluation", lambda *a, **k: SimpleNamespace(run=lambda: None, stats=None))
     manifest, store = SimpleNamespace(manifest_sha256="m" * 64), ResultsStore(runner.out / "results.jsonl")
     checkpoint = runner.out / "agents" / "bc" / "seed0" / "checkpoint"

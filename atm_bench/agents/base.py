@@ -172,6 +172,10 @@ class Agent(ABC):
     context_fields: ClassVar[tuple[str, ...] | None] = None
     # The device kinds it trains and acts on (in a run on CUDA an agent without "cuda" runs on the CPU, with one line: `atm_bench.devices.agent_device`).
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    # True: its `fit` can run in every process under torchrun (each training step calls its models
+    # through `atm_bench.learning.distributed.data_parallel`, and only rank 0 writes); else the
+    # runner under torchrun trains it in rank 0 alone while the other processes wait.
+    distributed_training: ClassVar[bool] = False
 
     @classmethod
     def from_context(cls, context: RunContext) -> "Agent":

@@ -37,6 +37,7 @@ from atm_bench.presets import Preset, get_preset, training_view, with_training_s
 class ATMAgent(WindowedAgent):
     name: ClassVar[str] = "atm"
     uses_track_model: ClassVar[bool] = True  # False: the BC family (language token, no tracks)
+    distributed_training: ClassVar[bool] = True  # both stages train under DDP (subclasses that add steps say False)
     context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "track_model_dir", "progress",
                                                  "text_encoder", "device")
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")

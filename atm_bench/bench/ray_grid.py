@@ -25,13 +25,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import ray
 
-from atm_bench.bench.evaluation import EvalStats, run_evaluation, serial_throughput
-from atm_bench.bench.results import ResultsStore
+from atm_bench.bench.evaluation import serial_throughput
 from atm_bench.bench.runner import Plan, Runner
 from atm_bench.bench.stages import Stage
 from atm_bench.devices import is_cuda
@@ -41,10 +39,6 @@ RETRIES = 2  # Ray reruns a task whose worker died this many times
 EVAL_GPU_SHARE = 0.25  # an evaluation shard's policy takes little of a GPU: four shards share one
 FORWARDED_ENV = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "MUJOCO_EGL_DEVICE_ID", "OMP_WAIT_POLICY", "HF_HOME",
                  "ATM_BENCH_CACHE", "TRANSFORMERS_OFFLINE", "HF_HUB_OFFLINE")
-
-
-def shard_path(out: Path, name: str, seed: int, task: int) -> Path:
-    return out / "shards" / name / f"seed{seed}" / f"task{task}.jsonl"
 
 
 # -- what a worker runs -----------------------------------------------------------------------
@@ -86,11 +80,7 @@ def measure_job(config, plan: Plan, name: str, seed: int, flops: bool, serial: b
 
 def eval_job(config, plan: Plan, name: str, seed: int, task: int) -> dict[str, Any] | None:
     runner = _worker_runner(config, plan)
-    agent = _agent(runner, plan, name, seed)
-    evaluator = run_evaluation(agent, runner.eval_config(name, seed, (task,)), runner.out, progress=False,
-                               results=shard_path(runner.out, name, seed, task))
-    evaluator.run()
-    return evaluator.stats.to_dict() if evaluator.stats is not None else None
+    return runner.evaluate_shard(_agent(runner, plan, name, seed), name, seed, task)
 
 
 # -- the driver -----------------------------------------------------------------------------------
@@ -215,7 +205,7 @@ class RayGrid:
 
             self._submit(measure_job, (self.config, plan, name, seed, flops, serial), {"num_cpus": 1}, measured)
         for task in self.runner.pending_tasks(name, seed):  # a shard a killed driver left: merged first
-            self._merge(name, seed, task)
+            runner.merge_shard(name, seed, task)
         tasks = runner.pending_tasks(name, seed)
         if not tasks:
             return
@@ -225,32 +215,11 @@ class RayGrid:
 
         def shard_done(task: int, stats: dict[str, Any] | None) -> None:
             shards[task] = stats
-            self._merge(name, seed, task)
+            runner.merge_shard(name, seed, task)
             if len(shards) == len(tasks):
-                self._evaluated(name, seed, [s for s in shards.values() if s], time.perf_counter() - started)
+                runner.record_shards(name, seed, [s for s in shards.values() if s], time.perf_counter() - started)
 
         for task in tasks:
             resources = {"num_cpus": n_envs, **({"num_gpus": EVAL_GPU_SHARE} if is_cuda(runner.devices[name]) else {})}
             self._submit(eval_job, (self.config, plan, name, seed, task), resources,
                          lambda stats, task=task: shard_done(task, stats))
-
-    def _merge(self, name: str, seed: int, task: int) -> None:
-        runner = self.runner
-        main = ResultsStore(runner.out / "results.jsonl")
-        added = main.absorb(ResultsStore(shard_path(runner.out, name, seed, task)))
-        if added:
-            runner.display.episode_finished(added)
-            runner.display.line(f"  eval {name} seed {seed} task {task}: {added} episode(s) merged")
-
-    def _evaluated(self, name: str, seed: int, shards: list[dict[str, Any]], seconds: float) -> None:
-        """All shards of one agent and seed merged: its evaluation time and throughput (the
-        shards' stepping summed, as the local loop sums its tasks')."""
-        runner = self.runner
-        runner.timing.add(f"eval/{name}/seed{seed}", seconds)
-        if shards:
-            stats = EvalStats(episodes=sum(s["episodes"] for s in shards), env_steps=sum(s["env_steps"] for s in shards),
-                              seconds=round(sum(s["seconds"] for s in shards), 3),
-                              wall_seconds=round(seconds, 3), n_envs=max(s["n_envs"] for s in shards))
-            runner.update_throughput(name, seed=seed, vector=stats.to_dict())
-            runner.display.line(f"  eval {name} seed {seed}: {stats.env_steps} env steps of {stats.episodes} "
-                                f"episodes in {len(shards)} shard(s): {stats.steps_per_second:.1f} env steps/s")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from atm_bench.agents.base import RunContext, TaskInfo, builtin_names, get_agent, make_agent
-from atm_bench.bench.evaluation import EvalConfig, run_evaluation, serial_throughput
+from atm_bench.bench.evaluation import EvalConfig, EvalStats, run_evaluation, serial_throughput
 from atm_bench.bench.results import KEY_FIELDS, ResultsStore, record_key
 from atm_bench.bench.stages import DataStage, Stage, TrackModelStage, TracksStage, TrainStage, tree_digest
 from atm_bench.bench.timing import StageTimes
@@ -42,6 +42,7 @@ from atm_bench.envs.libero.spaces import zero_observation
 from atm_bench.envs.libero.suites import get_suite
 from atm_bench.errors import UserError
 from atm_bench.io import JsonFile, write_json_atomic
+from atm_bench.learning.distributed import rank_and_world
 from atm_bench.paths import cache_subdir
 from atm_bench.presets import get_preset, with_point_source
 from atm_bench.progress import RunDisplay
@@ -51,6 +52,12 @@ from atm_bench.tracking.sampling import SamplingConfig
 
 ALL_AGENTS = builtin_names()  # the registry's order: cheap references first
 SERIAL_STEPS = 100  # the serial throughput loop's env steps (capped at one episode's horizon)
+
+
+def shard_path(out: Path, name: str, seed: int, task: int) -> Path:
+    """Where an evaluation shard (one task's episodes of one agent and seed) run by another
+    process appends its episodes until the runner merges them into `results.jsonl`."""
+    return out / "shards" / name / f"seed{seed}" / f"task{task}.jsonl"
 
 
 @dataclass(frozen=True)
@@ -332,13 +339,13 @@ class Runner:
                           n_envs=self.preset.eval.n_envs, image_size=self.rendering[0],
                           render_quality=self.rendering[1], horizon=self.horizon,
                           asynchronous=self.preset.eval.n_envs > 1,
-                          render_devices=egl_render_devices(self.config.device))
+                          render_devices=egl_render_devices(self.config.device, own=rank_and_world()[1] > 1))
 
     def run_agent(self, name: str, seed: int, manifest, track_model_dir: Path | None, track_key: str) -> None:
         agent = self.build_agent(name, seed, track_model_dir)
         if not agent.privileged:  # the scripted expert needs no training
-            self._train(name, seed, agent, manifest, track_key)
-        self._record_flops(name, agent)
+            self.train_agent(name, seed, agent, manifest, track_key)
+        self.record_agent_flops(name, agent)
         config = self.eval_config(name, seed)
         with self.timed(f"eval/{name}/seed{seed}", agent=name, seed=seed):
             evaluator = run_evaluation(agent, config, self.out, progress=self.progress)
@@ -348,9 +355,9 @@ class Runner:
                 self.update_throughput(name, seed=seed, vector=stats.to_dict())
                 self.display.line(f"  eval {name} seed {seed}: {stats.env_steps} env steps of {stats.episodes} "
                                   f"episodes on {stats.n_envs} env(s): {stats.steps_per_second:.1f} env steps/s")
-        self._measure_serial(name, agent, config)
+        self.measure_serial(name, agent, config)
 
-    def _train(self, name: str, seed: int, agent, manifest, track_key: str) -> None:
+    def train_agent(self, name: str, seed: int, agent, manifest, track_key: str) -> None:
         """Load the agent's checkpoint when its training stage is current, else train it; new
         weights supersede the episodes, FLOPs and throughput recorded for the earlier ones."""
         stage = self.train_stage(name, seed, agent, manifest, track_key)
@@ -384,6 +391,37 @@ class Runner:
         with self.flops.edit() as flops:
             flops.pop(name, None)
 
+    # -- evaluation shards (run by other processes: `--executor ray`, torchrun) -------------
+
+    def merge_shard(self, name: str, seed: int, task: int) -> int:
+        """A finished (or a killed process's partial) shard's episodes into `results.jsonl`; an
+        episode already there is not added again, then the shard file goes."""
+        added = ResultsStore(self.out / "results.jsonl").absorb(ResultsStore(shard_path(self.out, name, seed, task)))
+        if added:
+            self.display.episode_finished(added)
+            self.display.line(f"  eval {name} seed {seed} task {task}: {added} episode(s) merged")
+        return added
+
+    def record_shards(self, name: str, seed: int, shards: list[dict[str, Any]], seconds: float) -> None:
+        """All shards of one agent and seed merged: its evaluation time and throughput (the
+        shards' stepping summed, as the local loop sums its tasks')."""
+        self.timing.add(f"eval/{name}/seed{seed}", seconds)
+        if not shards:
+            return
+        stats = EvalStats(episodes=sum(s["episodes"] for s in shards), env_steps=sum(s["env_steps"] for s in shards),
+                          seconds=round(sum(s["seconds"] for s in shards), 3),
+                          wall_seconds=round(seconds, 3), n_envs=max(s["n_envs"] for s in shards))
+        self.update_throughput(name, seed=seed, vector=stats.to_dict())
+        self.display.line(f"  eval {name} seed {seed}: {stats.env_steps} env steps of {stats.episodes} "
+                          f"episodes in {len(shards)} shard(s): {stats.steps_per_second:.1f} env steps/s")
+
+    def evaluate_shard(self, agent, name: str, seed: int, task: int) -> dict[str, Any] | None:
+        """One task's episodes of this agent and seed into its shard file; its throughput."""
+        evaluator = run_evaluation(agent, self.eval_config(name, seed, (task,)), self.out, progress=False,
+                                   results=shard_path(self.out, name, seed, task))
+        evaluator.run()
+        return evaluator.stats.to_dict() if evaluator.stats is not None else None
+
     # -- throughput -----------------------------------------------------------------------
 
     def update_throughput(self, name: str, seed: int | None = None, vector: dict[str, Any] | None = None,
@@ -408,7 +446,7 @@ class Runner:
     def needs_serial(self, name: str) -> bool:
         return "serial" not in self.throughput.read().get("agents", {}).get(name, {})
 
-    def _measure_serial(self, name: str, agent, config) -> None:
+    def measure_serial(self, name: str, agent, config) -> None:
         """Once per agent and run: the same agent in a plain serial loop (one env, this process)."""
         if not self.needs_serial(name):
             return
@@ -426,7 +464,7 @@ class Runner:
     def needs_flops(self, name: str, agent) -> bool:
         return not (name in self.flops.read() or agent.privileged)
 
-    def _record_flops(self, name: str, agent) -> None:
+    def record_agent_flops(self, name: str, agent) -> None:
         if self.needs_flops(name, agent):
             self.record_flops(name, self.count_flops(agent))
 

@@ -21,6 +21,7 @@ import torch
 from atm_bench.agents.base import Agent, Budget, TrainingData, class_path
 from atm_bench.atm.stages import stage_data, train_track_model
 from atm_bench.data.generate import GenerateConfig, generate, task_path
+from atm_bench.learning.distributed import is_main
 from atm_bench.learning.training import WEIGHTS
 from atm_bench.presets import Preset
 from atm_bench.tracking.annotate import AnnotateConfig, Annotator
@@ -148,5 +149,7 @@ class TrainStage(Stage):
         torch.manual_seed(self.seed)
         np.random.seed(self.seed)
         self.agent.fit(TrainingData(manifest=self.manifest, data_dir=self.data_dir), Budget())
+        if not is_main():  # under torchrun the other processes trained alongside; rank 0 saves
+            return {}
         self.agent.save(self.checkpoint)
         return {"checkpoint": tree_digest(self.checkpoint)}

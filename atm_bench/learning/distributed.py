@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -25,18 +27,21 @@ from torch.utils.data import Sampler
 from atm_bench.errors import UserError
 
 _WRAPPED: set[int] = set()  # ids of the modules `data_parallel` wrapped in this process
+_ALONE = [False]  # True inside `single_process()`: this process trains as if it were the only one
 
 
-def init_from_env(device: str = "cpu") -> bool:
+def init_from_env(device: str = "cpu", timeout: timedelta | None = None) -> bool:
     """Join the process group torchrun describes in the environment (WORLD_SIZE > 1); True when
-    this process is one of several. Idempotent. On CUDA each process takes its local GPU (NCCL)."""
+    this process is one of several. Idempotent. On CUDA each process takes its local GPU (NCCL).
+    `timeout`: how long a collective may wait for the others (torch's default otherwise; the
+    runner's followers wait through whole stages that rank 0 runs alone)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     if not dist.is_initialized():
         cuda = torch.device(device).type == "cuda"
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if cuda else "gloo")
+        dist.init_process_group("nccl" if cuda else "gloo", **({"timeout": timeout} if timeout else {}))
     return True
 
 
@@ -53,9 +58,39 @@ def _reduce_device() -> torch.device:
 
 
 def rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
+    if dist.is_available() and dist.is_initialized() and not _ALONE[0]:
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+@contextmanager
+def single_process() -> Iterator[None]:
+    """Inside it this process trains alone (no DDP wrapping, no collectives) while the others wait:
+    the runner's way to train, on rank 0, an agent whose training cannot run under DDP."""
+    _ALONE[0] = True
+    try:
+        yield
+    finally:
+        _ALONE[0] = False
+
+
+def broadcast_from_main(obj: Any = None) -> Any:
+    """Rank 0's `obj` on every process (any picklable object); `obj` itself in one process."""
+    if rank_and_world()[1] == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, device=_reduce_device())
+    return box[0]
+
+
+def gather_to_all(obj: Any) -> list[Any]:
+    """Every process's `obj`, in rank order, on every process."""
+    world = rank_and_world()[1]
+    if world == 1:
+        return [obj]
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def is_main() -> bool:

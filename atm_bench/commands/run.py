@@ -49,19 +49,10 @@ def register(sub) -> None:
     run.set_defaults(handler=_run)
 
 
-def _grid(args, device: str):
-    """Where the run's grid runs: this process (None), torchrun's processes (when this process is
-    one of several) or Ray (`--executor ray`, or one line on how to get Ray)."""
-    import os
-
+def _grid(args):
+    """The Ray grid for `--executor ray`, or one line on how to get Ray."""
     from atm_bench.errors import UserError
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        if args.executor == "ray":
-            raise UserError("--executor ray schedules its own processes: run it without torchrun")
-        from atm_bench.bench.torchrun_grid import TorchrunGrid
-
-        return TorchrunGrid(device)
     if args.executor != "ray":
         if args.address:
             raise UserError("--address is for --executor ray")
@@ -73,6 +64,34 @@ def _grid(args, device: str):
     return RayGrid(address=args.address)
 
 
+def _expert_tasks(args, say: bool = True) -> tuple[int, ...] | None:
+    """The run's tasks, less those the scripted expert does not solve (no demos to learn from):
+    one line names each task left out and why (`atm_bench/experts/coverage.py`). Tasks asked
+    for with --tasks are kept; the line then says which of them the expert fails."""
+    from atm_bench.experts.coverage import unsolved
+    from atm_bench.presets import get_preset
+
+    asked = _ints(args.tasks) if args.tasks else None
+    gaps = unsolved(str(args.suite))
+    if not gaps:
+        return asked
+    specs = args.suite.tasks
+    tasks = asked if asked is not None else (get_preset(args.preset).data.tasks or tuple(range(len(specs))))
+    hit = [t for t in tasks if 0 <= t < len(specs) and specs[t].name in gaps]
+    if not hit:
+        return asked
+    named = "; ".join(f"{t} {specs[t].name} ({gaps[specs[t].name]})" for t in hit)
+    if asked is not None:
+        if say:
+            print(f"note: the scripted expert does not solve {len(hit)} of the asked {args.suite.cli_name} tasks, "
+                  f"so their demos may fail: {named}")
+        return asked
+    if say:
+        print(f"{args.suite.cli_name}: leaving out {len(hit)} of {len(tasks)} tasks the scripted expert does not "
+              f"solve (no demos to learn from; run them with --tasks): {named}")
+    return tuple(t for t in tasks if t not in hit)
+
+
 def _run(args) -> int:
     from pathlib import Path
 
@@ -80,19 +99,15 @@ def _run(args) -> int:
     from atm_bench.devices import resolve_device
 
     device = resolve_device(args.device)
-    grid = _grid(args, device)  # before any work: a missing engine is one line
-    device = getattr(grid, "device", device)  # under torchrun: this process's own GPU
+    grid = _grid(args)  # before any work: a missing engine is one line
     agents = tuple(a for a in args.agents.split(",") if a) + tuple(args.agent_class)
     config = RunConfig(
         suite=args.suite, agents=agents, seeds=_ints(args.seeds) if args.seeds else None, preset=args.preset,
-        protocol=args.protocol, labelled=args.labelled, tasks=_ints(args.tasks) if args.tasks else None,
+        protocol=args.protocol, labelled=args.labelled, tasks=_expert_tasks(args, say=getattr(grid, "leads", True)),
         out=Path(args.out) if args.out else None, data_dir=Path(args.data_dir) if args.data_dir else None,
         device=device, episodes=args.episodes, workers=args.workers, r3m_weights=Path(args.r3m_weights) if args.r3m_weights else None,
         point_source=args.point_source,
     )
-    if not getattr(grid, "leads", True):  # a torchrun process other than rank 0: rank 0 reports
-        grid.follow(config)
-        return 0
     out = Runner(config).run(grid=grid)
     print((out / "tables" / "success.md").read_text())
     throughput = out / "tables" / "throughput.md"

@@ -49,10 +49,19 @@ def register(sub) -> None:
     run.set_defaults(handler=_run)
 
 
-def _grid(args):
-    """The Ray grid for `--executor ray`, or one line on how to get Ray."""
+def _grid(args, device: str):
+    """Where the run's grid runs: this process (None), torchrun's processes (when this process is
+    one of several) or Ray (`--executor ray`, or one line on how to get Ray)."""
+    import os
+
     from atm_bench.errors import UserError
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if args.executor == "ray":
+            raise UserError("--executor ray schedules its own processes: run it without torchrun")
+        from atm_bench.bench.torchrun_grid import TorchrunGrid
+
+        return TorchrunGrid(device)
     if args.executor != "ray":
         if args.address:
             raise UserError("--address is for --executor ray")
@@ -99,7 +108,8 @@ def _run(args) -> int:
     from atm_bench.devices import resolve_device
 
     device = resolve_device(args.device)
-    grid = _grid(args)  # before any work: a missing engine is one line
+    grid = _grid(args, device)  # before any work: a missing engine is one line
+    device = getattr(grid, "device", device)  # under torchrun: this process's own GPU
     agents = tuple(a for a in args.agents.split(",") if a) + tuple(args.agent_class)
     config = RunConfig(
         suite=args.suite, agents=agents, seeds=_ints(args.seeds) if args.seeds else None, preset=args.preset,
@@ -108,6 +118,9 @@ def _run(args) -> int:
         device=device, episodes=args.episodes, workers=args.workers, r3m_weights=Path(args.r3m_weights) if args.r3m_weights else None,
         point_source=args.point_source,
     )
+    if not getattr(grid, "leads", True):  # a torchrun process other than rank 0: rank 0 reports
+        grid.follow(config)
+        return 0
     out = Runner(config).run(grid=grid)
     print((out / "tables" / "success.md").read_text())
     throughput = out / "tables" / "throughput.md"

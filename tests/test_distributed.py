@@ -107,3 +107,38 @@ def test_atm_bench_train_runs_under_torchrun(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.count("best validation loss") == 1, result.stdout  # rank 0 only
         assert (tmp_path / out / "model.safetensors").is_file()
+
+
+ORDERS = '''
+import sys
+from pathlib import Path
+from torch import nn
+from atm_bench.learning.distributed import (broadcast_from_main, data_parallel, gather_to_all, init_from_env,
+                                            rank_and_world, single_process)
+
+init_from_env()
+rank = rank_and_world()[0]
+order = broadcast_from_main(("train", "atm", rank + 7) if rank == 0 else None)
+assert order == ("train", "atm", 7), order  # rank 0's object everywhere
+assert gather_to_all({"rank": rank}) == [{"rank": 0}, {"rank": 1}]
+model = nn.Linear(2, 2)
+if rank == 0:
+    with single_process():  # rank 0 alone: no DDP wrapping, no collectives (rank 1 does not join)
+        assert rank_and_world() == (0, 1) and data_parallel(model) is model
+assert rank_and_world() == (rank, 2) and data_parallel(model) is not model
+(Path(sys.argv[1]) / f"ok{rank}").write_text("ok")
+'''
+
+
+@pytest.mark.slow
+def test_orders_from_rank_0_reach_every_process_and_single_process_trains_alone(tmp_path):
+    """The runner's primitives under torchrun (`bench/torchrun_grid.py`): broadcast, gather, and
+    rank 0 training alone while the other process waits."""
+    script = tmp_path / "orders.py"
+    script.write_text(ORDERS)
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             f"--master_port={_free_port()}", str(script), str(tmp_path)], capture_output=True, text=True,
+                            timeout=300,
+                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "ok0").is_file() and (tmp_path / "ok1").is_file()

@@ -99,6 +99,10 @@ class PolicyConfig:
     joint_dim: int = 7
     gripper_dim: int = 2
     action_dim: int = 7
+    # Action chunks: the head predicts the next K actions of each step (the loss counts the ones
+    # the training chunk holds); acting averages every prediction made for the current step in
+    # the last K steps (temporal ensembling, as ACT). 1 = one action per step (the paper's).
+    action_horizon: int = 1
 
     @property
     def image_tokens_per_view(self) -> int:

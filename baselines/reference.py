@@ -2,7 +2,8 @@
 
 Both train in seconds, so every results table can show them beside the learned agents:
 - `proprio-mlp` (`ProprioMLPAgent`): an MLP from proprioception (joint + gripper states,
-  standardised) and the instruction's sentence embedding to the action. It never sees an image,
+  standardised) and the instruction's sentence embedding (standardised over the training tasks,
+  as BC's: raw, libero-goal's ten embeddings differ little) to the action. It never sees an image,
   so it can only replay the motion a task's demos make from a given arm configuration; whatever
   it solves, the layout of the scene (identical across a task's initial states up to small
   perturbations) solved for it.
@@ -32,6 +33,7 @@ from torch import nn
 
 from atm_bench.agents.base import Agent, Budget, TaskInfo, TrainingData
 from atm_bench.atm.stages import stage_data
+from atm_bench.atm.transformer import InstructionNorm
 from atm_bench.baselines.common import instruction_table
 from atm_bench.devices import autocast
 from atm_bench.errors import UserError
@@ -98,19 +100,23 @@ def _require_labelled(refs: list[DemoRef]) -> None:
 
 
 class ProprioMLP(nn.Module):
-    """(proprio (B, 9), instruction embedding (B, D)) -> action (B, 7). The proprio normalisation
-    (training set mean/std) is a buffer, so the checkpoint carries it."""
+    """(proprio (B, 9), instruction embedding (B, D)) -> action (B, 7). The proprio and instruction
+    normalisations (training set statistics) are buffers, so the checkpoint carries them."""
 
     def __init__(self, text_dim: int, hidden: int, layers: int):
         super().__init__()
         self.register_buffer("mean", torch.zeros(PROPRIO_DIM))
         self.register_buffer("std", torch.ones(PROPRIO_DIM))
+        self.text_norm = InstructionNorm(text_dim)
+        # the instruction block weighs as much as the proprio block in the first layer's input
+        # (384 standardised dims against 9 drown the arm's state at initialisation)
+        self.text_scale = math.sqrt(PROPRIO_DIM / text_dim)
         dims = [PROPRIO_DIM + text_dim] + [hidden] * layers
         blocks = [m for a, b in zip(dims, dims[1:]) for m in (nn.Linear(a, b), nn.ReLU())]
         self.net = nn.Sequential(*blocks, nn.Linear(dims[-1], ACTION_DIM))
 
     def forward(self, proprio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([(proprio - self.mean) / self.std, text], dim=1))
+        return self.net(torch.cat([(proprio - self.mean) / self.std, self.text_norm(text) * self.text_scale], dim=1))
 
 
 class ProprioMLPAgent(Agent):
@@ -146,7 +152,7 @@ class ProprioMLPAgent(Agent):
         actions = torch.from_numpy(np.concatenate([a for _, a in steps]))
         rows = torch.as_tensor(np.concatenate([np.full(len(a), ref.task) for ref, (_, a) in zip(refs, steps)]))
         text = instruction_table([t.instruction for t in data.manifest.tasks], None)
-        self.model = self._train(proprio, text[rows], actions, self._steps(budget, len(actions)), budget.seconds)
+        self.model = self._train(proprio, text, rows, actions, self._steps(budget, len(actions)), budget.seconds)
         save_checkpoint(self.model, self.work_dir, self._checkpoint_config())
 
     def _steps(self, budget: Budget, rows: int) -> int:
@@ -157,15 +163,18 @@ class ProprioMLPAgent(Agent):
             return budget.epochs * math.ceil(rows / self.config.batch_size)
         return self.config.steps
 
-    def _train(self, proprio: torch.Tensor, text: torch.Tensor, actions: torch.Tensor, steps: int,
-               seconds: float | None) -> ProprioMLP:
+    def _train(self, proprio: torch.Tensor, table: torch.Tensor, rows: torch.Tensor, actions: torch.Tensor,
+               steps: int, seconds: float | None) -> ProprioMLP:
         """AdamW on the MSE with cosine decay, random batches of steps, on the agent's device (its
-        autocast; the batches drawn on the CPU, the same on any device); records `self.report`."""
+        autocast; the batches drawn on the CPU, the same on any device); records `self.report`.
+        `table` (tasks, D): the instruction embeddings, `rows` (R,): each step's task."""
         cfg = self.config
         torch.manual_seed(self.seed)
-        model = ProprioMLP(text.shape[1], cfg.hidden, cfg.layers)
+        model = ProprioMLP(table.shape[1], cfg.hidden, cfg.layers)
         model.mean.copy_(proprio.mean(0))
         model.std.copy_(proprio.std(0).clamp_min(MIN_STD))
+        model.text_norm.fit(table[torch.unique(rows)])
+        text = table[rows]
         model.to(self.device)
         proprio, text, actions = (x.to(self.device) for x in (proprio, text, actions))
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -57,9 +57,10 @@ GOAL_VIEW = "goal"
 
 def goal_policy_config(preset: Preset) -> PolicyConfig:
     """The BC network's sizes; views = the two cameras + the sub-goal image; no tracks, no
-    language; 8 outputs (action + done)."""
+    language; 8 outputs (action + done), one step at a time."""
     return dataclasses.replace(preset.policy, views=tuple(preset.policy.views) + (GOAL_VIEW,), early_fusion=False,
-                               late_fusion=False, language=False, action_dim=preset.policy.action_dim + 1)
+                               late_fusion=False, language=False, action_dim=preset.policy.action_dim + 1,
+                               action_horizon=1)
 
 
 class GoalWindowDataset(PolicyWindowDataset):

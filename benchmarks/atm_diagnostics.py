@@ -1,4 +1,4 @@
-"""Two diagnostics of a trained ATM, on the split's labelled demos (split seed 0).
+"""Three diagnostics of a trained ATM or BC, on the split's labelled demos (split seed 0).
 
 `instruction-use TRACK_MODEL_DIR`: does stage 1 read the instruction? On libero-goal every task
 starts from the same scene, so ATM's policy (which reads no instruction, as the paper's) can only
@@ -15,9 +15,15 @@ and with all tracks zero. A policy that follows its tracks does much worse with 
 whose error barely moves acts from the images, proprioception (and instruction) alone.
 CHECKPOINT_DIR holds `policy/` and `track_model/` (as `atm-bench eval --checkpoint` reads).
 
+`instruction-reliance CHECKPOINT_DIR`: does a policy that reads the instruction (BC, ATM with
+`--instruction`) act on it? Its validation action MSE per task, over all steps and over each demo's
+first 48 steps (on libero-goal the scene is the same for every task there: only the instruction
+says where to go), with the task's own instruction and with the next task's.
+
     .venv/bin/python benchmarks/atm_diagnostics.py instruction-use TRACK_MODEL_DIR \\
         [--data-dir ~/.cache/atm-bench/data/expert-64] [--suite libero_goal]
     .venv/bin/python benchmarks/atm_diagnostics.py track-reliance CHECKPOINT_DIR
+    .venv/bin/python benchmarks/atm_diagnostics.py instruction-reliance CHECKPOINT_DIR
 """
 
 from __future__ import annotations
@@ -95,16 +101,21 @@ def _summarise(rows: list[tuple[float, float, float, bool]]) -> dict[str, float]
 # -- track-reliance -----------------------------------------------------------------------------
 
 @torch.no_grad()
-def action_mse(policy, ds: PolicyWindowDataset, text: torch.Tensor | None, batch: int = 8) -> float:
-    losses, weights = [], []
+def sample_mse(policy, ds: PolicyWindowDataset, text: torch.Tensor | None, batch: int = 8) -> np.ndarray:
+    """(samples,) action MSE of each sample's target steps, in the dataset's order."""
+    rows = []
     for b in DataLoader(ds, batch_size=batch):
         raw = b["images"]  # (B, T, V, H, W, 3)
         n, t, v = raw.shape[:3]
         images = to_model_images(raw.reshape(-1, *raw.shape[3:])).reshape(n, t, v, 3, *raw.shape[3:5])
-        pred = policy(images, b["tracks"], b["joint"], b["gripper"], None if text is None else text[b["task"]])
-        losses.append(float(policy.loss(pred, b["actions"])["action_mse"]))
-        weights.append(n)
-    return float(np.average(losses, weights=weights))
+        pred = policy(images, b.get("tracks"), b["joint"], b["gripper"], None if text is None else text[b["task"]])
+        pred = policy.first_action(policy.targets(pred))
+        rows.append((pred - policy.targets(b["actions"])).pow(2).mean(dim=(1, 2)).numpy())
+    return np.concatenate(rows)
+
+
+def action_mse(policy, ds: PolicyWindowDataset, text: torch.Tensor | None, batch: int = 8) -> float:
+    return float(sample_mse(policy, ds, text, batch).mean())
 
 
 def track_reliance(checkpoint: Path, data: StageData) -> dict[str, float]:
@@ -123,10 +134,36 @@ def track_reliance(checkpoint: Path, data: StageData) -> dict[str, float]:
             for name, table in tables.items()}
 
 
+EARLY_STEPS = 48
+
+
+def instruction_reliance(checkpoint: Path, data: StageData) -> dict[str, dict[str, float]]:
+    policy, config = load_policy(checkpoint / "policy")
+    if not policy.cfg.language:
+        raise SystemExit(f"{checkpoint}: this policy reads no instruction (train it with --instruction)")
+    cfg = policy.cfg
+    table = None
+    if policy.uses_tracks:
+        track_model, track_config = load_track_model(checkpoint / "track_model")
+        table = track_table(data.val, cfg, track_model, instructions(data, track_config.get("text_encoder")))
+    ds = PolicyWindowDataset(data.val, cfg.views, cfg.image_hw, cfg.window, table, config["training"].get("chunk", 1))
+    text = instructions(data, config.get("text_encoder"))
+    tasks = np.array([ds.demos[d].task for d, _ in ds.index])
+    early = np.array([s < EARLY_STEPS for _, s in ds.index])
+    errors = {"own": sample_mse(policy, ds, text), "next_task": sample_mse(policy, ds, text.roll(-1, dims=0))}
+    report = {}
+    for task in sorted(set(tasks.tolist())) + ["all"]:
+        mask = np.ones_like(early) if task == "all" else tasks == task
+        report[str(task)] = {f"{name}{part}": round(float(err[mask & sel].mean()), 4)
+                             for name, err in errors.items()
+                             for part, sel in (("", np.ones_like(early)), ("_first48", early))}
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("diagnostic", choices=["instruction-use", "track-reliance"])
-    parser.add_argument("model", help="instruction-use: a stage-1 directory; track-reliance: an ATM checkpoint")
+    parser.add_argument("diagnostic", choices=["instruction-use", "track-reliance", "instruction-reliance"])
+    parser.add_argument("model", help="instruction-use: a stage-1 directory; the others: a checkpoint")
     parser.add_argument("--data-dir", default=str(cache_subdir("data") / "expert-64"))
     parser.add_argument("--suite", default="libero_goal")
     parser.add_argument("--labelled", type=int, default=10)
@@ -136,6 +173,9 @@ def main() -> int:
     if args.diagnostic == "instruction-use":
         for frame, row in instruction_use(Path(args.model), data).items():
             print(frame, row)
+    elif args.diagnostic == "instruction-reliance":
+        for task, row in instruction_reliance(Path(args.model), data).items():
+            print(f"task {task}: validation action MSE {row}")
     else:
         for name, mse in track_reliance(Path(args.model), data).items():
             print(f"{name}: validation action MSE {mse}")

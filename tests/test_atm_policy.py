@@ -164,3 +164,39 @@ def test_proprio_is_standardised_with_the_training_statistics():
     policy.set_proprio_stats(proprio)
     assert torch.allclose(policy.proprio_mean, proprio.mean(0)) and torch.allclose(policy.proprio_std, proprio.std(0))
     assert {"proprio_mean", "proprio_std", "step_bias"} <= set(policy.state_dict())
+
+
+def test_action_chunk_loss_compares_each_prediction_with_the_step_it_is_for():
+    cfg = _cfg(action_horizon=3)
+    policy = TrackGuidedPolicy(cfg)
+    b, t, k = 2, cfg.window + 4, 3
+    pred = torch.randn(b, t, k * 7)
+    actions = torch.randn(b, t, 7)
+    out = policy.loss(pred, actions)
+    targets = t - cfg.window + 1
+    chunks, acts = pred[:, cfg.window - 1:].reshape(b, targets, k, 7), actions[:, cfg.window - 1:]
+    errors = [(chunks[:, i, j] - acts[:, i + j]).pow(2) for i in range(targets) for j in range(k) if i + j < targets]
+    assert torch.allclose(out["loss"], torch.stack(errors).mean())
+    assert torch.allclose(out["action_mse"], (chunks[:, :, 0] - acts).pow(2).mean())
+    assert policy(*_batch(cfg)).shape == (2, cfg.window, k * 7)
+
+
+def test_temporal_ensembling_averages_the_predictions_for_each_step_and_restarts_with_episodes():
+    from atm_bench.agents.windowed import WindowedAgent
+
+    windowed = type("Windowed", (WindowedAgent,), {})
+    windowed.__abstractmethods__ = frozenset()  # the window and ensembling logic alone
+    agent = windowed()
+    step = [torch.zeros(2, 1)]
+    plans = [torch.full((2, 3, 1), float(i)) + torch.arange(3.0)[None, :, None] * 10 for i in range(4)]
+    windows = agent.roll(None, step, 2)
+    assert agent.ensemble(plans[0]).flatten().tolist() == [0.0, 0.0]  # plan 0 for step 0
+    windows = agent.roll(windows, step, 2)
+    assert agent.ensemble(plans[1]).flatten().tolist() == [(10 + 1) / 2] * 2  # plan 0's 2nd, plan 1's 1st
+    agent.on_episode_start(torch.tensor([False, True]).numpy())
+    windows = agent.roll(windows, step, 2)
+    out = agent.ensemble(plans[2]).flatten().tolist()
+    assert out == [(20 + 11 + 2) / 3, 2.0]  # env 1 restarted: only its new plan counts
+    single = windowed()
+    single.roll(None, step, 2)
+    assert torch.equal(single.ensemble(plans[3][:, :1]), plans[3][:, 0])  # K = 1: the plan's action

@@ -111,6 +111,7 @@ class ATMAgent(WindowedAgent):
             self._policy_text = torch.from_numpy(embed_instructions([task.instruction],
                                                                     self._policy_config.get("text_encoder"))).to(self.device)
         self._steps = self._late = self._fresh = None
+        self._plans = self._counts = None
         self._last_tracks = None
 
     def _images(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
@@ -144,7 +145,8 @@ class ATMAgent(WindowedAgent):
         step, late = self.policy.encode_step(images, tracks, joint, gripper, text)
         windows = None if self._steps is None else (self._steps, self._late)
         self._steps, self._late = self.roll(windows, (step, late), self.policy.cfg.window)
-        return self.policy.act(self._steps, self._late, text).float().cpu().numpy().astype(np.float64)
+        plan = self.policy.plan(self._steps, self._late, text).float()
+        return self.ensemble(plan).cpu().numpy().astype(np.float64)
 
     def video_overlay(self, i: int) -> VideoOverlay | None:
         """Env i's tracks predicted by the last `act`, one (P, L, 2) array per camera view (drawn
@@ -164,8 +166,8 @@ class ATMAgent(WindowedAgent):
         the paper's convention: one track-model forward (one view) per step."""
         self._require_models()
         one = {k: np.asarray(v)[:1] for k, v in obs.items()}
-        saved = (self._steps, self._late, self._fresh, self._last_tracks)
-        self._steps = self._late = self._fresh = None
+        saved = (self._steps, self._late, self._fresh, self._last_tracks, self._plans, self._counts)
+        self._steps = self._late = self._fresh = self._plans = self._counts = None
         try:
             full, _ = count_flops(self.act, one)
             track = 0
@@ -176,7 +178,7 @@ class ATMAgent(WindowedAgent):
                 counted, _ = count_flops(self.track_model.predict, image, queries, self._track_text)
                 track = counted.macs
         finally:
-            self._steps, self._late, self._fresh, self._last_tracks = saved
+            self._steps, self._late, self._fresh, self._last_tracks, self._plans, self._counts = saved
         return {"macs": float(full.macs), "flops": float(full.flops), "paper_convention_macs": float(track),
                 "track_model_macs_per_view": float(track), "policy_macs": float(full.macs - len(self.policy.cfg.views) * track)}
 

@@ -90,7 +90,7 @@ class TrackGuidedPolicy(nn.Module):
         for _ in range(cfg.head_layers):
             layers += [nn.Linear(width, cfg.head_hidden), nn.ReLU(inplace=True)]
             width = cfg.head_hidden
-        self.head = nn.Sequential(*layers, nn.Linear(width, cfg.action_dim))
+        self.head = nn.Sequential(*layers, nn.Linear(width, cfg.action_dim * cfg.action_horizon))
         # ViT init inside the transformers; the convs, embeddings and ReLU head keep PyTorch's
         # fan-in init (a 0.02 std through the ReLU MLP starves the head of signal early on).
         self.spatial.apply(trunc_normal_init)
@@ -174,8 +174,9 @@ class TrackGuidedPolicy(nn.Module):
     def decide(self, steps: torch.Tensor, late: torch.Tensor, text: torch.Tensor | None = None,
                last_only: bool = False) -> torch.Tensor:
         """Step tokens (B, T, 3, Dt) and late features (B, T, late_dim) of T consecutive steps ->
-        actions (B, T, 7) (or (B, 1, 7) for the last position only). Position t's action depends on
-        steps t - W + 1 .. t; T may exceed the window W (training chunks)."""
+        actions (B, T, K * 7) (or (B, 1, K * 7) for the last position only): each position's next K
+        actions (`action_horizon`), its own first. Position t's output depends on steps
+        t - W + 1 .. t; T may exceed the window W (training chunks)."""
         cfg = self.cfg
         b, t = steps.shape[:2]
         parts = [self.action_cls.expand(b, t, -1)[:, :, None], steps]
@@ -191,8 +192,9 @@ class TrackGuidedPolicy(nn.Module):
     def forward(self, images: torch.Tensor, tracks: torch.Tensor | None, joint: torch.Tensor,
                 gripper: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         """Training pass over T consecutive steps: images (B, T, V, 3, H, W), tracks (B, T, V, N, L, 2),
-        joint (B, T, 7), gripper (B, T, 2) -> actions (B, T, 7); position t has a full window
-        (and is a training target) from t = W - 1 on (`targets`)."""
+        joint (B, T, 7), gripper (B, T, 2) -> actions (B, T, K * 7) (`first_action` takes each
+        step's own); position t has a full window (and is a training target) from t = W - 1 on
+        (`targets`)."""
         b, t = images.shape[:2]
         flat = lambda x: None if x is None else x.reshape(b * t, *x.shape[2:])  # noqa: E731
         rep_text = None if text is None else text[:, None].expand(b, t, -1).reshape(b * t, -1)
@@ -203,12 +205,32 @@ class TrackGuidedPolicy(nn.Module):
         """The positions of a (B, T, ...) sequence that have a full window of W steps."""
         return x[:, self.cfg.window - 1:]
 
+    def first_action(self, pred: torch.Tensor) -> torch.Tensor:
+        """(..., K * A) predictions -> (..., A): each position's action for its own step."""
+        return pred[..., : self.cfg.action_dim]
+
     def loss(self, pred: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
-        """MSE over the positions with a full window (a chunk's targets; a window's last step)."""
-        loss = F.mse_loss(self.targets(pred), self.targets(actions))
-        return {"loss": loss, "action_mse": loss.detach()}
+        """MSE over the positions with a full window (a chunk's targets; a window's last step).
+        With K > 1 a position's k-th prediction is compared with step t + k's action where the
+        sample holds it (a chunk's last targets have fewer future steps); `action_mse` is the
+        error of the own step's action alone, comparable across K."""
+        pred, actions = self.targets(pred), self.targets(actions)
+        first = F.mse_loss(self.first_action(pred), actions)
+        k_max = self.cfg.action_horizon
+        if k_max == 1:
+            return {"loss": first, "action_mse": first.detach()}
+        pred = pred.unflatten(-1, (k_max, self.cfg.action_dim))
+        errors = [(pred[:, : pred.shape[1] - k, k] - actions[:, k:]).pow(2) for k in range(k_max) if k < pred.shape[1]]
+        loss = torch.cat(errors, dim=1).mean()
+        return {"loss": loss, "action_mse": first.detach()}
+
+    @torch.no_grad()
+    def plan(self, steps: torch.Tensor, late: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """Inference: the last position's next K actions, clamped to [-1, 1] (B, K, 7)."""
+        out = self.decide(steps, late, text, last_only=True)[:, 0]
+        return out.unflatten(-1, (self.cfg.action_horizon, self.cfg.action_dim)).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def act(self, steps: torch.Tensor, late: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
-        """Inference: the last position's action, clamped to [-1, 1] (B, 7)."""
-        return self.decide(steps, late, text, last_only=True)[:, 0].clamp(-1.0, 1.0)
+        """Inference: the last position's action for its own step, clamped to [-1, 1] (B, 7)."""
+        return self.plan(steps, late, text)[:, 0]

@@ -1,5 +1,7 @@
 """`atm-bench models describe` and `atm-bench train tracks/policy` on a synthetic task file."""
 
+import json
+
 from atm_bench.cli import main
 
 from atm_synthetic import write_task_file
@@ -28,8 +30,12 @@ def test_train_tracks_then_policy(tmp_path, monkeypatch, capsys):
     assert main(["train", "tracks", *common, "--out", str(tmp_path / "tm")]) == 0
     assert (tmp_path / "tm" / "model.safetensors").is_file()
     assert main(["train", "policy", *common, "--agent", "atm", "--track-model", str(tmp_path / "tm"),
-                 "--track-len", "4", "--out", str(tmp_path / "pol")]) == 0
+                 "--track-len", "4", "--action-horizon", "3", "--out", str(tmp_path / "pol")]) == 0
     assert "atm policy: best validation loss" in capsys.readouterr().out
+    assert json.loads((tmp_path / "pol" / "config.json").read_text())["model"]["action_horizon"] == 3
+    assert main(["train", "policy", *common, "--agent", "bc", "--action-horizon", "0",
+                 "--out", str(tmp_path / "pol3")]) == 2
+    assert "--action-horizon must be >= 1" in capsys.readouterr().err
     assert main(["train", "policy", *common, "--agent", "atm", "--track-model", str(tmp_path / "nope"),
                  "--out", str(tmp_path / "pol2")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
@@ -46,8 +52,6 @@ def _goal_task_file(tmp_path, on_robot=None):
 
 
 def test_train_tracks_point_source_reaches_the_checkpoint(tmp_path, monkeypatch, capsys):
-    import json
-
     monkeypatch.setenv("ATM_BENCH_CACHE", str(tmp_path / "cache"))
     common = _goal_task_file(tmp_path, on_robot=[True, False, False, False, False])
     assert main(["train", "tracks", *common, "--point-source", "objects", "--out", str(tmp_path / "tm")]) == 0

@@ -7,6 +7,7 @@ import argparse
 from atm_bench.agents.base import builtin_names
 from atm_bench.commands.data import add_data_dir_arg
 from atm_bench.commands.envs import add_device_arg, add_suite_arg
+from atm_bench.errors import UserError
 from atm_bench.presets import POINT_SOURCES
 
 
@@ -57,6 +58,9 @@ def register(sub) -> None:
     policy.add_argument("--no-late-fusion", action="store_true", help="ablation: no tracks in the action head")
     policy.add_argument("--instruction", action="store_true",
                         help="ablation: ATM's policy also reads the instruction (a text token, as BC's; the paper's reads none)")
+    policy.add_argument("--action-horizon", type=int, default=None, metavar="K",
+                        help="predict the next K actions per step and average the predictions for each step "
+                             "when acting (temporal ensembling; default: the preset's, 1 = one action)")
     policy.set_defaults(handler=_train_policy)
 
 
@@ -129,8 +133,6 @@ def _train_tracks(args) -> int:
         out = run if args.out else run / "track_model"
     else:
         if not args.suite:
-            from atm_bench.errors import UserError
-
             raise UserError("pass --suite (train on its split) or --mixture FILE")
         manifest, data_dir = _manifest(args, preset)
         data = stage_data(manifest, data_dir, "videos", max_frames=preset.data.max_frames_per_demo)
@@ -166,6 +168,10 @@ def _train_policy(args) -> int:
         overrides["late_fusion"] = False
     if args.instruction:
         overrides["language"] = True
+    if args.action_horizon is not None:
+        if args.action_horizon < 1:
+            raise UserError(f"--action-horizon must be >= 1 (1 = one action per step), got {args.action_horizon}")
+        overrides["action_horizon"] = args.action_horizon
     track_dir = args.track_model or (run / "track_model" if uses_tracks else None)
     out = run if args.out else run / f"{args.agent}_seed{args.seed}" / "policy"
     result = train_policy(preset, data, out, track_model_dir=track_dir, language=not uses_tracks,

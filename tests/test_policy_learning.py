@@ -28,8 +28,8 @@ def _overfit_preset():
 
 
 # training seeds tried in turn until one reaches the goal: with (0, 1) a clean-clone CI run on
-# 2026-12-03 missed with both (train MSE 0.0003, 0.0004) while the same test passed with seed 0
-# twice in isolation on that machine: the rollout is that brittle to run-to-run float differences
+# 2026-12-03 missed with both (train MSE 0.0003, 0.0004) while the same test passed
+# in isolation on that machine: the rollout is that brittle to run-to-run float differences
 SEEDS = (0, 1, 2)
 # The paper's BC network: ATM's with the track inputs present and zeroed. The `bc` agent now trains
 # it without them (cheaper; 8/20 on libero-goal at quick), but that network, fitted to this one

@@ -142,6 +142,14 @@ class DataConfig:
     max_frames_per_demo: int | None = None  # subsample long demos in small presets
     points_per_view: int = 1000  # tracker: random points per view and demo
     tasks: tuple[int, ...] | None = None  # task indices a run uses; None = every task of the suite
+    # DART-style pushes of the hand while the scripted expert records its demos (chance per step
+    # that one starts; the labels stay the expert's, so demos show recoveries): 0 = none
+    perturb: float = 0.0
+
+    @property
+    def cache_suffix(self) -> str:
+        """Suffix of the data cache folder: perturbed demos never mix with the expert's own."""
+        return "" if not self.perturb else f"-perturb{self.perturb:g}"
 
 
 @dataclass(frozen=True)

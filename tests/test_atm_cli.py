@@ -30,12 +30,15 @@ def test_train_tracks_then_policy(tmp_path, monkeypatch, capsys):
     assert main(["train", "tracks", *common, "--out", str(tmp_path / "tm")]) == 0
     assert (tmp_path / "tm" / "model.safetensors").is_file()
     assert main(["train", "policy", *common, "--agent", "atm", "--track-model", str(tmp_path / "tm"),
-                 "--track-len", "4", "--action-horizon", "3", "--out", str(tmp_path / "pol")]) == 0
+                 "--track-len", "4", "--action-horizon", "3", "--window", "2", "--out", str(tmp_path / "pol")]) == 0
     assert "atm policy: best validation loss" in capsys.readouterr().out
-    assert json.loads((tmp_path / "pol" / "config.json").read_text())["model"]["action_horizon"] == 3
+    model = json.loads((tmp_path / "pol" / "config.json").read_text())["model"]
+    assert (model["action_horizon"], model["window"]) == (3, 2)
     assert main(["train", "policy", *common, "--agent", "bc", "--action-horizon", "0",
                  "--out", str(tmp_path / "pol3")]) == 2
     assert "--action-horizon must be >= 1" in capsys.readouterr().err
+    assert main(["train", "policy", *common, "--agent", "bc", "--window", "0", "--out", str(tmp_path / "pol3")]) == 2
+    assert "--window must be >= 1" in capsys.readouterr().err
     assert main(["train", "policy", *common, "--agent", "atm", "--track-model", str(tmp_path / "nope"),
                  "--out", str(tmp_path / "pol2")]) == 2
     assert "no checkpoint" in capsys.readouterr().err

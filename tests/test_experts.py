@@ -150,3 +150,67 @@ def test_plan_closes_an_already_open_drawer_before_opening_another():
     # a drawer the plan opens itself is still closed last
     goals = parse_goal([["in", "bowl_1", "cab_top_region"], ["close", "cab_top_region"]])
     assert [s.skill for s in make_plan(goals, is_drawer=lambda r: r.startswith("cab_"))] == ["open", "pick_place", "close"]
+
+
+def test_perturbation_pushes_for_fixed_steps_in_unit_directions():
+    from atm_bench.experts.expert import Perturbation
+
+    assert not np.any([Perturbation(0.0, seed=3)() for _ in range(200)])
+    push = Perturbation(0.3, seed=3)
+    offsets = np.array([push() for _ in range(400)])
+    on = np.abs(offsets).sum(axis=1) > 0
+    assert 0.3 < on.mean() < 1.0
+    assert np.allclose(offsets[on, 3:], 0.0)  # the hand's position only: never rotation or gripper
+    assert np.allclose(np.linalg.norm(offsets[on, :3], axis=1), Perturbation.MAGNITUDE)
+    # pushes come in runs of whole multiples of STEPS (a new one may start as one ends)
+    runs = np.diff(np.flatnonzero(np.diff(np.concatenate([[0], on.astype(int), [0]]))))[::2]
+    assert np.all(runs[:-1] % Perturbation.STEPS == 0)
+    again = Perturbation(0.3, seed=3)
+    assert np.array_equal(offsets, np.array([again() for _ in range(400)]))
+    with pytest.raises(ValueError, match="rate"):
+        Perturbation(1.5, seed=0)
+
+
+def test_perturbed_rollout_records_the_experts_actions_not_the_executed_ones(monkeypatch):
+    from atm_bench.experts import expert as expert_module
+
+    class Expert:
+        failed = False
+
+        def __init__(self, env, seed):
+            pass
+
+        def reset(self):
+            pass
+
+        def act(self):
+            return np.array([0.2, 0.0, -0.1, 0.0, 0.0, 0.0, -1.0])
+
+    class Env:
+        horizon = 300
+
+        def __init__(self):
+            self.executed = []
+
+        def reset(self, seed, options):
+            pass
+
+        def get_state(self):
+            return np.zeros(3)
+
+        def step(self, action):
+            self.executed.append(np.array(action))
+            return None, 0.0, False, False, {"is_success": False}
+
+    monkeypatch.setattr(expert_module, "ScriptedExpert", Expert)
+    env = Env()
+    _, actions, _ = expert_module.rollout(env, init_state=0, seed=5, perturb=0.1)
+    executed = np.array(env.executed)
+    assert np.allclose(actions, Expert(env, 5).act())  # the labels: the expert's own, every step
+    pushed = np.abs(executed - actions).sum(axis=1) > 1e-9
+    assert pushed.any() and not pushed.all()
+    assert np.all(np.abs(executed) <= 1.0)
+    assert np.allclose(executed[pushed, 3:], actions[pushed, 3:])
+    plain = Env()
+    expert_module.rollout(plain, init_state=0, seed=5)
+    assert np.allclose(np.array(plain.executed), actions)

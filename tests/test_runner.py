@@ -214,3 +214,19 @@ def test_the_point_source_goes_into_stage_ones_key_and_the_recorded_preset(tmp_p
     recorded = json.loads((objects.out / "config.json").read_text())["preset_config"]
     assert recorded["track_training"]["point_source"] == "objects"
     assert recorded["policy_training"]["point_source"] == "all"  # the policy's training draws no points
+
+
+def test_perturbed_demos_get_their_own_cache_and_reach_generation(tmp_path, monkeypatch):
+    """A preset whose demos carry DART pushes must not reuse (or resume into) the plain demos' cache."""
+    base = presets.get_preset("smoke")
+    pushed = dataclasses.replace(base, data=dataclasses.replace(base.data, perturb=0.03))
+    monkeypatch.setenv("ATM_BENCH_CACHE", str(tmp_path / "cache"))
+    plain_dir = Runner(RunConfig(suite="libero-goal", agents=("bc",), preset="smoke", out=tmp_path / "a"),
+                       progress=False).data_dir
+    monkeypatch.setattr("atm_bench.presets.PRESETS", {**presets.PRESETS, "smoke": lambda: pushed})
+    runner = Runner(RunConfig(suite="libero-goal", agents=("bc",), preset="smoke", out=tmp_path / "b"), progress=False)
+    assert plain_dir.name == "expert-32" and runner.data_dir.name == "expert-32-perturb0.03"
+    staged = []
+    monkeypatch.setattr(runner, "execute", staged.append)
+    runner.generate_data()
+    assert staged[0].config.perturb == 0.03

@@ -135,7 +135,8 @@ class Runner:
         ablation = "" if config.point_source == "all" else f"-{config.point_source}"  # beside the paper's run
         default_out = Path("runs") / f"{self.suite_spec.cli_name}-{self.preset.name}-{self.protocol.name}-l{self.labelled}{ablation}"
         self.out = Path(config.out) if config.out else default_out
-        self.data_dir = Path(config.data_dir) if config.data_dir else cache_subdir("data") / f"expert-{self.preset.image_size}"
+        self.data_dir = Path(config.data_dir) if config.data_dir else cache_subdir("data") / (
+            f"expert-{self.preset.image_size}{self.preset.data.cache_suffix}")
         self.progress = progress
         self.display = RunDisplay(enabled=progress, title=f"{self.suite_spec.cli_name} {self.preset.name}")
         self.out.mkdir(parents=True, exist_ok=True)
@@ -265,7 +266,7 @@ class Runner:
         sim_tracks = self.config.tracker == "sim" and any(self._uses_tracks(a) for a in self.agents)
         gen = GenerateConfig(suite=self.suite, tasks=self.tasks, demos=self.preset.data.demos_per_task,
                              image_size=self.preset.image_size, tracks="sim" if sim_tracks else None,
-                             track_points=self.preset.data.points_per_view)
+                             track_points=self.preset.data.points_per_view, perturb=self.preset.data.perturb)
         workers = self.config.workers or max(1, min(os.cpu_count() or 1, len(self.tasks)))
         self.execute(DataStage(gen, self.data_dir, workers, self.progress))
 

@@ -61,6 +61,8 @@ def register(sub) -> None:
     policy.add_argument("--action-horizon", type=int, default=None, metavar="K",
                         help="predict the next K actions per step and average the predictions for each step "
                              "when acting (temporal ensembling; default: the preset's, 1 = one action)")
+    policy.add_argument("--window", type=int, default=None, metavar="W",
+                        help="steps of history the temporal transformer sees (default: the preset's; the paper's 10)")
     policy.set_defaults(handler=_train_policy)
 
 
@@ -172,6 +174,10 @@ def _train_policy(args) -> int:
         if args.action_horizon < 1:
             raise UserError(f"--action-horizon must be >= 1 (1 = one action per step), got {args.action_horizon}")
         overrides["action_horizon"] = args.action_horizon
+    if args.window is not None:
+        if args.window < 1:
+            raise UserError(f"--window must be >= 1 (1 = the current step only), got {args.window}")
+        overrides["window"] = args.window
     track_dir = args.track_model or (run / "track_model" if uses_tracks else None)
     out = run if args.out else run / f"{args.agent}_seed{args.seed}" / "policy"
     result = train_policy(preset, data, out, track_model_dir=track_dir, language=not uses_tracks,

@@ -62,6 +62,9 @@ class GenerateConfig:
     # (far cheaper than `atm-bench tracks annotate` later, which must render depth again).
     tracks: str | None = None
     track_points: int = 1000
+    # DART-style pushes while the expert acts (chance per step; labels stay the expert's): see
+    # `experts.expert.Perturbation`. 0 = the expert's own demos.
+    perturb: float = 0.0
 
     @property
     def attempts_bound(self) -> int:
@@ -70,7 +73,7 @@ class GenerateConfig:
     def identity(self) -> dict[str, Any]:
         """What must match for a resumed generation to continue an earlier one."""
         return {"seed": self.seed, "image_size": self.image_size, "render_quality": self.render_quality,
-                "init_states": self.init_states, "expert": "scripted"}
+                "init_states": self.init_states, "expert": "scripted", **({"perturb": self.perturb} if self.perturb else {})}
 
 
 @dataclass
@@ -217,8 +220,9 @@ class TaskGenerator:
             attrs = {"init_state_index": index}
         max_steps = self.config.max_steps or physics.horizon
         seed_env(physics, seed)
-        success, actions, states = rollout(physics, index, seed, max_steps)
+        success, actions, states = rollout(physics, index, seed, max_steps, perturb=self.config.perturb)
         attrs.update(init_state=np.asarray(state), seed=seed, attempt=attempt, init_state_source=self.config.init_states,
+                     perturb=self.config.perturb,
                      # fixture placement (in the model, not the state): replays (tracks) need it
                      body_pos=np.array(physics.sim.model.body_pos), body_quat=np.array(physics.sim.model.body_quat))
         return success, actions, states, attrs

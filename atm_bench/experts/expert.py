@@ -151,22 +151,58 @@ class ScriptedExpert:
         raise NotImplementedError(f"no primitive for skill {step.skill!r} yet")
 
 
-def rollout(env, init_state: int, seed: int, max_steps: int | None = None):
+class Perturbation:
+    """DART-style perturbations of an expert's demo (Laskey et al., 2017): now and then the hand is
+    pushed for a few steps in a random direction on top of the expert's action.
+
+    Only the *executed* action is perturbed; the demo records the expert's own action as the label,
+    so the demo shows how the expert brings the hand back from states it alone never visits. A
+    policy cloned from unperturbed demos meets such states after its first mistake and has no label
+    for them (compounding error). `rate` is the chance per step that a push starts.
+    """
+
+    STEPS = 6  # steps one push lasts
+    MAGNITUDE = 1.0  # translational action added (the controller's full scale: 5 cm per step)
+
+    def __init__(self, rate: float, seed: int) -> None:
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"perturbation rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+        self.rng = np.random.default_rng(np.random.SeedSequence([int(seed), 11]))
+        self.left = 0
+        self.push = np.zeros(7)
+
+    def __call__(self) -> np.ndarray:
+        """The offset added to this step's executed action (zeros when no push is on)."""
+        if self.left == 0 and self.rate > 0 and self.rng.random() < self.rate:
+            direction = self.rng.normal(size=3)
+            self.push = np.concatenate([self.MAGNITUDE * direction / np.linalg.norm(direction), np.zeros(4)])
+            self.left = self.STEPS
+        if self.left == 0:
+            return np.zeros(7)
+        self.left -= 1
+        return self.push
+
+
+def rollout(env, init_state: int, seed: int, max_steps: int | None = None, perturb: float = 0.0):
     """One physics-only expert episode from init state `init_state`.
 
     Returns (success, actions (T, 7), states (T, D)); states[t] is `env.get_state()` just before
-    actions[t], as LIBERO datasets store them.
+    actions[t], as LIBERO datasets store them. With `perturb` > 0 the executed actions are the
+    expert's plus `Perturbation(perturb)`'s pushes, and `actions` are still the expert's (labels).
     """
     env.reset(seed=int(seed), options={"init_state": int(init_state)})  # fixture placement too: reproducible
     expert = ScriptedExpert(env, seed)
     expert.reset()
+    push = Perturbation(perturb, seed)
     max_steps = env.horizon if max_steps is None else int(max_steps)
     actions, states, success = [], [], False
     for _ in range(max_steps):
         states.append(env.get_state())
         action = expert.act()
         actions.append(action)
-        _, _, terminated, truncated, info = env.step(action)
+        executed = np.clip(action + push(), -1.0, 1.0) if perturb > 0 else action
+        _, _, terminated, truncated, info = env.step(executed)
         success = bool(info["is_success"])
         if terminated or truncated or expert.failed:
             break

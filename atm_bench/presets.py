@@ -145,11 +145,14 @@ class DataConfig:
     # DART-style pushes of the hand while the scripted expert records its demos (chance per step
     # that one starts; the labels stay the expert's, so demos show recoveries): 0 = none
     perturb: float = 0.0
+    # the expert servo's slow-down distance in metres (`experts.motion.APPROACH`); None = its default
+    approach: float | None = None
 
     @property
     def cache_suffix(self) -> str:
-        """Suffix of the data cache folder: perturbed demos never mix with the expert's own."""
-        return "" if not self.perturb else f"-perturb{self.perturb:g}"
+        """Suffix of the data cache folder: demos of another expert set-up never mix with the default's."""
+        return ("" if not self.perturb else f"-perturb{self.perturb:g}") + \
+            ("" if self.approach is None else f"-approach{self.approach:g}")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results" / "experts"
 
 
-def run_episodes(suite: str, task: int, inits: list[int], max_steps: int) -> list[dict]:
+def run_episodes(suite: str, task: int, inits: list[int], max_steps: int, approach: float) -> list[dict]:
     """One worker: a physics-only env for one task, one expert episode per init state."""
     os.nice(10)
     from atm_bench.envs.libero.env import LiberoEnv
@@ -36,7 +36,7 @@ def run_episodes(suite: str, task: int, inits: list[int], max_steps: int) -> lis
     try:
         for i in inits:
             t0 = time.time()
-            ok, actions, _ = rollout(env, i, seed=i, max_steps=max_steps)
+            ok, actions, _ = rollout(env, i, seed=i, max_steps=max_steps, approach=approach)
             out.append({"init_state": i, "success": ok, "steps": len(actions), "seconds": round(time.time() - t0, 2)})
     finally:
         env.close()
@@ -54,7 +54,8 @@ def report(results: Path) -> str:
     tasks at >= 60 % (the issue's bar), so the README quotes stored measurements, not hand edits."""
     from atm_bench.envs.libero.suites import SUITES, list_tasks
 
-    suites = [s for s in SUITES if (results / f"{s}.json").exists()]
+    # the default expert's files ({suite}.json) and those of other servo set-ups ({suite}-approach*.json)
+    suites = [p.stem for s in SUITES for p in sorted(results.glob(f"{s}*.json"))]
     stored = {s: load(results / f"{s}.json")["tasks"] for s in suites}
     lines = ["| suite | tasks measured | episodes per task | tasks >= 60 % | overall |", "|---|---|---|---|---|"]
     for s in suites:
@@ -66,11 +67,11 @@ def report(results: Path) -> str:
                      f"{100 * wins / total:.1f} % ({wins}/{total}) |")
     lines += ["", "| suite | " + " | ".join(str(t) for t in range(10)) + " |", "|---|" + "---|" * 10]
     for s in suites:  # the 10-task suites as a grid; libero_90 (90 tasks, sampled) as a list below
-        if len(list_tasks(s)) == 10:
+        if len(list_tasks(s.split("-")[0])) == 10:
             cells = [_cell(stored[s].get(str(t))) for t in range(10)]
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
     for s in suites:
-        if len(list_tasks(s)) != 10:
+        if len(list_tasks(s.split("-")[0])) != 10:
             listed = ", ".join(f"{t}: {_cell(v)}" for t, v in sorted(stored[s].items(), key=lambda kv: int(kv[0])))
             lines += ["", f"{s} (task: successes/episodes): {listed}"]
     return "\n".join(lines)
@@ -83,6 +84,7 @@ def _cell(task: dict | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     from atm_bench.envs.libero.suites import canonical_suite, list_tasks
     from atm_bench.errors import UserError
+    from atm_bench.experts.motion import APPROACH, check_approach
     from atm_bench.io import write_json_atomic
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -91,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, default=50, help="init states 0..N-1 per task (max 50)")
     ap.add_argument("--procs", type=int, default=2, help="worker processes (at most 2 on this machine)")
     ap.add_argument("--max-steps", type=int, default=600)
+    ap.add_argument("--approach", type=float, default=None,
+                    help="the servo's slow-down distance in m (default: the expert's, 0.02); results go to "
+                         "<suite>-approach<A>.json")
     ap.add_argument("--force", action="store_true", help="re-measure tasks already in the results file")
     ap.add_argument("--report", action="store_true", help="print the Markdown table of every stored suite and exit")
     args = ap.parse_args(argv)
@@ -108,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"task index {bad[0]} out of range for {suite}; valid: 0..{n_tasks - 1}")
         if not 1 <= args.episodes <= 50:
             raise UserError(f"--episodes {args.episodes} must be in 1..50 (LIBERO has 50 init states per task)")
+        approach = APPROACH if args.approach is None else check_approach(args.approach)
     except (UserError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -115,12 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     from rich.progress import Progress
     from tabulate import tabulate
 
-    path = RESULTS / f"{suite}.json"
+    suffix = "" if args.approach is None else f"-approach{args.approach:g}"
+    path = RESULTS / f"{suite}{suffix}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = load(path)
     record.setdefault("suite", suite)
-    record.setdefault("command", "python benchmarks/expert_success.py --suite " + suite.replace("_", "-"))
-    record.setdefault("protocol", {"horizon": args.max_steps, "seed": "init state index"})
+    record.setdefault("command", "python benchmarks/expert_success.py --suite " + suite.replace("_", "-")
+                      + ("" if args.approach is None else f" --approach {args.approach:g}"))
+    record.setdefault("protocol", {"horizon": args.max_steps, "seed": "init state index", "approach": approach})
     per_task = record.setdefault("tasks", {})
     todo = [t for t in tasks if args.force or per_task.get(str(t), {}).get("episodes", 0) < args.episodes]
 
@@ -129,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     partial: dict[int, list[dict]] = {t: [] for t in todo}
     with Progress() as progress, ProcessPoolExecutor(max_workers=procs) as pool:
         bar = progress.add_task(f"{suite} expert episodes", total=len(todo) * args.episodes)
-        futures = {pool.submit(run_episodes, suite, t, inits, args.max_steps): t for t, inits in chunks if inits}
+        futures = {pool.submit(run_episodes, suite, t, inits, args.max_steps, approach): t for t, inits in chunks if inits}
         for fut in as_completed(futures):
             t = futures[fut]
             partial[t].extend(fut.result())

@@ -86,3 +86,13 @@ def test_run_passes_the_point_source_to_the_runner(monkeypatch, capsys):
     assert main(["run", "--suite", "libero-goal", "--point-source", "robot"]) == 2
     assert main(["run", "--suite", "libero-goal"]) == 2
     assert [c.point_source for c in seen] == ["robot", "all"]
+
+
+def test_data_generate_passes_the_expert_setup(tmp_path, monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr("atm_bench.data.generate.generate", lambda config, data_dir, workers: seen.append(config) or [])
+    assert main(["data", "generate", "--suite", "libero-goal", "--tasks", "1", "--demos", "2", "--approach", "0.08",
+                 "--perturb", "0.03", "--data-dir", str(tmp_path)]) == 0
+    assert (seen[0].approach, seen[0].perturb, seen[0].tasks) == (0.08, 0.03, (1,))
+    assert main(["data", "generate", "--suite", "libero-goal", "--tasks", "1", "--data-dir", str(tmp_path)]) == 0
+    assert seen[1].approach is None and "approach" not in seen[1].identity()

@@ -98,6 +98,10 @@ def test_attempts_bound_and_config_mismatch(tmp_path, fake_sim):
     assert reports[0].demos == 2 and reports[0].attempts == 3
     with pytest.raises(UserError, match="made with"):
         generate(GenerateConfig(suite="libero_goal", tasks=(1,), demos=6, seed=1), tmp_path, progress=False)
+    with pytest.raises(UserError, match="made with"):  # demos of a gentler servo never join the default's
+        generate(GenerateConfig(suite="libero_goal", tasks=(1,), demos=6, approach=0.08), tmp_path, progress=False)
+    with pytest.raises(UserError, match="--approach: servo approach distance must be in"):
+        generate(GenerateConfig(suite="libero_goal", tasks=(1,), demos=1, approach=-1.0), tmp_path / "x", progress=False)
 
 
 @pytest.mark.sim

@@ -177,7 +177,7 @@ def test_perturbed_rollout_records_the_experts_actions_not_the_executed_ones(mon
     class Expert:
         failed = False
 
-        def __init__(self, env, seed):
+        def __init__(self, env, seed, approach=0.02):
             pass
 
         def reset(self):
@@ -214,3 +214,62 @@ def test_perturbed_rollout_records_the_experts_actions_not_the_executed_ones(mon
     plain = Env()
     expert_module.rollout(plain, init_state=0, seed=5)
     assert np.allclose(np.array(plain.executed), actions)
+
+
+@pytest.mark.parametrize("approach", [0.02, 0.08])
+def test_servo_runs_at_full_speed_beyond_the_approach_distance_and_slows_within_it(approach):
+    from types import SimpleNamespace
+
+    from atm_bench.experts.motion import Ctx, Style, servo
+
+    scene = SimpleNamespace(eef_pos=np.zeros(3), eef_rot=np.eye(3))
+    ctx = Ctx(scene, np.random.default_rng(0), Style(speed=1.0, noise=0.0, approach=approach))
+    far = servo(ctx, np.array([0.0, 0.0, 2 * approach]), np.eye(3), grip=-1.0)
+    near = servo(ctx, np.array([0.0, 0.0, approach / 4]), np.eye(3), grip=-1.0)
+    assert far[2] == pytest.approx(1.0) and near[2] == pytest.approx(0.25)
+    assert np.allclose(near[[0, 1, 3, 4, 5]], 0.0) and near[6] == -1.0
+
+
+def test_style_rejects_an_approach_distance_that_cannot_be_one():
+    from atm_bench.experts.motion import Style
+
+    with pytest.raises(ValueError, match="approach distance"):
+        Style.sample(np.random.default_rng(0), approach=0.0)
+    a = Style.sample(np.random.default_rng(3))
+    b = Style.sample(np.random.default_rng(3), approach=0.08)
+    assert (a.speed, a.noise, a.hover) == (b.speed, b.noise, b.hover) and (a.approach, b.approach) == (0.02, 0.08)
+
+
+def test_rollout_hands_the_approach_distance_to_the_expert(monkeypatch):
+    import atm_bench.experts.expert as expert_module
+
+    seen = []
+
+    class Expert:
+        failed = False
+
+        def __init__(self, env, seed, approach):
+            seen.append(approach)
+
+        def reset(self):
+            pass
+
+        def act(self):
+            return np.zeros(7)
+
+    class Env:
+        horizon = 3
+
+        def reset(self, seed, options):
+            pass
+
+        def get_state(self):
+            return np.zeros(2)
+
+        def step(self, action):
+            return None, 0.0, False, False, {"is_success": False}
+
+    monkeypatch.setattr(expert_module, "ScriptedExpert", Expert)
+    expert_module.rollout(Env(), init_state=0, seed=1)
+    expert_module.rollout(Env(), init_state=0, seed=1, approach=0.08)
+    assert seen == [0.02, 0.08]

@@ -216,17 +216,21 @@ def test_the_point_source_goes_into_stage_ones_key_and_the_recorded_preset(tmp_p
     assert recorded["policy_training"]["point_source"] == "all"  # the policy's training draws no points
 
 
-def test_perturbed_demos_get_their_own_cache_and_reach_generation(tmp_path, monkeypatch):
-    """A preset whose demos carry DART pushes must not reuse (or resume into) the plain demos' cache."""
+@pytest.mark.parametrize("field,value,folder", [("perturb", 0.03, "expert-32-perturb0.03"),
+                                                ("approach", 0.08, "expert-32-approach0.08")])
+def test_other_expert_setups_get_their_own_cache_and_reach_generation(tmp_path, monkeypatch, field, value, folder):
+    """A preset whose demos come from another expert set-up (DART pushes, a gentler servo) must not
+    reuse (or resume into) the default demos' cache, and generation must be told the set-up."""
     base = presets.get_preset("smoke")
-    pushed = dataclasses.replace(base, data=dataclasses.replace(base.data, perturb=0.03))
+    changed = dataclasses.replace(base, data=dataclasses.replace(base.data, **{field: value}))
     monkeypatch.setenv("ATM_BENCH_CACHE", str(tmp_path / "cache"))
     plain_dir = Runner(RunConfig(suite="libero-goal", agents=("bc",), preset="smoke", out=tmp_path / "a"),
                        progress=False).data_dir
-    monkeypatch.setattr("atm_bench.presets.PRESETS", {**presets.PRESETS, "smoke": lambda: pushed})
+    monkeypatch.setattr("atm_bench.presets.PRESETS", {**presets.PRESETS, "smoke": lambda: changed})
     runner = Runner(RunConfig(suite="libero-goal", agents=("bc",), preset="smoke", out=tmp_path / "b"), progress=False)
-    assert plain_dir.name == "expert-32" and runner.data_dir.name == "expert-32-perturb0.03"
+    assert plain_dir.name == "expert-32" and runner.data_dir.name == folder
     staged = []
     monkeypatch.setattr(runner, "execute", staged.append)
     runner.generate_data()
-    assert staged[0].config.perturb == 0.03
+    assert getattr(staged[0].config, field) == value
+    assert staged[0].config.identity()[field] == value  # a resume with another set-up is refused

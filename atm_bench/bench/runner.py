@@ -266,7 +266,8 @@ class Runner:
         sim_tracks = self.config.tracker == "sim" and any(self._uses_tracks(a) for a in self.agents)
         gen = GenerateConfig(suite=self.suite, tasks=self.tasks, demos=self.preset.data.demos_per_task,
                              image_size=self.preset.image_size, tracks="sim" if sim_tracks else None,
-                             track_points=self.preset.data.points_per_view, perturb=self.preset.data.perturb)
+                             track_points=self.preset.data.points_per_view, perturb=self.preset.data.perturb,
+                             approach=self.preset.data.approach)
         workers = self.config.workers or max(1, min(os.cpu_count() or 1, len(self.tasks)))
         self.execute(DataStage(gen, self.data_dir, workers, self.progress))
 

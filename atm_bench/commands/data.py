@@ -68,6 +68,9 @@ def register(sub) -> None:
     gen.add_argument("--perturb", type=float, default=0.0,
                      help="DART-style pushes of the hand while the expert acts: chance per step that one starts "
                           "(labels stay the expert's; default 0 = none)")
+    gen.add_argument("--approach", type=float, default=None,
+                     help="distance (m) from its target below which the expert's servo slows down (default 0.02: "
+                          "full speed until 2 cm; longer = smoother labels near grasps)")
     gen.set_defaults(handler=_generate)
 
     info = data_sub.add_parser("info", help="print tasks, demo counts, lengths and keys of dataset files")
@@ -105,7 +108,7 @@ def _generate(args) -> int:
         suite=suite, tasks=parse_tasks(args.tasks, suite), demos=args.demos, seed=args.seed,
         image_size=args.image_size, render_quality=args.render_quality, init_states=args.init_states,
         max_attempts=args.max_attempts, max_steps=args.max_steps, tracks=args.tracks, track_points=args.track_points,
-        perturb=args.perturb,
+        perturb=args.perturb, approach=args.approach,
     )
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     start = time.perf_counter()

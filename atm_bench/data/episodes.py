@@ -5,7 +5,7 @@ Layout (LIBERO's, so official datasets and ours read the same way):
     data                      attrs: problem_info (JSON, language_instruction), env_args (JSON),
                                      bddl_file_name, total, num_demos, macros_image_convention
     data/demo_<i>             attrs: num_samples, init_state (flat MuJoCo state), and ours:
-                                     init_state_index, seed, attempt
+                                     init_state_index, seed, attempt, perturb, approach (expert set-up)
     data/demo_<i>/obs/        agentview_rgb, eye_in_hand_rgb (T, H, W, 3) uint8,
                               joint_states (T, 7), gripper_states (T, 2), ee_states (T, 6),
                               ee_pos (T, 3), ee_ori (T, 3)

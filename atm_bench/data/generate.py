@@ -36,6 +36,7 @@ from atm_bench.envs.libero.runtime import libero
 from atm_bench.envs.libero.suites import canonical_suite, get_task
 from atm_bench.errors import UserError
 from atm_bench.experts import rollout
+from atm_bench.experts.motion import APPROACH, check_approach
 from atm_bench.io import write_json_atomic
 from atm_bench.progress import bars
 from atm_bench.tracking.annotate import AnnotateConfig, annotate_replay, demo_rng
@@ -65,6 +66,8 @@ class GenerateConfig:
     # DART-style pushes while the expert acts (chance per step; labels stay the expert's): see
     # `experts.expert.Perturbation`. 0 = the expert's own demos.
     perturb: float = 0.0
+    # the expert servo's slow-down distance (m); None = `experts.motion.APPROACH`
+    approach: float | None = None
 
     @property
     def attempts_bound(self) -> int:
@@ -73,7 +76,9 @@ class GenerateConfig:
     def identity(self) -> dict[str, Any]:
         """What must match for a resumed generation to continue an earlier one."""
         return {"seed": self.seed, "image_size": self.image_size, "render_quality": self.render_quality,
-                "init_states": self.init_states, "expert": "scripted", **({"perturb": self.perturb} if self.perturb else {})}
+                "init_states": self.init_states, "expert": "scripted",
+                **({"perturb": self.perturb} if self.perturb else {}),
+                **({"approach": self.approach} if self.approach is not None else {})}
 
 
 @dataclass
@@ -220,9 +225,10 @@ class TaskGenerator:
             attrs = {"init_state_index": index}
         max_steps = self.config.max_steps or physics.horizon
         seed_env(physics, seed)
-        success, actions, states = rollout(physics, index, seed, max_steps, perturb=self.config.perturb)
+        approach = APPROACH if self.config.approach is None else self.config.approach
+        success, actions, states = rollout(physics, index, seed, max_steps, perturb=self.config.perturb, approach=approach)
         attrs.update(init_state=np.asarray(state), seed=seed, attempt=attempt, init_state_source=self.config.init_states,
-                     perturb=self.config.perturb,
+                     perturb=self.config.perturb, approach=approach,
                      # fixture placement (in the model, not the state): replays (tracks) need it
                      body_pos=np.array(physics.sim.model.body_pos), body_quat=np.array(physics.sim.model.body_quat))
         return success, actions, states, attrs
@@ -351,6 +357,11 @@ def generate(config: GenerateConfig, data_dir: str | Path, progress: bool = True
         raise UserError(f"--demos must be >= 1, got {config.demos}")
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
+    if config.approach is not None:
+        try:
+            check_approach(config.approach)
+        except ValueError as exc:
+            raise UserError(f"--approach: {exc}") from None
     data_dir = Path(data_dir)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
                TimeElapsedColumn()]

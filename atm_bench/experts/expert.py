@@ -14,7 +14,7 @@ import numpy as np
 
 from atm_bench.experts import primitives as P
 from atm_bench.experts.goals import Step, Subgoal, make_plan, parse_goal
-from atm_bench.experts.motion import OPEN, Ctx, Style, hold
+from atm_bench.experts.motion import APPROACH, OPEN, Ctx, Style, hold
 from atm_bench.experts.scene import Scene
 
 MAX_ATTEMPTS = 3
@@ -23,9 +23,10 @@ MAX_ATTEMPTS = 3
 class ScriptedExpert:
     """Solves a LIBERO task from privileged state; `done` once the goal holds, `failed` when it gave up."""
 
-    def __init__(self, env, seed: int = 0) -> None:
+    def __init__(self, env, seed: int = 0, approach: float = APPROACH) -> None:
         self.env = env
         self.seed = int(seed)
+        self.approach = approach
         self.scene: Scene | None = None
         self.plan: list[Step] = []
         self.subgoals: list[Subgoal] = []
@@ -40,7 +41,7 @@ class ScriptedExpert:
         """Plan from the goal and the current simulator state (call after `env.reset`)."""
         self.scene = Scene(self.env)
         rng = np.random.default_rng(self.seed)
-        self._ctx = Ctx(self.scene, rng, Style.sample(rng))
+        self._ctx = Ctx(self.scene, rng, Style.sample(rng, self.approach))
         self.subgoals = parse_goal(self.scene.task.parsed_problem["goal_state"])
         self.plan = self._clear_drawer_paths(make_plan(self.subgoals, self._is_drawer, self._is_pushable))
         self.done = False
@@ -184,15 +185,17 @@ class Perturbation:
         return self.push
 
 
-def rollout(env, init_state: int, seed: int, max_steps: int | None = None, perturb: float = 0.0):
+def rollout(env, init_state: int, seed: int, max_steps: int | None = None, perturb: float = 0.0,
+            approach: float = APPROACH):
     """One physics-only expert episode from init state `init_state`.
 
     Returns (success, actions (T, 7), states (T, D)); states[t] is `env.get_state()` just before
     actions[t], as LIBERO datasets store them. With `perturb` > 0 the executed actions are the
     expert's plus `Perturbation(perturb)`'s pushes, and `actions` are still the expert's (labels).
+    `approach` is the servo's slow-down distance (`motion.APPROACH`).
     """
     env.reset(seed=int(seed), options={"init_state": int(init_state)})  # fixture placement too: reproducible
-    expert = ScriptedExpert(env, seed)
+    expert = ScriptedExpert(env, seed, approach)
     expert.reset()
     push = Perturbation(perturb, seed)
     max_steps = env.horizon if max_steps is None else int(max_steps)

@@ -18,7 +18,10 @@ from atm_bench.experts.scene import DOWN, Scene, rot_z
 
 Actions = Generator[np.ndarray, None, bool]
 
-POS_GAIN = 1.0 / 0.02  # full speed when 2 cm or more from the target
+# The servo runs at full speed while the hand is APPROACH metres or more from its target and
+# slows in proportion below that. 2 cm: sharp stops, so demos' labels jump from full speed to ~0
+# near a grasp; a longer approach makes them a smooth function of the remaining distance.
+APPROACH = 0.02
 ROT_GAIN = 2.5
 OPEN, CLOSE = -1.0, 1.0
 
@@ -32,16 +35,26 @@ class Style:
     hover: float = 0.10  # height above a grasp/placement point before descending
     close_steps: int = 12
     jitter: float = 0.0  # std (m) of offsets added to approach points
+    approach: float = APPROACH  # distance (m) from a target below which the servo slows down
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> "Style":
+    def sample(cls, rng: np.random.Generator, approach: float = APPROACH) -> "Style":
+        """A random style; `approach` is a data option (one value for a whole dataset), not drawn."""
         return cls(
             speed=float(rng.uniform(0.7, 1.0)),
             noise=float(rng.uniform(0.0, 0.06)),
             hover=float(rng.uniform(0.07, 0.12)),
             close_steps=int(rng.integers(9, 14)),
             jitter=float(rng.uniform(0.0, 0.004)),
+            approach=check_approach(approach),
         )
+
+
+def check_approach(approach: float) -> float:
+    """The servo's approach distance, validated (it divides the pose error)."""
+    if not 0.0 < approach <= 0.5:
+        raise ValueError(f"servo approach distance must be in (0, 0.5] m, got {approach}; the expert's default is {APPROACH}")
+    return float(approach)
 
 
 @dataclass
@@ -67,7 +80,7 @@ def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
 def servo(ctx: Ctx, pos: np.ndarray, rot: np.ndarray, grip: float, speed: float = 1.0) -> np.ndarray:
     """One action moving the hand toward (pos, rot) with the gripper commanded to `grip`."""
     sc = ctx.scene
-    dpos = (np.asarray(pos) - sc.eef_pos) * POS_GAIN
+    dpos = (np.asarray(pos) - sc.eef_pos) / ctx.style.approach
     cap = ctx.style.speed * speed
     norm = np.linalg.norm(dpos)
     if norm > cap:

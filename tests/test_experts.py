@@ -228,6 +228,9 @@ def test_servo_runs_at_full_speed_beyond_the_approach_distance_and_slows_within_
     near = servo(ctx, np.array([0.0, 0.0, approach / 4]), np.eye(3), grip=-1.0)
     assert far[2] == pytest.approx(1.0) and near[2] == pytest.approx(0.25)
     assert np.allclose(near[[0, 1, 3, 4, 5]], 0.0) and near[6] == -1.0
+    # contact skills drive at a fixed lead with the default's gain, whatever the style's approach
+    drive = servo(ctx, np.array([0.0, 0.0, 0.02]), np.eye(3), grip=1.0, approach=0.02)
+    assert drive[2] == pytest.approx(1.0)
 
 
 def test_style_rejects_an_approach_distance_that_cannot_be_one():

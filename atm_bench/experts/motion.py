@@ -77,10 +77,16 @@ def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(target @ current.T).as_rotvec()
 
 
-def servo(ctx: Ctx, pos: np.ndarray, rot: np.ndarray, grip: float, speed: float = 1.0) -> np.ndarray:
-    """One action moving the hand toward (pos, rot) with the gripper commanded to `grip`."""
+def servo(ctx: Ctx, pos: np.ndarray, rot: np.ndarray, grip: float, speed: float = 1.0,
+          approach: float | None = None) -> np.ndarray:
+    """One action moving the hand toward (pos, rot) with the gripper commanded to `grip`.
+
+    `approach` overrides the style's slow-down distance: contact skills (pushing, pulling, turning)
+    drive toward a target a fixed lead ahead of the hand, a speed command, so they keep APPROACH.
+    """
     sc = ctx.scene
-    dpos = (np.asarray(pos) - sc.eef_pos) / ctx.style.approach
+    gain = 1.0 / (ctx.style.approach if approach is None else approach)  # (as a product: bit-identical demos)
+    dpos = (np.asarray(pos) - sc.eef_pos) * gain
     cap = ctx.style.speed * speed
     norm = np.linalg.norm(dpos)
     if norm > cap:
@@ -106,11 +112,12 @@ def move_to(
     max_steps: int = 80,
     speed: float = 1.0,
     stall_steps: int = 0,
+    approach: float | None = None,
 ) -> Actions:
     """Servo until within `tol` (m) and `rot_tol` (rad), or `max_steps`; returns whether reached.
 
     stall_steps > 0 stops early once the hand has not moved for that many steps (it is pushing
-    against something, e.g. a held object resting on its support).
+    against something, e.g. a held object resting on its support). `approach`: see `servo`.
     """
     grip = ctx.grip if grip is None else grip
     sc = ctx.scene
@@ -119,7 +126,7 @@ def move_to(
         err = np.linalg.norm(np.asarray(pos) - sc.eef_pos)
         if err < tol and np.linalg.norm(rotation_error(rot, sc.eef_rot)) < rot_tol:
             return True
-        yield servo(ctx, pos, rot, grip, speed)
+        yield servo(ctx, pos, rot, grip, speed, approach)
         now = sc.eef_pos
         still = still + 1 if np.linalg.norm(now - last) < 5e-4 else 0
         last = now

@@ -10,7 +10,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from atm_bench.experts.motion import CLOSE, OPEN, Actions, Ctx, down_rot, hold, move_to, rotation_error
+from atm_bench.experts.motion import APPROACH, CLOSE, OPEN, Actions, Ctx, down_rot, hold, move_to, rotation_error
 from atm_bench.experts.scene import Scene, yaw_for_axis
 
 MAX_HEIGHT = 0.42  # highest comfortable hand height above the work surface
@@ -565,7 +565,7 @@ def push(ctx: Ctx, obj: str, target: str, tol: float = 0.015, max_steps: int = 2
             continue
         speed = 0.35 if dist < 0.05 else 0.6
         yield from move_to(ctx, np.array([point[0], point[1], z]), down_rot(yaw), CLOSE, tol=0.0, max_steps=1,
-                           speed=speed)
+                           speed=speed, approach=APPROACH)
     yield from move_to(ctx, sc.eef_pos + np.array([0.0, 0.0, 0.08]), down_rot(yaw), CLOSE, tol=0.015, max_steps=25)
     return True
 
@@ -610,7 +610,7 @@ def turn_knob(ctx: Ctx, joint: str, on: bool, max_steps: int = 160) -> Actions:
             break
         point, tangent = end_point(q, 0.015)
         yield from move_to(ctx, np.array([point[0], point[1], z]), down_rot(yaw_for_axis(tangent)), CLOSE, tol=0.0,
-                           max_steps=1, speed=0.5)
+                           max_steps=1, speed=0.5, approach=APPROACH)
     yield from move_to(ctx, sc.eef_pos + np.array([0.0, 0.0, 0.08]), sc.eef_rot, CLOSE, tol=0.015, max_steps=25)
     return True
 
@@ -671,7 +671,7 @@ def open_drawer(ctx: Ctx, region: str, max_steps: int = 90) -> Actions:
         q = sc.joint_qpos(joint)
         if abs(q - q_start) >= abs(q_open - q_start) - 0.003:
             break
-        yield from move_to(ctx, sc.eef_pos + pull * 0.02, rot, CLOSE, tol=0.0, max_steps=1, speed=0.5)
+        yield from move_to(ctx, sc.eef_pos + pull * 0.02, rot, CLOSE, tol=0.0, max_steps=1, speed=0.5, approach=APPROACH)
     yield from hold(ctx, 6, OPEN, rot)
     yield from move_to(ctx, sc.eef_pos + pull * 0.06 + np.array([0.0, 0.0, 0.04]), rot, OPEN, tol=0.015, max_steps=25)
     # back to the top-down home orientation before anything else: later top-down moves that
@@ -714,7 +714,7 @@ def close_drawer(ctx: Ctx, region: str, max_steps: int = 90, pitch: float = 0.8)
             break
         handle = _handle(sc, joint, pull)
         yield from move_to(ctx, handle - pull * 0.02 + np.array([0.0, 0.0, 0.005]), rot, CLOSE, tol=0.0,
-                           max_steps=1, speed=0.6)
+                           max_steps=1, speed=0.6, approach=APPROACH)
     yield from move_to(ctx, sc.eef_pos + pull * 0.05 + np.array([0.0, 0.0, 0.05]), rot, CLOSE, tol=0.015, max_steps=25)
     yield from move_to(ctx, sc.eef_pos + np.array([0.0, 0.0, 0.03]), down_rot(0.0), OPEN, tol=0.02, rot_tol=0.1,
                        max_steps=30)
@@ -763,7 +763,7 @@ def close_door(ctx: Ctx, obj: str, max_steps: int = 200) -> Actions:
             break
         point, tangent = edge(q, 0.03)
         yield from move_to(ctx, np.array([point[0], point[1], z]), down_rot(yaw_for_axis(tangent) + np.pi / 2), CLOSE,
-                           tol=0.0, max_steps=1, speed=0.6)
+                           tol=0.0, max_steps=1, speed=0.6, approach=APPROACH)
     yield from move_to(ctx, sc.eef_pos + np.array([0.0, 0.0, 0.1]), sc.eef_rot, CLOSE, tol=0.015, max_steps=25)
     return True
 

@@ -53,7 +53,8 @@ class Style:
 def check_approach(approach: float) -> float:
     """The servo's approach distance, validated (it divides the pose error)."""
     if not 0.0 < approach <= 0.5:
-        raise ValueError(f"servo approach distance must be in (0, 0.5] m, got {approach}; the expert's default is {APPROACH}")
+        raise ValueError(f"servo approach distance must be in (0, 0.5] m, got {approach}; "
+                         f"the expert's default is {APPROACH}")
     return float(approach)
 
 

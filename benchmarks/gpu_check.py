@@ -40,7 +40,8 @@ from atm_bench.atm.policy import TrackGuidedPolicy
 from atm_bench.atm.stages import predict_grid_tracks
 from atm_bench.atm.track_transformer import TrackTransformer
 from atm_bench.devices import autocast, is_cuda, resolve_device
-from atm_bench.learning.language import embed_instructions
+from atm_bench.errors import UserError
+from atm_bench.learning.language import text_dim
 from atm_bench.learning.training import save_checkpoint
 from atm_bench.presets import Preset, get_preset
 
@@ -78,10 +79,14 @@ def _timed(step: Callable[[], None], device: str, seconds: float, warmup: int = 
     return steps, time.perf_counter() - start
 
 
-def with_text_encoder(preset: Preset) -> Preset:
-    """The preset's track model sized for the packaged instruction encoder, as training sizes it."""
-    dim = int(embed_instructions(["probe"], None).shape[1])
-    return dataclasses.replace(preset, track_model=dataclasses.replace(preset.track_model, text_dim=dim))
+def with_text_encoder(preset: Preset) -> tuple[Preset, str]:
+    """The preset sized for the packaged instruction encoder, as training sizes it, and which width
+    was used: where the encoder is not installed (the device machine carries no 90 MB of MiniLM) the
+    preset keeps its own width (the paper's BERT, 768) and the result says so."""
+    try:
+        return preset.with_text_dim(text_dim(None)), "packaged MiniLM"
+    except UserError as exc:
+        return preset, f"the preset's own width ({exc})"
 
 
 def stage1_rate(preset: Preset, device: str, precision: str, seconds: float) -> dict[str, Any]:
@@ -152,6 +157,9 @@ def eval_rate(preset: Preset, device: str, envs: int, steps: int) -> dict[str, A
     try:
         from atm_bench.atm.agent import ATMAgent
         from atm_bench.bench.evaluation import EvalConfig, Evaluator
+        from atm_bench.envs.libero.runtime import libero
+
+        libero()  # the simulator stack itself, imported here rather than in the env workers
     except ImportError as exc:  # the simulator stack (LIBERO, robosuite, MuJoCo) is not installed here
         return {"skipped": f"simulator stack not importable: {exc}"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,11 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="gpu_check.json")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
-    preset = with_text_encoder(get_preset(args.preset))
+    preset, text_source = with_text_encoder(get_preset(args.preset))
     result: dict[str, Any] = {
         "device": device, "device_name": torch.cuda.get_device_name(device) if is_cuda(device) else platform.processor(),
         "torch": torch.__version__, "python": sys.version.split()[0], "cpus": os.cpu_count(), "preset": preset.name,
-        "seconds_per_measurement": args.seconds}
+        "seconds_per_measurement": args.seconds,
+        "text_dim": preset.track_model.text_dim, "text_dim_source": text_source}
     for stage, rate in (("stage1", stage1_rate), ("stage2", stage2_rate)):
         for precision in ("bf16", "fp32"):
             result[f"{stage}_{precision}"] = rate(preset, device, precision, args.seconds)

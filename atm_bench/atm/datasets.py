@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from atm_bench.data.episodes import ENV_IMAGE_KEYS
 from atm_bench.errors import UserError
-from atm_bench.learning.frames import VIEW_KEYS, DemoRef, OpenFiles, is_upright, item_rng, resize_frames
+from atm_bench.learning.frames import DemoRef, OpenFiles, is_upright, item_rng, resize_frames
 from atm_bench.presets import check_point_source
 from atm_bench.tracking.storage import ON_ROBOT
 
@@ -116,7 +117,7 @@ class TrackFrameDataset(Dataset):
         d, v, t = self.index[i]
         ref, view = self.demos[d], self.views[v]
         handle = self._files.get(ref.file)
-        frame = handle[f"data/{ref.demo}/obs/{VIEW_KEYS[view]}"][t]
+        frame = handle[f"data/{ref.demo}/obs/{ENV_IMAGE_KEYS[view]}"][t]
         if not is_upright(handle):
             frame = frame[::-1]
         frame = resize_frames(np.ascontiguousarray(frame), self.image_hw)
@@ -204,7 +205,7 @@ class PolicyWindowDataset(Dataset):
         """All frames of one demo and view, upright and resized (for track pre-computation)."""
         ref = self.demos[d]
         handle = self._files.get(ref.file)
-        frames = handle[f"data/{ref.demo}/obs/{VIEW_KEYS[view]}"][()]
+        frames = handle[f"data/{ref.demo}/obs/{ENV_IMAGE_KEYS[view]}"][()]
         if not is_upright(handle):
             frames = frames[:, ::-1]
         return resize_frames(np.ascontiguousarray(frames), self.image_hw)
@@ -220,7 +221,7 @@ class PolicyWindowDataset(Dataset):
         upright = is_upright(self._files.get(ref.file))
         images = []
         for view in self.views:
-            frames = group[f"obs/{VIEW_KEYS[view]}"][lo:hi][rel]
+            frames = group[f"obs/{ENV_IMAGE_KEYS[view]}"][lo:hi][rel]
             if not upright:
                 frames = frames[:, ::-1]
             images.append(resize_frames(np.ascontiguousarray(frames), self.image_hw))

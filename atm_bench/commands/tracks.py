@@ -114,15 +114,15 @@ def _show(args) -> int:
 
     from atm_bench.data.episodes import EpisodeFile
     from atm_bench.errors import UserError
-    from atm_bench.tracking.annotate import IMAGE_KEY
+    from atm_bench.data.episodes import ENV_IMAGE_KEYS
     from atm_bench.tracking.draw import draw_frame, draw_video
     from atm_bench.tracking.storage import read_tracks
 
-    if args.view not in IMAGE_KEY:
-        raise UserError(f"unknown view {args.view!r}; valid: {', '.join(IMAGE_KEY)}")
+    if args.view not in ENV_IMAGE_KEYS:
+        raise UserError(f"unknown view {args.view!r}; valid: {', '.join(ENV_IMAGE_KEYS)}")
     demo = f"demo_{args.demo}"
     with EpisodeFile(args.file) as ef:
-        frames = ef.frames(demo, IMAGE_KEY[args.view])
+        frames = ef.frames(demo, ENV_IMAGE_KEYS[args.view])
     vt = read_tracks(args.file, demo, args.view)
     kwargs = dict(trail=args.trail, scale=args.scale, max_points=args.max_points)
     if args.frame is not None:

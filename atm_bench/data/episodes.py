@@ -41,7 +41,7 @@ OBS_KEYS = IMAGE_KEYS + LOWDIM_KEYS
 # What a demo must hold to be usable at all; ee_* are optional (derivable, not used for control).
 REQUIRED_DEMO_KEYS = ("actions", "states", "obs/agentview_rgb", "obs/eye_in_hand_rgb", "obs/joint_states",
                       "obs/gripper_states")
-# Env observation key -> dataset key, for the two cameras.
+# Camera view (the env's observation key) -> dataset key: the one map of the two names everywhere.
 ENV_IMAGE_KEYS = {"agentview": "agentview_rgb", "eye_in_hand": "eye_in_hand_rgb"}
 UPRIGHT = "upright"
 _DEMO_RE = re.compile(r"^demo_(\d+)$")

@@ -13,11 +13,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from atm_bench.data.episodes import images_upright
+from atm_bench.data.episodes import ENV_IMAGE_KEYS, images_upright
 from atm_bench.errors import UserError
-
-
-VIEW_KEYS = {"agentview": "agentview_rgb", "eye_in_hand": "eye_in_hand_rgb"}
 
 
 @dataclass(frozen=True)
@@ -91,10 +88,10 @@ class FrameReader:
 
     def frames(self, ref: DemoRef, view: str, index: Sequence[int] | np.ndarray | slice) -> np.ndarray:
         """(len(index), H, W, 3) uint8 frames at `index` (any order, repeats allowed)."""
-        if view not in VIEW_KEYS:
-            raise UserError(f"unknown camera view {view!r}; valid: {', '.join(VIEW_KEYS)}")
+        if view not in ENV_IMAGE_KEYS:
+            raise UserError(f"unknown camera view {view!r}; valid: {', '.join(ENV_IMAGE_KEYS)}")
         handle = self._files.get(ref.file)
-        data = handle[f"data/{ref.demo}/obs/{VIEW_KEYS[view]}"]
+        data = handle[f"data/{ref.demo}/obs/{ENV_IMAGE_KEYS[view]}"]
         if isinstance(index, slice):
             frames = data[index]
         else:

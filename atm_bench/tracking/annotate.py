@@ -22,7 +22,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from atm_bench.data.episodes import EpisodeFile
+from atm_bench.data.episodes import ENV_IMAGE_KEYS, EpisodeFile
 from atm_bench.envs.libero.env import LiberoEnv
 from atm_bench.envs.libero.suites import SUITES, canonical_suite, list_tasks
 from atm_bench.errors import UserError, choice_error
@@ -32,8 +32,6 @@ from atm_bench.tracking.flow import FlowConfig, LucasKanadeTracker
 from atm_bench.tracking.sampling import SamplingConfig, TrackFn, sample_and_track
 from atm_bench.tracking.sim import SimReplay
 from atm_bench.tracking.storage import VIEWS, ViewTracks, has_tracks, write_demo_tracks
-
-IMAGE_KEY = {"agentview": "agentview_rgb", "eye_in_hand": "eye_in_hand_rgb"}
 
 
 @dataclass(frozen=True)
@@ -178,8 +176,8 @@ class Annotator:
         start = time.perf_counter()
         with EpisodeFile(path) as ef:
             header = ef.header
-            videos = {v: ef.frames(demo, IMAGE_KEY[v]) for v in self.cfg.views} if self.video_tracker else None
-            first = ef.frames(demo, IMAGE_KEY[self.cfg.views[0]], 0, 1)
+            videos = {v: ef.frames(demo, ENV_IMAGE_KEYS[v]) for v in self.cfg.views} if self.video_tracker else None
+            first = ef.frames(demo, ENV_IMAGE_KEYS[self.cfg.views[0]], 0, 1)
             states = ef.array(demo, "states") if self.scenes is not None else None
             attrs = ef.attrs(demo)
             num_frames = ef.length(demo)

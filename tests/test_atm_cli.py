@@ -96,3 +96,17 @@ def test_data_generate_passes_the_expert_setup(tmp_path, monkeypatch, capsys):
     assert (seen[0].approach, seen[0].perturb, seen[0].tasks) == (0.08, 0.03, (1,))
     assert main(["data", "generate", "--suite", "libero-goal", "--tasks", "1", "--data-dir", str(tmp_path)]) == 0
     assert seen[1].approach is None and "approach" not in seen[1].identity()
+
+
+def test_eval_caps_episodes_at_the_presets_horizon_unless_told(tmp_path, monkeypatch):
+    from atm_bench.presets import get_preset
+
+    seen = []
+    monkeypatch.setattr("atm_bench.bench.evaluation.evaluate", lambda agent, config, out: seen.append(config) or [])
+    monkeypatch.setattr("atm_bench.commands.eval.print_table", lambda records, out: None)
+    base = ["eval", "--agent", "expert", "--suite", "libero-goal", "--tasks", "0", "--out", str(tmp_path)]
+    assert main([*base, "--preset", "quick"]) == 0
+    assert main([*base, "--preset", "quick", "--horizon", "300"]) == 0
+    assert main(base) == 0
+    assert [c.horizon for c in seen] == [get_preset("quick").eval.horizon, 300, None]
+    assert 0 < get_preset("quick").eval.horizon < 600 and get_preset("paper").eval.horizon is None

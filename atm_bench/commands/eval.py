@@ -15,14 +15,16 @@ def register(sub) -> None:
     ev.add_argument("--tasks", default=None, help="task indices, e.g. 0,3 or 0-4 (default: all)")
     ev.add_argument("--seed", type=int, default=0, help="run seed (the agent's training seed)")
     ev.add_argument("--checkpoint", default=None, help="directory the agent loads (trained agents)")
-    ev.add_argument("--preset", default="none", help="scale preset the agent was trained with (recorded)")
+    ev.add_argument("--preset", default="none",
+                    help="scale preset the agent was trained with (recorded; its evaluation horizon is the default)")
     ev.add_argument("--n-envs", type=int, default=None, help="parallel envs (default: min(protocol's, CPU cores))")
     ev.add_argument("--render-quality", default="fast", choices=["fast", "reference", "none"],
                     help="use the quality the agent's training data was rendered with (default fast)")
     ev.add_argument("--image-size", type=int, default=None,
                     help="camera image size (default: the loaded checkpoint's, else 128)")
     ev.add_argument("--videos", type=int, default=1, help="MP4s of the first N episodes per task (default 1)")
-    ev.add_argument("--horizon", type=int, default=None, help="cap episode length below the protocol's (smoke runs)")
+    ev.add_argument("--horizon", type=int, default=None,
+                    help="cap episode length below the protocol's (default: the preset's cap, if any)")
     ev.add_argument("--sync", action="store_true", help="run the envs in this process (debugging)")
     ev.add_argument("--out", default=None, help="output directory (default: the cache's eval/)")
     add_device_arg(ev)
@@ -50,13 +52,20 @@ def _eval(args) -> int:
         agent=args.agent, suite=suite, tasks=parse_tasks(args.tasks, suite), protocol=args.protocol,
         episodes=args.episodes, seed=args.seed, preset=args.preset, n_envs=args.n_envs,
         render_quality=args.render_quality, image_size=args.image_size or agent.image_size() or 128,
-        horizon=args.horizon, videos=args.videos, asynchronous=not args.sync,
+        horizon=args.horizon or preset_horizon(args.preset), videos=args.videos, asynchronous=not args.sync,
         render_devices=egl_render_devices(device),
     )
     out = Path(args.out) if args.out else cache_subdir("eval")
     records = evaluate(agent, config, out)
     print_table(records, out)
     return 0
+
+
+def preset_horizon(name: str) -> int | None:
+    """The evaluation horizon cap of a named preset (None: the protocol's; "none": no preset)."""
+    from atm_bench.presets import get_preset
+
+    return None if name == "none" else get_preset(name).eval.horizon
 
 
 def announce_agent_device(name: str, device: str) -> str:

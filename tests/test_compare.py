@@ -6,13 +6,13 @@ from atm_bench.bench.results import ResultsStore
 from atm_bench.cli import main
 
 
-def _run(path, rates):
+def _run(path, rates, horizon=600):
     """A run directory: per agent, (successes, episodes) on each of tasks 0 and 1, split over seeds 0 and 1."""
     store = ResultsStore(path / "results.jsonl")
     for agent, (successes, episodes) in rates.items():
         for task in (0, 1):
             store.extend({"agent": agent, "suite": "libero_goal", "task": task, "init_state": i, "seed": i % 2,
-                          "protocol": "atm", "preset": "smoke", "horizon": 600, "success": i < successes,
+                          "protocol": "atm", "preset": "smoke", "horizon": horizon, "success": i < successes,
                           "steps": 10, "seconds": 0.1} for i in range(episodes))
     return str(path)
 
@@ -37,6 +37,14 @@ def test_an_improvement_exits_0_and_a_regression_exits_1(runs, capsys):
     assert "atm: A = baseline, B = worse" in out and "verdict: regressed" in out  # atm: 40/50 -> 10/50
     assert "verdict: held" in out  # bc: 4/50 both times, the interval of B - A within +-20 points
     assert "knn" not in out  # only in one run: nothing to compare
+    assert "different horizons" not in out
+
+
+def test_runs_at_different_horizons_are_compared_with_a_note(runs, tmp_path, capsys):
+    baseline = runs[0]
+    capped = _run(tmp_path / "capped", {"atm": (20, 25)}, horizon=450)
+    assert main(["compare", baseline, capped]) == 0
+    assert "different horizons (baseline: [600], capped: [450])" in capsys.readouterr().out
 
 
 def test_agents_option_selects_and_checks_names(runs, capsys):

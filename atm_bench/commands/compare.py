@@ -26,6 +26,10 @@ def _compare(args) -> int:
     if not 0 < alpha < 1:
         raise UserError(f"--alpha {alpha}: a significance level lies between 0 and 1, e.g. 0.05")
     run_a, run_b = load_runs([args.run_a, args.run_b])
+    horizons = [sorted({r.get("horizon") for r in run.records}, key=str) for run in (run_a, run_b)]
+    if horizons[0] != horizons[1]:
+        print(f"note: the runs capped episodes at different horizons ({run_a.path.name}: {horizons[0]}, "
+              f"{run_b.path.name}: {horizons[1]}); a success after the shorter one counts only in the other run")
     comparisons = compare_runs(run_a.records, run_b.records, alpha=alpha)
     if args.agents:
         wanted = [a.strip() for a in args.agents.split(",") if a.strip()]

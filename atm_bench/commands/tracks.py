@@ -112,9 +112,8 @@ def _show(args) -> int:
 
     import imageio.v3 as iio
 
-    from atm_bench.data.episodes import EpisodeFile
+    from atm_bench.data.episodes import ENV_IMAGE_KEYS, EpisodeFile
     from atm_bench.errors import UserError
-    from atm_bench.data.episodes import ENV_IMAGE_KEYS
     from atm_bench.tracking.draw import draw_frame, draw_video
     from atm_bench.tracking.storage import read_tracks
 

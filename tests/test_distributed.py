@@ -126,14 +126,18 @@ if rank == 0:
     with single_process():  # rank 0 alone: no DDP wrapping, no collectives (rank 1 does not join)
         assert rank_and_world() == (0, 1) and data_parallel(model) is model
 assert rank_and_world() == (rank, 2) and data_parallel(model) is not model
+import atexit
+import torch.distributed as dist
+atexit._run_exitfuncs()  # what the interpreter runs at exit: the process group is torn down first
+assert not dist.is_initialized()
 (Path(sys.argv[1]) / f"ok{rank}").write_text("ok")
 '''
 
 
 @pytest.mark.slow
 def test_orders_from_rank_0_reach_every_process_and_single_process_trains_alone(tmp_path):
-    """The runner's primitives under torchrun (`bench/torchrun_grid.py`): broadcast, gather, and
-    rank 0 training alone while the other process waits."""
+    """The runner's primitives under torchrun (`bench/torchrun_grid.py`): broadcast, gather,
+    rank 0 training alone while the other process waits, and the group torn down at exit."""
     script = tmp_path / "orders.py"
     script.write_text(ORDERS)
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",

@@ -12,6 +12,7 @@ refuses, with one line, a model that was not wrapped when it runs under torchrun
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 from contextlib import contextmanager
@@ -42,7 +43,16 @@ def init_from_env(device: str = "cpu", timeout: timedelta | None = None) -> bool
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if cuda else "gloo", **({"timeout": timeout} if timeout else {}))
+        atexit.register(_leave_process_group)
     return True
+
+
+def _leave_process_group() -> None:
+    """At exit: tear the group down before the interpreter does. Left to static destruction, a
+    process group's worker threads can still be joinable, and the process then aborts
+    ("terminate called without an active exception") after its work is done."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def local_device(device: str) -> str:

@@ -18,6 +18,9 @@ VIEWS = ("agentview", "eye_in_hand")
 # Where stage 1 draws its query points: anywhere (the paper), only off the robot, only on it. The
 # ablation separates how much ATM gains from tracking the robot from tracking the objects.
 POINT_SOURCES = ("all", "objects", "robot")
+# Field metadata of settings added after results were stored: such a field enters a training cache
+# key (`training_view`) only when it differs from its default, so stored runs stay valid.
+KEY_WHEN_SET = {"key": "when_set"}
 
 
 def check_point_source(name: str) -> str:
@@ -103,6 +106,10 @@ class PolicyConfig:
     # the training chunk holds); acting averages every prediction made for the current step in
     # the last K steps (temporal ensembling, as ACT). 1 = one action per step (the paper's).
     action_horizon: int = 1
+    # Track dropout: in training, each step's tracks are zeroed (BC's input) with this chance, so
+    # the policy cannot lean on tracks alone and still acts from images (+ instruction) where the
+    # predicted tracks are poor. 0 = never (the paper's).
+    track_dropout: float = field(default=0.0, metadata=KEY_WHEN_SET)
 
     @property
     def image_tokens_per_view(self) -> int:
@@ -265,7 +272,21 @@ def training_view(preset: "Preset", with_track_model: bool) -> dict[str, Any]:
     """The parts of a preset an agent's training depends on, as a dict (its cache key): never the
     evaluation settings; stage 1's model and training only for agents that use the track model."""
     dropped = {"eval"} | (set() if with_track_model else {"track_model", "track_training"})
-    return {k: v for k, v in dataclasses.asdict(preset).items() if k not in dropped}
+    view = {k: v for k, v in dataclasses.asdict(preset).items() if k not in dropped}
+    _drop_unset(preset, view)
+    return view
+
+
+def _drop_unset(config: Any, view: dict[str, Any]) -> None:
+    """Removes from `view` (the asdict of dataclass `config`) the KEY_WHEN_SET fields at their default."""
+    for f in dataclasses.fields(config):
+        if f.name not in view:
+            continue
+        value = getattr(config, f.name)
+        if f.metadata.get("key") == "when_set" and value == f.default:
+            del view[f.name]
+        elif dataclasses.is_dataclass(value):
+            _drop_unset(value, view[f.name])
 
 
 def with_point_source(preset: Preset, point_source: str) -> Preset:

@@ -200,3 +200,22 @@ def test_temporal_ensembling_averages_the_predictions_for_each_step_and_restarts
     single = windowed()
     single.roll(None, step, 2)
     assert torch.equal(single.ensemble(plans[3][:, :1]), plans[3][:, 0])  # K = 1: the plan's action
+
+
+def test_track_dropout_zeroes_whole_samples_in_training_only():
+    """`track_dropout`: in training a dropped sample's tracks are BC's input (zero displacement),
+    the rest untouched; in evaluation nothing is dropped."""
+    torch.manual_seed(0)
+    cfg = _cfg(track_dropout=0.5)
+    policy = TrackGuidedPolicy(cfg).train()
+    images, tracks, joint, grip = _batch(cfg, b=16)
+    policy.set_track_stats(tracks)
+    args = (images[:, 0], tracks[:, 0], joint[:, 0], grip[:, 0])
+    step, late = policy.encode_step(*args)
+    zero_step, _ = policy.encode_step(images[:, 0], tracks[:, 0] * 0, joint[:, 0], grip[:, 0])
+    dropped = late.abs().sum(1) == 0
+    assert 0 < int(dropped.sum()) < 16
+    assert torch.allclose(step[dropped], zero_step[dropped], atol=1e-6)
+    assert (step[~dropped] - zero_step[~dropped]).abs().max() > 1e-4
+    policy.eval()
+    assert bool((policy.encode_step(*args)[1].abs().sum(1) > 0).all())

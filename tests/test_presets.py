@@ -61,3 +61,15 @@ def test_point_source_is_stage_ones_and_checked():
     assert dataclasses.replace(objects, track_training=preset.track_training) == preset
     with pytest.raises(UserError, match="unknown point source 'arm'; valid choices: all, objects, robot"):
         TrainConfig(epochs=1, batch_size=1, lr=1e-3, point_source="arm")
+
+
+def test_settings_added_later_enter_training_keys_only_when_set():
+    """A KEY_WHEN_SET field (track_dropout) at its default leaves every agent's cache key as it was
+    before the field existed (stored runs stay valid); set, it is part of the key."""
+    from atm_bench.presets import training_view
+
+    quick = get_preset("quick")
+    assert "track_dropout" not in training_view(quick, True)["policy"]
+    assert "dropout" in training_view(quick, True)["policy"]
+    changed = dataclasses.replace(quick, policy=dataclasses.replace(quick.policy, track_dropout=0.5))
+    assert training_view(changed, False)["policy"]["track_dropout"] == 0.5

@@ -130,7 +130,7 @@ class TrackGuidedPolicy(nn.Module):
         tokens = [self.spatial_cls.expand(b, -1, -1)]
         for i, encoder in enumerate(self.encoders):
             tokens.append(encoder(images[:, i]) + self.image_pos[i] + self.modality[i])
-        tracks = self._tracks(tracks, b, images)
+        tracks = self._drop_tracks(self._tracks(tracks, b, images))
         if cfg.early_fusion:
             tokens.append(self._track_tokens(tracks))
         if cfg.language:
@@ -153,6 +153,14 @@ class TrackGuidedPolicy(nn.Module):
         if cfg.track_scaling:
             return (tracks - tracks[:, :, :, :1]) / self.track_scale
         return tracks
+
+    def _drop_tracks(self, tracks: torch.Tensor) -> torch.Tensor:
+        """In training with `track_dropout`, each sample's tracks zeroed (BC's input) with that chance."""
+        p = self.cfg.track_dropout
+        if not self.training or p <= 0:
+            return tracks
+        keep = torch.rand(tracks.shape[0], device=tracks.device) >= p
+        return tracks * keep.to(tracks.dtype).view(-1, *([1] * (tracks.dim() - 1)))
 
     def _track_tokens(self, tracks: torch.Tensor) -> torch.Tensor:
         b, v, n, length, _ = tracks.shape

@@ -58,6 +58,9 @@ def register(sub) -> None:
     policy.add_argument("--no-late-fusion", action="store_true", help="ablation: no tracks in the action head")
     policy.add_argument("--instruction", action="store_true",
                         help="ablation: ATM's policy also reads the instruction (a text token, as BC's; the paper's reads none)")
+    policy.add_argument("--track-dropout", type=float, default=None, metavar="P",
+                        help="zero each training step's tracks with chance P (BC's input), so the policy still acts "
+                             "from images where predicted tracks are poor (default: the preset's, 0 = the paper's)")
     policy.add_argument("--action-horizon", type=int, default=None, metavar="K",
                         help="predict the next K actions per step and average the predictions for each step "
                              "when acting (temporal ensembling; default: the preset's, 1 = one action)")
@@ -170,6 +173,10 @@ def _train_policy(args) -> int:
         overrides["late_fusion"] = False
     if args.instruction:
         overrides["language"] = True
+    if args.track_dropout is not None:
+        if not 0.0 <= args.track_dropout < 1.0:
+            raise UserError(f"--track-dropout is a chance in [0, 1) (0 = never), got {args.track_dropout}")
+        overrides["track_dropout"] = args.track_dropout
     if args.action_horizon is not None:
         if args.action_horizon < 1:
             raise UserError(f"--action-horizon must be >= 1 (1 = one action per step), got {args.action_horizon}")

@@ -15,8 +15,9 @@ from typing import Any
 from atm_bench.errors import choice_error
 
 VIEWS = ("agentview", "eye_in_hand")
-# Where stage 1 draws its query points: anywhere (the paper), only off the robot, only on it. The
-# ablation separates how much ATM gains from tracking the robot from tracking the objects.
+# Where stage 1 draws its query points: anywhere (the paper), only off the robot, only on it; and
+# which of the policy's grid tracks stage 2 reads (the others zeroed). The ablation separates how
+# much ATM gains from tracking the robot from tracking the objects.
 POINT_SOURCES = ("all", "objects", "robot")
 # Field metadata of settings added after results were stored: such a field enters a training cache
 # key (`training_view`) only when it differs from its default, so stored runs stay valid.
@@ -110,6 +111,15 @@ class PolicyConfig:
     # the policy cannot lean on tracks alone and still acts from images (+ instruction) where the
     # predicted tracks are poor. 0 = never (the paper's).
     track_dropout: float = field(default=0.0, metadata=KEY_WHEN_SET)
+    # Which grid tracks the policy reads (POINT_SOURCES): at each step a grid point whose pixel
+    # shows the robot (arm, gripper, mount) is "robot", else "objects"; the tracks of the other
+    # source are zeroed (BC's input). Training takes the mask from the demos' stored simulator
+    # states, evaluation from the live simulator (`envs.wrappers.GridOnRobot`). "all" (the paper's)
+    # reads every track and needs no simulator.
+    point_source: str = field(default="all", metadata=KEY_WHEN_SET)
+
+    def __post_init__(self) -> None:
+        check_point_source(self.point_source)
 
     @property
     def image_tokens_per_view(self) -> int:
@@ -290,8 +300,10 @@ def _drop_unset(config: Any, view: dict[str, Any]) -> None:
 
 
 def with_point_source(preset: Preset, point_source: str) -> Preset:
-    """`preset` with stage 1 drawing its query points from `point_source` (see POINT_SOURCES)."""
-    return replace(preset, track_training=replace(preset.track_training, point_source=point_source))
+    """`preset` with both stages on `point_source` (see POINT_SOURCES): stage 1 draws its query
+    points from it, the policy reads only its grid points' tracks."""
+    return replace(preset, track_training=replace(preset.track_training, point_source=point_source),
+                   policy=replace(preset.policy, point_source=point_source))
 
 
 def with_training_seed(config: Any, seed: int | None) -> Any:

@@ -307,15 +307,23 @@ def timing_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
 
 
 def _point_source(config: dict[str, Any]) -> str:
-    """Where the run's stage 1 drew its query points; "all" for runs from before the option (they
-    drew anywhere), "?" where the config does not record the preset."""
+    """ATM's point source: where the run's stage 1 drew its query points and which grid tracks its
+    policy read; one name where both stages share it, else "stage 1 X, policy Y" (runs from before
+    the policy's option read every track). "all" for runs from before either option, "?" where the
+    config does not record the preset; a config without the policy's part says stage 1's alone."""
     if "preset_config" not in config:
         return "?"
-    return str(config["preset_config"].get("track_training", {}).get("point_source", "all"))
+    preset = config["preset_config"]
+    tracks = str(preset.get("track_training", {}).get("point_source", "all"))
+    if "policy" not in preset:
+        return tracks
+    policy = str(preset["policy"].get("point_source", "all"))
+    return tracks if policy == tracks else f"stage 1 {tracks}, policy {policy}"
 
 
 # What an ablation varies, as the ablation table's columns, each read from a run's config.json:
-# the labelled demos, stage 1's point source, and a free-form label ("ablation", written by hand).
+# the labelled demos, ATM's point source (both stages), and a free-form label ("ablation", written
+# by hand).
 ABLATION_SETTINGS = {
     "labelled": lambda config: str(config.get("labelled", "?")),
     "point source": _point_source,

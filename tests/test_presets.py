@@ -51,16 +51,30 @@ def test_with_training_seed_sets_every_training_stage_and_only_that():
     assert (baseline.r3m.training.seed, baseline.idm.training.seed, baseline.unipi.video.training.seed) == (5, 5, 5)
 
 
-def test_point_source_is_stage_ones_and_checked():
-    from atm_bench.presets import TrainConfig, with_point_source
+def test_point_source_sets_both_stages_and_is_checked():
+    from atm_bench.presets import PolicyConfig, TrainConfig, with_point_source
 
     preset = get_preset("smoke")
     assert preset.track_training.point_source == "all"  # the paper: query points anywhere
+    assert preset.policy.point_source == "all"  # and the policy reads every grid track
     objects = with_point_source(preset, "objects")
-    assert objects.track_training.point_source == "objects" and objects.policy_training == preset.policy_training
-    assert dataclasses.replace(objects, track_training=preset.track_training) == preset
+    assert objects.track_training.point_source == "objects" and objects.policy.point_source == "objects"
+    assert objects.policy_training == preset.policy_training
+    assert dataclasses.replace(objects, track_training=preset.track_training, policy=preset.policy) == preset
     with pytest.raises(UserError, match="unknown point source 'arm'; valid choices: all, objects, robot"):
         TrainConfig(epochs=1, batch_size=1, lr=1e-3, point_source="arm")
+    with pytest.raises(UserError, match="unknown point source 'arm'"):
+        PolicyConfig(point_source="arm")
+
+
+def test_the_policy_point_source_enters_training_keys_only_when_set():
+    from atm_bench.presets import training_view, with_point_source
+
+    for name in PRESETS:
+        assert "point_source" not in training_view(get_preset(name), True)["policy"]
+        assert "point_source" not in training_view(get_preset(name), False)["policy"]
+    objects = with_point_source(get_preset("quick"), "objects")
+    assert training_view(objects, True)["policy"]["point_source"] == "objects"
 
 
 def test_settings_added_later_enter_training_keys_only_when_set():

@@ -33,8 +33,9 @@ def record(env, steps: int, seed: int, init_state: int = 0):
     return np.array(states), {v: np.stack(f) for v, f in views.items()}, actions
 
 
-def make_task_file(env, path: Path, demos: int = 2, steps: int = 24) -> Path:
-    """A LIBERO-layout task file of `demos` scripted demos recorded in `env`."""
+def make_task_file(env, path: Path, demos: int = 2, steps: int = 24, env_args: dict | None = None) -> Path:
+    """A LIBERO-layout task file of `demos` scripted demos recorded in `env` (`env_args`: the
+    header's, e.g. the render quality generation records; default none, as a file from elsewhere)."""
     from atm_bench.data.episodes import Episode, FileHeader, write_task_file
 
     spec = env.spec_task
@@ -47,6 +48,6 @@ def make_task_file(env, path: Path, demos: int = 2, steps: int = 24) -> Path:
                "joint_states": np.zeros((n, 7)), "gripper_states": np.zeros((n, 2))}
         episodes.append(Episode(actions=actions, states=states, obs=obs,
                                 attrs={"body_pos": pos, "body_quat": quat, "init_state_index": d}))
-    header = FileHeader(problem_info={"language_instruction": spec.instruction}, env_args={},
+    header = FileHeader(problem_info={"language_instruction": spec.instruction}, env_args=dict(env_args or {}),
                         bddl_file_name=f"{spec.problem_folder}/{spec.bddl_file}")
     return write_task_file(path, header, episodes)

@@ -12,7 +12,9 @@ the data split it is handed, then acts in closed loop on a batch of vector envs:
 Agents that need the simulator itself (the scripted expert) set `privileged = True`, give
 `env_wrapper()` (a Gymnasium wrapper that runs inside each env worker) and override
 `act_vector(vector_env, obs)`; the evaluation loop calls `act_vector` for every agent, whose
-default is `act(obs)`.
+default is `act(obs)`. An agent that needs an observation the plain env does not give asks for it
+the same way, with an `env_wrapper()` from the env layer (ATM on one point source:
+`envs.wrappers.GridOnRobot`).
 
 Rollout videos show what an agent thinks when it overrides `video_overlay(i)`: after each `act`,
 the evaluation loop asks it for env i's `VideoOverlay` (predicted tracks drawn on the camera
@@ -233,7 +235,8 @@ class Agent(ABC):
         return None
 
     def env_wrapper(self) -> Callable[[Any], Any] | None:
-        """A picklable callable env -> wrapped env applied in each worker (privileged agents)."""
+        """A picklable callable env -> wrapped env applied in each worker by the evaluation: what a
+        privileged agent acts through, or what adds an observation the agent needs (None: the plain env)."""
         return None
 
     @abstractmethod

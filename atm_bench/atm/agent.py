@@ -6,12 +6,16 @@ in a per-env window of the last W steps (the first step repeated at an episode's
 training), then the temporal transformer and head give the action of the last position.
 `BCAgent` is the same network with tracks zeroed and the instruction as a token (the BC baseline).
 Rollout videos draw the tracks of the last step on each view (`video_overlay`).
+A policy on one point source (`PolicyConfig.point_source` "objects" or "robot") reads which grid
+points show the robot from the observation (`<view>_grid_on_robot`): the agent asks the evaluation
+for it with `env_wrapper()` (`envs.wrappers.GridOnRobot`, run inside each env worker).
 Both train and act on the run's device (CUDA: bf16 autocast; `atm_bench.devices`).
 """
 
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +28,7 @@ from atm_bench.atm.policy import policy_query_points
 from atm_bench.atm.stages import (load_policy, load_track_model, predict_grid_tracks, stage_data, train_policy,
                                   train_track_model)
 from atm_bench.devices import autocast
+from atm_bench.envs.wrappers import GridOnRobot, grid_key
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
 from atm_bench.io import write_json_atomic
@@ -31,7 +36,8 @@ from atm_bench.learning.frames import camera_images
 from atm_bench.learning.language import embed_instructions
 from atm_bench.learning.training import CONFIG, WEIGHTS
 from atm_bench.paths import cache_subdir
-from atm_bench.presets import Preset, get_preset, training_view, with_training_seed
+from atm_bench.presets import (Preset, check_point_source, get_preset, training_view, with_point_source,
+                               with_training_seed)
 
 
 class ATMAgent(WindowedAgent):
@@ -39,18 +45,24 @@ class ATMAgent(WindowedAgent):
     uses_track_model: ClassVar[bool] = True  # False: the BC family (language token, no tracks)
     distributed_training: ClassVar[bool] = True  # both stages train under DDP (subclasses that add steps say False)
     context_fields: ClassVar[tuple[str, ...]] = ("preset", "seed", "work_dir", "track_model_dir", "progress",
-                                                 "text_encoder", "device")
+                                                 "text_encoder", "device", "point_source")
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
     def __init__(self, preset: str | Preset = "quick", work_dir: str | Path | None = None,
                  text_encoder: str | None = None, track_model_dir: str | Path | None = None,
                  policy_overrides: dict[str, Any] | None = None, progress: bool = True, seed: int | None = None,
-                 device: str = "cpu"):
+                 device: str = "cpu", point_source: str = "all"):
         """`track_model_dir`: an already trained stage-1 model (shared by seeds); otherwise `fit`
         trains one into `work_dir/track_model`. `policy_overrides`: ablation flags of PolicyConfig
         (early_fusion, late_fusion, track_len). `seed`: the training seed of every stage `fit`
-        runs (None: the preset's). `device`: where it trains and acts (resolved: "cpu", "cuda:N")."""
-        self.preset = with_training_seed(get_preset(preset) if isinstance(preset, str) else preset, seed)
+        runs (None: the preset's). `device`: where it trains and acts (resolved: "cpu", "cuda:N").
+        `point_source` (presets.POINT_SOURCES; a run's `--point-source`): both stages on it, as
+        `with_point_source`; "all" keeps the preset's. Without a track model (BC) it means nothing
+        and is ignored."""
+        preset = get_preset(preset) if isinstance(preset, str) else preset
+        if check_point_source(point_source) != "all" and self.uses_track_model:
+            preset = with_point_source(preset, point_source)
+        self.preset = with_training_seed(preset, seed)
         self.work_dir = Path(work_dir) if work_dir else cache_subdir("runs") / f"{self.name}-{self.preset.name}"
         self.text_encoder = text_encoder
         self.track_model_dir = Path(track_model_dir) if track_model_dir else None
@@ -114,6 +126,30 @@ class ATMAgent(WindowedAgent):
         self._plans = self._counts = None
         self._last_tracks = None
 
+    def _reads_grid(self) -> bool:
+        """Whether acting needs the grid's on-robot mask: a policy on one point source, with tracks."""
+        return self.track_model is not None and self.policy.cfg.point_source != "all"
+
+    def env_wrapper(self):
+        """`GridOnRobot` over the policy's query grid for a policy on one point source, else None."""
+        if self.policy is None or not self._reads_grid():
+            return None
+        return partial(GridOnRobot, points=policy_query_points(self.policy.cfg.num_points).numpy(),
+                       views=self.policy.cfg.views)
+
+    def _grid_on_robot(self, obs: dict[str, np.ndarray]) -> torch.Tensor | None:
+        """(N, V, P) bool: the grid points on the robot in each env and view (None: not needed)."""
+        if not self._reads_grid():
+            return None
+        keys = [grid_key(view) for view in self.policy.cfg.views]
+        missing = [k for k in keys if k not in obs]
+        if missing:
+            raise UserError(f"this ATM policy reads only the tracks of point source '{self.policy.cfg.point_source}' "
+                            f"and needs the observation '{missing[0]}' (which grid points show the robot): evaluate "
+                            "it with `atm-bench eval` / `atm-bench run`, or wrap each env with the agent's "
+                            "`env_wrapper()` (atm_bench.envs.wrappers.GridOnRobot); a real robot does not provide it")
+        return torch.as_tensor(np.stack([np.asarray(obs[k], dtype=bool) for k in keys], axis=1), device=self.device)
+
     def _images(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
         return camera_images(obs, self.policy.cfg.views, self.policy.cfg.image_hw).to(self.device)
 
@@ -142,7 +178,7 @@ class ATMAgent(WindowedAgent):
         text = None if self._policy_text is None else self._policy_text.expand(n, -1)
         joint = torch.as_tensor(np.asarray(obs["joint_states"]), dtype=torch.float32, device=self.device)
         gripper = torch.as_tensor(np.asarray(obs["gripper_states"]), dtype=torch.float32, device=self.device)
-        step, late = self.policy.encode_step(images, tracks, joint, gripper, text)
+        step, late = self.policy.encode_step(images, tracks, joint, gripper, text, self._grid_on_robot(obs))
         windows = None if self._steps is None else (self._steps, self._late)
         self._steps, self._late = self.roll(windows, (step, late), self.policy.cfg.window)
         plan = self.policy.plan(self._steps, self._late, text).float()
@@ -166,6 +202,9 @@ class ATMAgent(WindowedAgent):
         the paper's convention: one track-model forward (one view) per step."""
         self._require_models()
         one = {k: np.asarray(v)[:1] for k, v in obs.items()}
+        if self._reads_grid():  # the cost does not depend on which points are masked
+            for view in self.policy.cfg.views:
+                one.setdefault(grid_key(view), np.zeros((1, self.policy.cfg.num_points), dtype=bool))
         saved = (self._steps, self._late, self._fresh, self._last_tracks, self._plans, self._counts)
         self._steps = self._late = self._fresh = self._plans = self._counts = None
         try:

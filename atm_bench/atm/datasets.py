@@ -9,7 +9,8 @@ Stage 2 (`PolicyWindowDataset`): one sample per (labelled demo, chunk of C conse
 steps [s, s + C)): steps [s - W + 1, s + C) of both views (the first step repeated before the
 start, as at inference), joint and gripper states and actions. The first W - 1 steps are context:
 every target then has its full window of W steps, and each frame is read and encoded once per
-chunk rather than once per window (C = 1 gives the classic one-window samples).
+chunk rather than once per window (C = 1 gives the classic one-window samples). For a policy on
+one point source the samples also carry which grid points lie on the robot at each step.
 
 Tracks live next to each demo: `data/demo_<i>/tracks/<view>/{tracks (T, N, 2), vis (T, N),
 query (N, 3)}`, either in the task file itself or in a file of the same name under `tracks_dir`.
@@ -170,11 +171,14 @@ class TrackFrameDataset(Dataset):
 
 class PolicyWindowDataset(Dataset):
     """Stage-2 samples of W - 1 + C steps (see the module docstring). `__getitem__` returns images
-    (S, V, H, W, 3) uint8, joint (S, 7), gripper (S, 2), actions (S, 7), task (int), and `tracks`
-    (S, V, N, L, 2) when a track table (demo index -> (T, V, N, L, 2) predicted tracks) is given."""
+    (S, V, H, W, 3) uint8, joint (S, 7), gripper (S, 2), actions (S, 7), task (int), `tracks`
+    (S, V, N, L, 2) when a track table (demo index -> (T, V, N, L, 2) predicted tracks) is given, and
+    `on_robot` (S, V, N) bool when a robot table (demo index -> (T, V, N) bool: the policy's grid
+    points on the robot at each step) is given."""
 
     def __init__(self, demos: Sequence[DemoRef], views: Sequence[str], image_hw: tuple[int, int], window: int,
-                 track_table: dict[int, np.ndarray] | None = None, chunk: int = 1):
+                 track_table: dict[int, np.ndarray] | None = None, chunk: int = 1,
+                 robot_table: dict[int, np.ndarray] | None = None):
         self.demos = list(demos)
         self.views = list(views)
         self.image_hw = tuple(image_hw)
@@ -182,6 +186,7 @@ class PolicyWindowDataset(Dataset):
         shortest = min((ref.length for ref in self.demos), default=1)
         self.chunk = max(1, min(int(chunk), shortest))  # samples of one length batch together
         self.track_table = track_table
+        self.robot_table = robot_table
         self.index = [(d, s) for d in range(len(self.demos)) for s in self._starts(self.demos[d].length)]
         self._files = OpenFiles()
 
@@ -234,6 +239,8 @@ class PolicyWindowDataset(Dataset):
         }
         if self.track_table is not None:
             sample["tracks"] = torch.from_numpy(self.track_table[d][steps])
+        if self.robot_table is not None:
+            sample["on_robot"] = torch.from_numpy(self.robot_table[d][steps])
         return sample
 
     def proprio(self) -> torch.Tensor:

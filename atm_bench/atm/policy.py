@@ -7,6 +7,9 @@ window of steps a block-causal temporal transformer runs on [action CLS, summary
 (, text)] per step; the action CLS output plus the step's flattened tracks (late fusion) go through an MLP
 head to a 7-d action. Nothing inside a step depends on other steps, so `encode_step` results can be
 cached across env steps: one new step costs one spatial pass (see `atm_bench.atm.agent`).
+With `point_source` "objects" ("robot") the tracks of the grid points whose pixel shows the robot
+(does not) at that step are zeroed after scaling, BC's input: the step's `on_robot` mask (B, V, N)
+comes with the data (training: from the demos' states; evaluation: `envs.wrappers.GridOnRobot`).
 
 The temporal transformer attends within a sliding band: a step sees itself and the W - 1 steps
 before it, with a learned bias per head and step offset in place of absolute positions. A window
@@ -118,19 +121,22 @@ class TrackGuidedPolicy(nn.Module):
         return self.cfg.early_fusion or self.cfg.late_fusion
 
     def encode_step(self, images: torch.Tensor, tracks: torch.Tensor | None, joint: torch.Tensor,
-                    gripper: torch.Tensor, text: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    gripper: torch.Tensor, text: torch.Tensor | None = None,
+                    on_robot: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One step of B samples -> (temporal tokens (B, 3, Dt) = [summary, joint, gripper],
         late-fusion features (B, late_dim)).
 
         images (B, V, 3, H, W) in [-1, 1]; tracks (B, V, N, >= track_len, 2) predicted tracks of the
-        fixed query grid (None or ignored when the policy uses no tracks).
+        fixed query grid (None or ignored when the policy uses no tracks); on_robot (B, V, N) bool:
+        the grid points on the robot at this step (needed with tracks and a `point_source` other
+        than "all"; ignored with "all").
         """
         cfg = self.cfg
         b, v = images.shape[:2]
         tokens = [self.spatial_cls.expand(b, -1, -1)]
         for i, encoder in enumerate(self.encoders):
             tokens.append(encoder(images[:, i]) + self.image_pos[i] + self.modality[i])
-        tracks = self._drop_tracks(self._tracks(tracks, b, images))
+        tracks = self._drop_tracks(self._tracks(tracks, b, images, on_robot))
         if cfg.early_fusion:
             tokens.append(self._track_tokens(tracks))
         if cfg.language:
@@ -142,7 +148,8 @@ class TrackGuidedPolicy(nn.Module):
         late = tracks.reshape(b, -1) if cfg.late_fusion else tracks.new_zeros(b, 0)
         return step, late
 
-    def _tracks(self, tracks: torch.Tensor | None, b: int, like: torch.Tensor) -> torch.Tensor:
+    def _tracks(self, tracks: torch.Tensor | None, b: int, like: torch.Tensor,
+                on_robot: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.cfg
         shape = (b, len(cfg.views), cfg.num_points, cfg.track_len, 2)
         if tracks is None or not self.uses_tracks:  # BC: no track inputs
@@ -151,8 +158,23 @@ class TrackGuidedPolicy(nn.Module):
             raise ValueError(f"policy needs tracks of >= {cfg.track_len} steps, got {tracks.shape[3]}")
         tracks = tracks[:, :, :, : cfg.track_len]
         if cfg.track_scaling:
-            return (tracks - tracks[:, :, :, :1]) / self.track_scale
-        return tracks
+            tracks = (tracks - tracks[:, :, :, :1]) / self.track_scale
+        return self._source_tracks(tracks, on_robot)
+
+    def _source_tracks(self, tracks: torch.Tensor, on_robot: torch.Tensor | None) -> torch.Tensor:
+        """With `point_source` "objects" / "robot": the tracks of the grid points on / off the
+        robot (`on_robot` (B, V, N) bool) zeroed; "all": `tracks` as they are."""
+        source = self.cfg.point_source
+        if source == "all":
+            return tracks
+        if on_robot is None:
+            raise ValueError(f"the policy reads the tracks of point source {source!r}: pass `on_robot`, the (B, V, N) "
+                             "mask of the grid points on the robot at each step")
+        keep = on_robot.to(torch.bool)
+        if keep.shape != tracks.shape[:3]:
+            raise ValueError(f"on_robot must be {tuple(tracks.shape[:3])} (B, V, N), got {tuple(keep.shape)}")
+        keep = keep if source == "robot" else ~keep
+        return tracks * keep[..., None, None].to(tracks.dtype)
 
     def _drop_tracks(self, tracks: torch.Tensor) -> torch.Tensor:
         """In training with `track_dropout`, each sample's tracks zeroed (BC's input) with that chance."""
@@ -198,15 +220,16 @@ class TrackGuidedPolicy(nn.Module):
         return self.head(torch.cat([x, late], dim=-1))
 
     def forward(self, images: torch.Tensor, tracks: torch.Tensor | None, joint: torch.Tensor,
-                gripper: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+                gripper: torch.Tensor, text: torch.Tensor | None = None,
+                on_robot: torch.Tensor | None = None) -> torch.Tensor:
         """Training pass over T consecutive steps: images (B, T, V, 3, H, W), tracks (B, T, V, N, L, 2),
-        joint (B, T, 7), gripper (B, T, 2) -> actions (B, T, K * 7) (`first_action` takes each
-        step's own); position t has a full window (and is a training target) from t = W - 1 on
-        (`targets`)."""
+        joint (B, T, 7), gripper (B, T, 2) (on_robot (B, T, V, N): see `encode_step`) -> actions
+        (B, T, K * 7) (`first_action` takes each step's own); position t has a full window (and is
+        a training target) from t = W - 1 on (`targets`)."""
         b, t = images.shape[:2]
         flat = lambda x: None if x is None else x.reshape(b * t, *x.shape[2:])  # noqa: E731
         rep_text = None if text is None else text[:, None].expand(b, t, -1).reshape(b * t, -1)
-        step, late = self.encode_step(flat(images), flat(tracks), flat(joint), flat(gripper), rep_text)
+        step, late = self.encode_step(flat(images), flat(tracks), flat(joint), flat(gripper), rep_text, flat(on_robot))
         return self.decide(step.reshape(b, t, *step.shape[1:]), late.reshape(b, t, -1), text)
 
     def targets(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,9 @@ model runs on every augmented frame of the batch (the reference's way; costly on
 cached, the track model runs once per frame of the labelled demos before training and the random
 shift is applied to the cached tracks (the `quick` preset). Samples are chunks of consecutive
 steps (`TrainConfig.chunk`, see `PolicyWindowDataset`): each frame is encoded once per chunk.
+A policy on one point source (`PolicyConfig.point_source` other than "all") also needs which grid
+points lie on the robot at each step: computed once per demo before training from its stored
+simulator states (`robot_table`; needs LIBERO, which the default path never touches).
 Both stages train on `device` (`atm_bench.devices`: bf16 autocast on CUDA); the tensors a step
 indexes (instruction tables, the frozen track model) go there with the model.
 """
@@ -158,10 +161,12 @@ def predict_grid_tracks(track_model: TrackTransformer, frames: torch.Tensor, tex
 
 def policy_config(preset: Preset, language: bool, text_dim: int) -> PolicyConfig:
     """The preset's policy; with `language` (BC) without track inputs: no track tokens, no late
-    features (zeroed, they only cost compute: 64 of the spatial transformer's ~100 tokens)."""
+    features (zeroed, they only cost compute: 64 of the spatial transformer's ~100 tokens), so no
+    point source either."""
     if not language:
         return preset.policy
-    return dataclasses.replace(preset.policy, language=True, text_dim=text_dim, early_fusion=False, late_fusion=False)
+    return dataclasses.replace(preset.policy, language=True, text_dim=text_dim, early_fusion=False, late_fusion=False,
+                               point_source="all")
 
 
 def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_model_dir: str | Path | None = None,
@@ -196,10 +201,21 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
     if track_model is not None and not online:
         tables = {name: track_table(ds_refs, cfg, track_model, track_text)
                   for name, ds_refs in (("train", data.train), ("val", data.val))}
+    robots = {}
+    if track_model is not None and cfg.point_source != "all":
+        from atm_bench.tracking.annotate import SimScenes
+
+        scenes = SimScenes()
+        try:
+            robots = {name: robot_table(ds_refs, cfg, scenes)
+                      for name, ds_refs in (("train", data.train), ("val", data.val))}
+        finally:
+            scenes.close()
     chunk = train_cfg.chunk
-    train_ds = PolicyWindowDataset(data.train, cfg.views, cfg.image_hw, cfg.window, tables.get("train"), chunk)
-    val_ds = PolicyWindowDataset(data.val, cfg.views, cfg.image_hw, cfg.window, tables.get("val"), chunk) \
-        if data.val else None
+    train_ds = PolicyWindowDataset(data.train, cfg.views, cfg.image_hw, cfg.window, tables.get("train"), chunk,
+                                   robots.get("train"))
+    val_ds = PolicyWindowDataset(data.val, cfg.views, cfg.image_hw, cfg.window, tables.get("val"), chunk,
+                                 robots.get("val")) if data.val else None
     policy.set_proprio_stats(train_ds.proprio())
     if cfg.track_scaling and track_model is not None:  # online: the stats of 8 demos' un-augmented frames
         table = tables.get("train") or track_table(data.train[:8], cfg, track_model, track_text)
@@ -229,7 +245,8 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
             else:
                 tracks = batch["tracks"] + delta.reshape(b, 1, v, 1, 1, 2)
         images = images.reshape(b, v, t, *images.shape[1:]).transpose(1, 2)
-        pred = net(images, tracks, batch["joint"], batch["gripper"], None if text is None else text[batch["task"]])
+        pred = net(images, tracks, batch["joint"], batch["gripper"], None if text is None else text[batch["task"]],
+                   batch.get("on_robot"))
         return policy.loss(pred, batch["actions"])
 
     snapshot = {"kind": "policy", "preset": preset.name, "model": dataclasses.asdict(cfg),
@@ -255,6 +272,19 @@ def track_table(refs: list[DemoRef], cfg: PolicyConfig, track_model: TrackTransf
                                                                      .to(device)),
                                         text[ref.task:ref.task + 1], cfg.num_points) for view in cfg.views]
         table[d] = torch.stack(per_view, dim=1).cpu().numpy()
+    return table
+
+
+def robot_table(refs: list[DemoRef], cfg: PolicyConfig, scenes) -> dict[int, np.ndarray]:
+    """Per demo the policy's grid points on the robot at each step (T, V, N) bool: rays through
+    the grid at the demo's stored simulator states, in its task's scene as its file was rendered
+    (`scenes`: a `tracking.annotate.SimScenes`), the question evaluation's `GridOnRobot` answers
+    at the live state."""
+    grid = policy_query_points(cfg.num_points).numpy()
+    table = {}
+    for d, ref in enumerate(refs):
+        replay = scenes.replay(ref.file, ref.demo, cfg.views, frames=ref.length, depth=False)
+        table[d] = np.stack([replay.robot_at(view, grid) for view in cfg.views], axis=1)
     return table
 
 

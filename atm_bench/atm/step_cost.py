@@ -49,8 +49,12 @@ def measure_atm_step(track_model: torch.nn.Module, policy: torch.nn.Module) -> A
         track_cost, tracks = count_flops(track_model.predict, image, queries, torch.zeros(1, tcfg.text_dim))
         text = torch.zeros(1, pcfg.text_dim) if pcfg.language else None
         all_tracks = tracks[:, None].expand(1, v, *tracks.shape[1:])
+        mask = ()
+        if getattr(pcfg, "point_source", "all") != "all":  # it reads the grid's on-robot mask too (free)
+            mask = (torch.zeros(1, v, pcfg.num_points, dtype=torch.bool),)
         enc_cost, (step, late) = count_flops(policy.encode_step, torch.zeros(1, v, 3, h, w), all_tracks,
-                                             torch.zeros(1, pcfg.joint_dim), torch.zeros(1, pcfg.gripper_dim), text)
+                                             torch.zeros(1, pcfg.joint_dim), torch.zeros(1, pcfg.gripper_dim), text,
+                                             *mask)
         window = pcfg.window
         dec_cost, _ = count_flops(policy.act, step[:, None].expand(1, window, -1, -1),
                                   late[:, None].expand(1, window, -1), text)

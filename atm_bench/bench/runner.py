@@ -76,7 +76,7 @@ class RunConfig:
     tracker: str = "sim"
     r3m_weights: Path | None = None  # a user's local R3M checkpoint for the r3m agent
     workers: int | None = None  # demo generation processes; None: one per CPU core (at most one per task)
-    point_source: str = "all"  # stage 1's query points (presets.POINT_SOURCES); goes into the run's preset
+    point_source: str = "all"  # both ATM stages' points (presets.POINT_SOURCES); goes into the run's preset
 
 
 @dataclass(frozen=True)
@@ -306,7 +306,9 @@ class Runner:
         """The agent for one seed, built through the registry's factory with the run's context: it
         writes only under the run's `agents/<name>/seed<seed>/` (`seed`: its training seed; the
         runner also seeds torch and numpy before `fit`)."""
-        options = {"r3m_weights": self.config.r3m_weights}
+        # `point_source`: the run's (`--point-source`), for agents that take it (ATM: its policy reads
+        # only that source's grid tracks; stage 1 gets it through the run's preset)
+        options = {"r3m_weights": self.config.r3m_weights, "point_source": self.config.point_source}
         context = RunContext(preset=self.preset.name, seed=seed, work_dir=self._work_dir(name, seed),
                              track_model_dir=track_model_dir if self._uses_tracks(name) else None,
                              device=self.devices.get(name, self.config.device), progress=self.progress,

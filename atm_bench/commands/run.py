@@ -32,7 +32,7 @@ def register(sub) -> None:
     run.add_argument("--labelled", type=int, default=None, help="action-labelled demos per task (default: the preset's)")
     run.add_argument("--tasks", default=None, help="comma-separated task indices (default: the preset's)")
     run.add_argument("--episodes", type=int, default=None, help="episodes per task (default: the preset's)")
-    add_point_source_arg(run)
+    add_point_source_arg(run, "run")
     run.add_argument("--out", default=None, help="run directory (default: runs/<suite>-<preset>-<protocol>-l<labelled>, "
                           "plus -<point source> unless all)")
     run.add_argument("--data-dir", default=None, help="where demos live or are generated (default: the package cache)")

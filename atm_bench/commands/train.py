@@ -11,10 +11,21 @@ from atm_bench.errors import UserError
 from atm_bench.presets import POINT_SOURCES
 
 
-def add_point_source_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--point-source", choices=POINT_SOURCES, default="all",
-                        help="stage 1's query points: all (default, the paper's), objects (none on the robot) or "
-                             "robot (only on it); objects and robot need sim tracks")
+# What `--point-source` sets, per command: stage 1's query points, the policy's grid tracks, or both.
+POINT_SOURCE_HELP = {
+    "tracks": "stage 1's query points: all (default, the paper's), objects (none on the robot) or robot (only on it); "
+              "objects and robot need sim tracks",
+    "policy": "the grid tracks the ATM policy reads: all (default, the paper's), objects (those of grid points on the "
+              "robot zeroed) or robot (only those); objects and robot need demos recorded in the simulator (their "
+              "states) and LIBERO, in training and evaluation",
+    "run": "ATM's point source, both stages: all (default, the paper's), objects (stage 1 draws no query point on the "
+           "robot, the policy reads no track of a grid point on it) or robot (only on it); objects and robot need sim "
+           "tracks",
+}
+
+
+def add_point_source_arg(parser: argparse.ArgumentParser, command: str = "tracks") -> None:
+    parser.add_argument("--point-source", choices=POINT_SOURCES, default="all", help=POINT_SOURCE_HELP[command])
 
 
 def _common(parser: argparse.ArgumentParser, suite_required: bool = True) -> None:
@@ -66,6 +77,7 @@ def register(sub) -> None:
                              "when acting (temporal ensembling; default: the preset's, 1 = one action)")
     policy.add_argument("--window", type=int, default=None, metavar="W",
                         help="steps of history the temporal transformer sees (default: the preset's; the paper's 10)")
+    add_point_source_arg(policy, "policy")
     policy.set_defaults(handler=_train_policy)
 
 
@@ -185,6 +197,10 @@ def _train_policy(args) -> int:
         if args.window < 1:
             raise UserError(f"--window must be >= 1 (1 = the current step only), got {args.window}")
         overrides["window"] = args.window
+    if args.point_source != "all":
+        if not uses_tracks:
+            raise UserError(f"--point-source chooses which tracks ATM's policy reads; {args.agent} reads none")
+        overrides["point_source"] = args.point_source
     track_dir = args.track_model or (run / "track_model" if uses_tracks else None)
     out = run if args.out else run / f"{args.agent}_seed{args.seed}" / "policy"
     result = train_policy(preset, data, out, track_model_dir=track_dir, language=not uses_tracks,

@@ -307,8 +307,13 @@ class EpisodeFile:
         h, w = self._data[self.demo_names[0]]["obs/agentview_rgb"].shape[1:3]
         if h != w:
             raise UserError(f"{self.path}: frames are {h}x{w}; the LIBERO envs render square images")
-        quality = self.header.env_args.get("atm_bench", {}).get("render_quality", "reference")
-        return int(h), str(quality)
+        return int(h), self.render_quality
+
+    @property
+    def render_quality(self) -> str:
+        """The render quality recorded at generation; for files from elsewhere (official LIBERO)
+        stock rendering, `reference`."""
+        return str(self.header.env_args.get("atm_bench", {}).get("render_quality", "reference"))
 
     @property
     def upright_on_disk(self) -> bool:

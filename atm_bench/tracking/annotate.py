@@ -112,22 +112,45 @@ def resolve_task(header, suite: str | None = None):
                     f"{header.instruction!r}); the sim tracker needs it: pass --suite, or use --tracker flow")
 
 
-class _SimScenes:
-    """One LiberoEnv per (task, image size), made on first use and reused across demos."""
+class SimScenes:
+    """One LiberoEnv per (task, image size, render quality), made on first use and reused across
+    demos, and demos' stored states replayed in them (`replay`). `quality`: the scenes' render
+    quality; None: each file's own (what evaluation renders for agents trained on it)."""
 
-    def __init__(self, quality: str) -> None:
+    def __init__(self, quality: str | None = None, suite: str | None = None) -> None:
         self.quality = quality
+        self.suite = suite
         self._key = None
         self._env = None
 
-    def env(self, task, height: int, width: int):
-        key = (task.suite, task.index, height, width)
+    def env(self, task, height: int, width: int, quality: str | None = None):
+        quality = quality or self.quality or "fast"
+        key = (task.suite, task.index, height, width, quality)
         if key != self._key:
             self.close()
-            self._env = LiberoEnv(task.suite, task.index, image_size=(height, width), render_quality=self.quality)
+            self._env = LiberoEnv(task.suite, task.index, image_size=(height, width), render_quality=quality)
             self._env.reset(seed=0, options={"init_state": 0})
             self._key = key
         return self._env
+
+    def scene(self, path: Path, view: str):
+        """The env of a task file's demos: its task, its frames' size (of `view`), its quality."""
+        with EpisodeFile(path) as ef:
+            header = ef.header
+            height, width = ef.frames(ef.demo_names[0], ENV_IMAGE_KEYS[view], 0, 1).shape[1:3]
+            quality = self.quality or ef.render_quality
+        return self.env(resolve_task(header, self.suite), height, width, quality)
+
+    def replay(self, path: Path, demo: str, views: Sequence[str], frames: int | None = None,
+               depth: bool = True) -> SimReplay:
+        """A demo's stored states (the first `frames`) replayed in its task's scene, the fixtures
+        where the demo had them (`SimReplay`; `depth` False: poses only, for rays)."""
+        env = self.scene(path, views[0])
+        with EpisodeFile(path) as ef:
+            states = ef.array(demo, "states")
+            attrs = ef.attrs(demo)
+        return SimReplay(env.renderer, env.sim.model._model, states[:frames], views=views,
+                         fixture_xml=attrs.get("model_file"), body_poses=_body_poses(attrs), depth=depth)
 
     def close(self) -> None:
         if self._env is not None:
@@ -157,7 +180,7 @@ class Annotator:
         self.cfg = cfg
         self.suite = suite
         self.video_tracker = _video_tracker(cfg)
-        self.scenes = _SimScenes(cfg.render_quality) if cfg.tracker == "sim" else None
+        self.scenes = SimScenes(cfg.render_quality, suite) if cfg.tracker == "sim" else None
 
     def close(self) -> None:
         if self.scenes is not None:
@@ -175,20 +198,16 @@ class Annotator:
     def annotate_demo(self, path: Path, demo: str) -> AnnotateStats:
         start = time.perf_counter()
         with EpisodeFile(path) as ef:
-            header = ef.header
             videos = {v: ef.frames(demo, ENV_IMAGE_KEYS[v]) for v in self.cfg.views} if self.video_tracker else None
             first = ef.frames(demo, ENV_IMAGE_KEYS[self.cfg.views[0]], 0, 1)
-            states = ef.array(demo, "states") if self.scenes is not None else None
-            attrs = ef.attrs(demo)
             num_frames = ef.length(demo)
         height, width = first.shape[1:3]
         rng = demo_rng(self.cfg.seed, path.name, demo)
-        env = self.scenes.env(resolve_task(header, self.suite), height, width) if self.scenes is not None else None
+        if self.scenes is not None:
+            self.scenes.scene(path, self.cfg.views[0])
         tracked = time.perf_counter()  # tracking time: from here (the scene exists) to the write
-        if env is not None:
-            replay = SimReplay(env.renderer, env.sim.model._model, states, views=self.cfg.views,
-                               fixture_xml=attrs.get("model_file"), body_poses=_body_poses(attrs))
-            views = annotate_replay(replay, self.cfg.sampling, rng)
+        if self.scenes is not None:
+            views = annotate_replay(self.scenes.replay(path, demo, self.cfg.views), self.cfg.sampling, rng)
         else:
             fns = {v: (lambda q, v=v: self.video_tracker.track(videos[v], q)) for v in self.cfg.views}
             views = annotate_views(fns, num_frames, height, width, self.cfg.sampling, rng)

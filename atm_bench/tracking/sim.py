@@ -18,20 +18,21 @@ needed at every frame for visibility; it comes with the colour frames at no extr
 `SimReplay` can render frames, depth and poses in one pass (`keep_rgb=True`), or take depth that
 was rendered elsewhere.
 
-Camera model (MuJoCo): the camera looks along its -z axis with y up; `cam_fovy` is the vertical
-field of view; pixels are square, so the focal length in pixels is f = (H / 2) / tan(fovy / 2)
-for both axes. Images are upright (row 0 at the top), so image v grows along camera -y.
+The camera model, the rays and which bodies are the robot live in the env layer
+(`atm_bench.envs.libero.rays`), shared with the wrapper that answers the same question at the live
+state in evaluation (`SimReplay.robot_at` here, over stored states, for training).
 """
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from atm_bench.envs.libero.rays import (NO_HIT_DISTANCE, ROBOT_BODY_NAME, cast_rays, focal_length,  # noqa: F401
+                                        is_robot_body, pixel_rays, pose_kinematics, render_geomgroup, robot_bodies)
 from atm_bench.tracking.base import TrackResult, VideoTracker, check_queries
 
 # The dataset view names and the LIBERO cameras they come from.
@@ -40,24 +41,8 @@ VIEW_CAMERAS = {"agentview": "agentview", "eye_in_hand": "robot0_eye_in_hand"}
 # plane (the wrist camera passes close to things) projects to +-1e4; unclipped, such invisible
 # points dominated the track transformer's MSE and it did not learn (seen at the quick preset).
 TRACK_MARGIN = 1.0
-# Rays that hit nothing (sky) get a point this far away, attached to the static world.
-NO_HIT_DISTANCE = 20.0
 # Frames of body poses and depth handled at once when projecting (bounds memory for long videos).
 _FRAME_BLOCK = 64
-# robosuite names a robot's bodies by part and robot number: the arm `robot0_*`, its gripper
-# `gripper0_*` and the pedestal it stands on `mount0_*` (a LIBERO scene has these three; the
-# objects, fixtures and table have their own names).
-ROBOT_BODY_NAME = re.compile(r"(robot|gripper|mount)\d+_")
-
-
-def is_robot_body(name: str) -> bool:
-    """Whether a body of a robosuite scene is part of the robot (arm, gripper or mount)."""
-    return ROBOT_BODY_NAME.match(name) is not None
-
-
-def robot_bodies(model) -> np.ndarray:
-    """(nbody,) bool: the model's bodies that are part of the robot, by `is_robot_body`."""
-    return np.array([is_robot_body(model.body(b).name) for b in range(model.nbody)], dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -69,10 +54,6 @@ class VisibilityConfig:
 
     abs_tol: float = 0.005
     rel_tol: float = 0.01
-
-
-def focal_length(fovy_deg: float, height: int) -> float:
-    return 0.5 * height / np.tan(np.deg2rad(fovy_deg) / 2)
 
 
 def project(points: np.ndarray, cam_pos: np.ndarray, cam_mat: np.ndarray, fovy: float, height: int,
@@ -91,15 +72,6 @@ def project(points: np.ndarray, cam_pos: np.ndarray, cam_mat: np.ndarray, fovy: 
     v = height / 2 - f * local[..., 1] / safe
     xy = np.clip(np.stack([u / width, v / height], axis=-1), -TRACK_MARGIN, 1.0 + TRACK_MARGIN)
     return xy, depth
-
-
-def pixel_rays(xy: np.ndarray, cam_mat: np.ndarray, fovy: float, height: int, width: int) -> np.ndarray:
-    """Unit world directions of the rays through normalised image points xy (N, 2)."""
-    f = focal_length(fovy, height)
-    u, v = xy[:, 0] * width, xy[:, 1] * height
-    local = np.stack([(u - width / 2) / f, -(v - height / 2) / f, -np.ones_like(u)], axis=-1)
-    world = local @ cam_mat.T
-    return world / np.linalg.norm(world, axis=-1, keepdims=True)
 
 
 def fixture_poses_from_xml(xml: str, model) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -136,6 +108,8 @@ class SimReplay:
     the model's `body_pos` (nbody, 3) and `body_quat` (nbody, 4) at recording time); without
     them the fixtures stay where the renderer's env last put them.
     keep_rgb: also keep the colour frames of the render pass (`self.rgb[view]`).
+    depth: render the depth frames not given (visibility needs them); False skips the render pass
+    for uses that only cast rays and pose bodies (`lift`, `robot_at`; not `track`).
     """
 
     def __init__(
@@ -148,6 +122,7 @@ class SimReplay:
         fixture_xml: str | None = None,
         body_poses: tuple[np.ndarray, np.ndarray] | None = None,
         keep_rgb: bool = False,
+        depth: bool = True,
         visibility: VisibilityConfig = VisibilityConfig(),
         progress=None,
     ) -> None:
@@ -168,9 +143,7 @@ class SimReplay:
         self.visibility = visibility
         self.cam_ids = {v: self._camera_id(VIEW_CAMERAS.get(v, v)) for v in self.views}
         self.fovy = {v: float(self.model.cam_fovy[c]) for v, c in self.cam_ids.items()}
-        option = getattr(renderer, "_option", None)
-        self.geomgroup = (np.array(option.geomgroup, dtype=np.uint8) if option is not None
-                          else np.array([0, 1, 1, 0, 0, 0], dtype=np.uint8))
+        self.geomgroup = render_geomgroup(renderer)
         if fixture_xml:
             self.apply_fixture_poses(fixture_poses_from_xml(fixture_xml, self.model))
         if body_poses is not None:
@@ -178,7 +151,7 @@ class SimReplay:
             if pos.shape != (self.model.nbody, 3) or quat.shape != (self.model.nbody, 4):
                 raise ValueError(f"body poses must be ({self.model.nbody}, 3) and ({self.model.nbody}, 4)")
             self.apply_fixture_poses({b: (pos[b], quat[b]) for b in range(1, self.model.nbody)})
-        self._record(dict(depths or {}), keep_rgb, progress)
+        self._record(dict(depths or {}), keep_rgb, depth, progress)
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -200,16 +173,10 @@ class SimReplay:
 
     def pose(self, t: int) -> None:
         """Put `self.data` in the state of frame t (kinematics and cameras only; no physics)."""
-        mj = self._mj
-        if self.model is not self.physics_model:
-            self.model.body_pos[:] = self.physics_model.body_pos
-            self.model.body_quat[:] = self.physics_model.body_quat
-        self.data.qpos[:] = self.states[t, 1:1 + self.model.nq]
-        mj.mj_kinematics(self.model, self.data)
-        mj.mj_camlight(self.model, self.data)
+        pose_kinematics(self.model, self.data, self.states[t, 1:1 + self.model.nq], self.physics_model)
 
-    def _record(self, depths: dict[str, np.ndarray], keep_rgb: bool, progress) -> None:
-        """One pass over the frames: poses always; depth (and colour) where not given."""
+    def _record(self, depths: dict[str, np.ndarray], keep_rgb: bool, depth: bool, progress) -> None:
+        """One pass over the frames: poses always; depth (and colour) where not given (and asked)."""
         T, nbody = self.num_frames, self.model.nbody
         self.xpos = np.empty((T, nbody, 3))
         self.xmat = np.empty((T, nbody, 3, 3))
@@ -218,7 +185,7 @@ class SimReplay:
         for v, d in depths.items():
             if d.shape != (T, self.height, self.width):
                 raise ValueError(f"depth for {v} must be {(T, self.height, self.width)}; got {d.shape}")
-        render = list(self.views) if keep_rgb else [v for v in self.views if v not in depths]
+        render = list(self.views) if keep_rgb else [v for v in self.views if v not in depths and depth]
         self.depth = {v: np.asarray(depths[v], dtype=np.float16) for v in self.views if v in depths}
         for v in render:
             self.depth.setdefault(v, np.empty((T, self.height, self.width), dtype=np.float16))
@@ -245,28 +212,29 @@ class SimReplay:
 
     def lift(self, view: str, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Attach each query point to a body: (body ids (N,), points in body frames (N, 3))."""
-        mj = self._mj
         n = len(queries)
         bodies = np.zeros(n, dtype=np.int64)
         local = np.zeros((n, 3))
-        cam = self.cam_ids[view]
-        geom = np.zeros(1, dtype=np.int32)
         frames = queries[:, 0].astype(np.int64)
         for t in np.unique(frames):
             idx = np.nonzero(frames == t)[0]
             self.pose(int(t))
-            origin = self.data.cam_xpos[cam].copy()
-            rays = pixel_rays(queries[idx, 1:], self.data.cam_xmat[cam].reshape(3, 3), self.fovy[view],
-                              self.height, self.width)
-            for i, ray in zip(idx, rays):
-                dist = mj.mj_ray(self.model, self.data, origin, ray, self.geomgroup, 1, -1, geom)
-                body = int(self.model.geom_bodyid[geom[0]]) if dist >= 0 and geom[0] >= 0 else 0
-                if body == 0 and dist < 0:
-                    dist = NO_HIT_DISTANCE
-                point = origin + dist * ray
-                bodies[i] = body
+            hit, dists, origin, rays = cast_rays(self.model, self.data, self.cam_ids[view], queries[idx, 1:],
+                                                 self.height, self.width, self.geomgroup)
+            points = origin + dists[:, None] * rays
+            bodies[idx] = hit
+            for i, body, point in zip(idx, hit, points):
                 local[i] = self.data.xmat[body].reshape(3, 3).T @ (point - self.data.xpos[body])
         return bodies, local
+
+    def robot_at(self, view: str, xy: np.ndarray) -> np.ndarray:
+        """(T, N) bool: whether the pixel of each normalised image point xy (N, 2) shows the robot
+        at each frame (the first surface its ray hits is on a robot body)."""
+        xy = np.asarray(xy, dtype=np.float64)
+        T, n = self.num_frames, len(xy)
+        queries = np.concatenate([np.repeat(np.arange(T), n)[:, None], np.tile(xy, (T, 1))], axis=1)
+        bodies, _ = self.lift(view, queries)
+        return self.robot_body[bodies].reshape(T, n)
 
     def track(self, view: str, queries: np.ndarray) -> TrackResult:
         """Tracks (T, N, 2), visibility (T, N) and whether each point is on the robot (N,), of

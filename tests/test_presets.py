@@ -67,23 +67,16 @@ def test_point_source_sets_both_stages_and_is_checked():
         PolicyConfig(point_source="arm")
 
 
-def test_the_policy_point_source_enters_training_keys_only_when_set():
-    from atm_bench.presets import training_view, with_point_source
-
-    for name in PRESETS:
-        assert "point_source" not in training_view(get_preset(name), True)["policy"]
-        assert "point_source" not in training_view(get_preset(name), False)["policy"]
-    objects = with_point_source(get_preset("quick"), "objects")
-    assert training_view(objects, True)["policy"]["point_source"] == "objects"
-
-
-def test_settings_added_later_enter_training_keys_only_when_set():
-    """A KEY_WHEN_SET field (track_dropout) at its default leaves every agent's cache key as it was
-    before the field existed (stored runs stay valid); set, it is part of the key."""
+@pytest.mark.parametrize("field, value", [("point_source", "objects"), ("track_dropout", 0.5)])
+def test_settings_added_later_enter_training_keys_only_when_set(field, value):
+    """A KEY_WHEN_SET policy field at its default leaves every preset's cache key as it was before
+    the field existed (stored runs stay valid); set, it is part of the key."""
     from atm_bench.presets import training_view
 
+    for name in PRESETS:
+        for with_tracks in (True, False):
+            assert field not in training_view(get_preset(name), with_tracks)["policy"]
+    assert "dropout" in training_view(get_preset("quick"), True)["policy"]  # fields without the metadata stay
     quick = get_preset("quick")
-    assert "track_dropout" not in training_view(quick, True)["policy"]
-    assert "dropout" in training_view(quick, True)["policy"]
-    changed = dataclasses.replace(quick, policy=dataclasses.replace(quick.policy, track_dropout=0.5))
-    assert training_view(changed, False)["policy"]["track_dropout"] == 0.5
+    changed = dataclasses.replace(quick, policy=dataclasses.replace(quick.policy, **{field: value}))
+    assert training_view(changed, True)["policy"][field] == value

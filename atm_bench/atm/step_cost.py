@@ -50,7 +50,7 @@ def measure_atm_step(track_model: torch.nn.Module, policy: torch.nn.Module) -> A
         text = torch.zeros(1, pcfg.text_dim) if pcfg.language else None
         all_tracks = tracks[:, None].expand(1, v, *tracks.shape[1:])
         mask = ()
-        if getattr(pcfg, "point_source", "all") != "all":  # it reads the grid's on-robot mask too (free)
+        if pcfg.point_source != "all":  # it reads the grid's on-robot mask too (free)
             mask = (torch.zeros(1, v, pcfg.num_points, dtype=torch.bool),)
         enc_cost, (step, late) = count_flops(policy.encode_step, torch.zeros(1, v, 3, h, w), all_tracks,
                                              torch.zeros(1, pcfg.joint_dim), torch.zeros(1, pcfg.gripper_dim), text,

@@ -41,6 +41,7 @@ from atm_bench.baselines.presets import VideoModelConfig
 from atm_bench.devices import autocast
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
+from atm_bench.io import write_json_atomic
 from atm_bench.learning.frames import DemoRef, FrameReader, item_rng, to_model_images
 from atm_bench.learning.training import load_model, make_loader, train_loop
 from atm_bench.presets import TrainConfig
@@ -242,12 +243,34 @@ def train_video_model(cfg: VideoModelConfig, image_hw: tuple[int, int], videos, 
                         make_loader(val_ds, train_cfg.batch_size, False, device=device) if len(val_ds) else None,
                         train_cfg, out_dir, snapshot, epochs=epochs, seconds=seconds, progress=progress,
                         description="video diffusion", device=device, precision=precision)
-    if pictures:
-        best, _ = load_video_model(out_dir)
-        with autocast(device, precision):
-            write_plan_pictures(best.to(device), val_ds if len(val_ds) else train_ds, text,
-                                Path(out_dir) / "pictures" / "plans.png", pictures)
+    best, _ = load_video_model(out_dir)
+    best.to(device)
+    shown = val_ds if len(val_ds) else train_ds
+    with autocast(device, precision):
+        errors = plan_errors(best, shown, text)
+        write_json_atomic(Path(out_dir) / "metrics.json", {"split": "val" if len(val_ds) else "train", **errors})
+        if pictures:
+            write_plan_pictures(best, shown, text, Path(out_dir) / "pictures" / "plans.png", pictures)
     return result
+
+
+@torch.no_grad()
+def plan_errors(model: VideoDiffusion, ds: SubgoalVideoDataset, text: torch.Tensor, batch: int = 16) -> dict[str, float]:
+    """Mean squared error (images in [-1, 1]) of sampled plans against the real frames, over all
+    frames and the last (the final sub-goal), beside "nothing moves" (every frame a copy of the
+    conditioning frame): a plan that does not beat the copy tells the policy nothing."""
+    generator = torch.Generator().manual_seed(0)
+    sums = {"plan_mse": 0.0, "plan_last_mse": 0.0, "copy_mse": 0.0, "copy_last_mse": 0.0}
+    for start in range(0, len(ds), batch):
+        items = [ds[i] for i in range(start, min(start + batch, len(ds)))]
+        frames = torch.stack([to_model_images(item["frames"].to(text.device)) for item in items])  # (B, 1 + N, 3, H, W)
+        cond, real = frames[:, 0], frames[:, 1:]
+        plan = model.sample(cond, text[torch.stack([item["task"] for item in items]).to(text.device)], generator=generator)
+        for name, guess in (("plan", plan.float()), ("copy", cond[:, None].expand_as(real))):
+            err = ((guess - real) ** 2).mean(dim=(2, 3, 4))  # (B, N)
+            sums[f"{name}_mse"] += float(err.mean(dim=1).sum())
+            sums[f"{name}_last_mse"] += float(err[:, -1].sum())
+    return {**{k: v / len(ds) for k, v in sums.items()}, "videos": len(ds)}
 
 
 def write_plan_pictures(model: VideoDiffusion, ds: SubgoalVideoDataset, text: torch.Tensor, path: Path,

@@ -3,6 +3,7 @@ cost), sub-goal sampling for both models, and the agents end to end at `smoke` (
 plan vs replanning every H steps, goal switching on the done flag, FLOPs, save/load, simulator)."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -321,6 +322,63 @@ def test_ddim_with_a_perfect_denoiser_returns_the_data(smoke_video, steps):
     assert torch.allclose(plan, x0, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_video_model_overfits_one_video(smoke_video):
+    """Training and sampling fit together: a tiny space-time UNet trained on one video (a square
+    crossing the frame) for 150 steps samples plans far closer to it than copying the first frame."""
+    from atm_bench.baselines.video_diffusion import VideoDiffusion
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(smoke_video, frames=3, sampling_steps=10, block_out_channels=(8, 16),
+                              head_dim=8, norm_groups=4)
+    video = torch.full((4, 3, 16, 16), -0.5)
+    for i in range(4):
+        video[i, :, 6:10, 1 + 3 * i:5 + 3 * i] = 1.0
+    cond, target, text = video[:1], video[None, 1:], torch.zeros(1, 6)
+    model = VideoDiffusion(cfg, (16, 16), text_dim=6)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = model.loss(cond.repeat(8, 1, 1, 1), target.repeat(8, 1, 1, 1, 1), text.repeat(8, 1))["loss"]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    plan = model.eval().sample(cond, text, generator=torch.Generator().manual_seed(1))
+    copy = float(((cond[:, None] - target) ** 2).mean())
+    assert float(((plan - target) ** 2).mean()) < 0.3 * copy
+
+
+def test_plan_errors_compare_plans_with_copying_the_first_frame(tmp_path, smoke_video):
+    """`plan_errors` (the video model's metrics.json): a model whose plans are the real frames
+    scores 0, one that copies the conditioning frame scores exactly the copy baseline."""
+    from atm_bench.atm.stages import stage_data
+    from atm_bench.baselines.video_diffusion import SubgoalVideoDataset, plan_errors
+
+    use_cache(tmp_path)
+    manifest, data_dir = synthetic_split(tmp_path, demos=3, length=8, validation=("demo_2",))
+    videos = stage_data(manifest, data_dir, "videos")
+    ds = SubgoalVideoDataset(videos.train, smoke_video.view, (32, 32), smoke_video.frames, deterministic=True)
+    frames = torch.stack([ds[i]["frames"] for i in range(len(ds))]).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
+
+    class Replay:  # plans the real frames of the dataset's videos, in order
+        def __init__(self):
+            self.calls = 0
+
+        def sample(self, cond, text, generator=None):
+            self.calls += 1
+            return frames[:len(cond), 1:]
+
+    class Copy:
+        def sample(self, cond, text, generator=None):
+            return cond[:, None].expand(-1, smoke_video.frames, -1, -1, -1)
+
+    text = torch.zeros(1, 6)
+    perfect = plan_errors(Replay(), ds, text)
+    assert perfect["plan_mse"] == perfect["plan_last_mse"] == 0.0 and perfect["copy_mse"] > 0
+    assert perfect["videos"] == len(ds) == 2
+    copy = plan_errors(Copy(), ds, text)
+    assert copy["plan_mse"] == pytest.approx(copy["copy_mse"]) and copy["plan_last_mse"] == pytest.approx(copy["copy_last_mse"])
+
+
 def test_video_model_trains_and_samples_under_bf16_autocast_with_fp32_weights(tmp_path, smoke_video):
     """UniPi's CUDA recipe (bf16 autocast of training and DDIM sampling, fp32 weights) run on the
     CPU, where autocast also exists: finite losses, an fp32 checkpoint, sampled plan pictures."""
@@ -338,3 +396,5 @@ def test_video_model_trains_and_samples_under_bf16_autocast_with_fp32_weights(tm
     weights = load_file(str(tmp_path / "video" / "model.safetensors"))
     assert {t.dtype for t in weights.values()} == {torch.float32}
     assert (tmp_path / "video" / "pictures" / "plans.png").is_file()
+    metrics = json.loads((tmp_path / "video" / "metrics.json").read_text())
+    assert metrics["split"] == "val" and metrics["videos"] == 1 and metrics["copy_mse"] > 0

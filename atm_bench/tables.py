@@ -12,7 +12,9 @@ Conventions: an agent's success on a suite for one seed is the mean over all its
 all tasks; tables show mean +- std over seeds (population std, ddof=0) and, beside it, the rate
 pooled over every episode of every seed with its 95 % Wilson interval and n (`bench.stats`), so
 that a reader sees how many episodes a figure rests on. Published numbers are printed beside
-ours in rows marked "(paper)", never mixed into our statistics. Below the Markdown success table,
+ours in rows marked "(paper)", never mixed into our statistics. An agent-seed whose evaluation
+has not finished (fewer episodes than config.json plans) is left out of every table and listed
+below the success table, so that a table made mid-run never passes off a partial seed. Below the Markdown success table,
 each learned agent is tested (Fisher's exact test on pooled episodes) against the best of the
 cheap reference agents in the runs: an agent that cannot beat them has not learned much.
 """
@@ -73,9 +75,16 @@ class Run:
     config: dict[str, Any] = field(default_factory=dict)
     throughput: dict[str, Any] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
+    # (agent, suite, seed) -> (episodes recorded, episodes planned): evaluations still running,
+    # whose records are left out of `records`.
+    unfinished: dict[tuple[str, str, int], tuple[int, int]] = field(default_factory=dict)
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """The runs' records, costs and configuration. An agent-seed with fewer episodes than the run
+    plans (its config.json: `episodes_per_task` x `tasks`) is still being evaluated: its records
+    are left out and listed in `Run.unfinished`, because runs evaluate task by task and a partial
+    seed would enter the mean over seeds with only its first tasks' rate."""
     runs = []
     for path in map(Path, paths):
         if not path.is_dir():
@@ -88,9 +97,31 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
             raise UserError(f"{path}: no episode records (*.jsonl) found; run `atm-bench run` or `atm-bench eval` first")
         flops = _read_json(path / "flops.json")
         config = _read_json(path / "config.json")
+        unfinished = unfinished_seeds(records, config)
+        records = [r for r in records if (r["agent"], r["suite"], int(r["seed"])) not in unfinished]
         runs.append(Run(path, records, flops, config, _read_json(path / "throughput.json"),
-                        _read_json(path / "timing.json")))
+                        _read_json(path / "timing.json"), unfinished))
     return runs
+
+
+def unfinished_seeds(records: Iterable[dict[str, Any]], config: dict[str, Any]) -> dict[tuple[str, str, int], tuple[int, int]]:
+    """(agent, suite, seed) -> (recorded, planned) for each agent-seed with fewer episodes (errors
+    included) than `config` plans; none where the config does not say (an `atm-bench eval`
+    directory)."""
+    if "episodes_per_task" not in config or "tasks" not in config:
+        return {}
+    planned = int(config["episodes_per_task"]) * len(config["tasks"])
+    counts: dict[tuple[str, str, int], int] = defaultdict(int)
+    for r in records:
+        counts[(r["agent"], r["suite"], int(r["seed"]))] += 1
+    return {key: (n, planned) for key, n in sorted(counts.items()) if n < planned}
+
+
+def unfinished_lines(runs: Iterable[Run]) -> list[str]:
+    """One sentence per agent-seed left out because its evaluation has not finished."""
+    return [f"{_title(agent)} seed {seed} on {SUITE_TITLES.get(suite, suite)} in {run.path.name} is left out: "
+            f"still being evaluated ({n} of {planned} episodes recorded)."
+            for run in runs for (agent, suite, seed), (n, planned) in run.unfinished.items()]
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -410,14 +441,14 @@ FLOAT_FORMATS = {"throughput": ".1f", "timing": ".2f", "success_per_task": ".1f"
 
 def write_tables(run_paths: Iterable[str | Path], out_dir: str | Path) -> list[Path]:
     """Regenerate every table and the plot from `run_paths` into `out_dir`; returns the files.
-    The Markdown success table is followed by the reference-agent verdicts, as a list (CSV and
-    LaTeX hold tables only)."""
+    The Markdown success table is followed by the agent-seeds left out as unfinished and the
+    reference-agent verdicts, as a list (CSV and LaTeX hold tables only)."""
     runs = load_runs(run_paths)
     records = [r for run in runs for r in run.records]
     out = Path(out_dir)
     written: list[Path] = []
     tables = {"success": comparison_rows(records), "success_per_task": per_task_rows(records)}
-    notes = {"success": "".join(f"- {line}\n" for line in reference_lines(records))}
+    notes = {"success": "".join(f"- {line}\n" for line in unfinished_lines(runs) + reference_lines(records))}
     if any(run.flops for run in runs):
         tables["compute"] = compute_rows(runs)
     throughput = throughput_rows(runs)

@@ -1,5 +1,8 @@
 """`atm-bench compare`: per-task table, a verdict per agent, exit status 1 on a regression."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from atm_bench.bench.results import ResultsStore
@@ -45,6 +48,19 @@ def test_runs_at_different_horizons_are_compared_with_a_note(runs, tmp_path, cap
     capped = _run(tmp_path / "capped", {"atm": (20, 25)}, horizon=450)
     assert main(["compare", baseline, capped]) == 0
     assert "different horizons (baseline: [600], capped: [450])" in capsys.readouterr().out
+
+
+def test_a_seed_still_being_evaluated_is_left_out_with_a_note(runs, tmp_path, capsys):
+    baseline = runs[0]
+    running = _run(tmp_path / "running", {"atm": (20, 25), "bc": (2, 25)})
+    (Path(running) / "config.json").write_text(json.dumps({"episodes_per_task": 12, "tasks": [0, 1]}))  # 24 per seed
+    ResultsStore(Path(running) / "results.jsonl").extend(  # seed 2 has begun: 1 of 24 episodes
+        [{"agent": "bc", "suite": "libero_goal", "task": 0, "init_state": 0, "seed": 2, "protocol": "atm",
+          "preset": "smoke", "horizon": 600, "success": True, "steps": 10, "seconds": 0.1}])
+    assert main(["compare", baseline, running, "--agents", "bc"]) == 0
+    out = capsys.readouterr().out
+    assert "note: BC seed 2 on Goal in running is left out: still being evaluated (1 of 24 episodes recorded)." in out
+    assert "| pooled  | shared | 4/50" in out and out.count("4/50") == 2  # seed 2's success not counted
 
 
 def test_agents_option_selects_and_checks_names(runs, capsys):

@@ -61,6 +61,23 @@ def test_success_is_mean_over_episodes_then_mean_std_over_seeds(run_dir):
     assert paper["ATM"][3] == "-" and paper["ATM"][5:] == ["3", "-"]  # no episodes of the paper's to pool
 
 
+def test_an_unfinished_seed_is_left_out_and_listed(run_dir, tmp_path):
+    """A table made mid-run: the seed still being evaluated (task by task) would enter the mean
+    with its first tasks only; it is left out of every table and named below the success table."""
+    (run_dir / "config.json").write_text(json.dumps({"preset": "smoke", "labelled": 10, "episodes_per_task": 2,
+                                                     "tasks": [0, 1]}))
+    ResultsStore(run_dir / "results.jsonl").extend(_records("bc", "libero_goal", 1, [1, 1, 1]))  # 3 of 4
+    run = load_runs([run_dir])[0]
+    assert run.unfinished == {("bc", "libero_goal", 1): (3, 4)}
+    assert per_seed_success(run.records)[("bc", "libero_goal")] == {0: 25.0}
+    assert per_seed_success(run.records)[("atm", "libero_goal")] == {0: 50.0, 1: 75.0}  # complete: kept
+    write_tables([run_dir], tmp_path / "tables")
+    success_md = (tmp_path / "tables" / "success.md").read_text()
+    assert "- BC seed 1 on Goal in run is left out: still being evaluated (3 of 4 episodes recorded).\n" in success_md
+    assert "| BC " in success_md and "25.0 % [4.6, 69.9] n=4" in success_md  # seed 0 alone
+    assert ["BC", "Goal", "1", "", "1", "2", "50.0", "[9.5, 90.5]"] in per_task_rows(run.records)[1]
+
+
 def test_per_task_table_pools_seeds_with_wilson_intervals(run_dir):
     headers, rows = per_task_rows(load_runs([run_dir])[0].records)
     assert headers == ["method", "suite", "task", "name", "successes", "n", "success %", "95 % CI"]

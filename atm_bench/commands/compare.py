@@ -20,12 +20,14 @@ def register(sub) -> None:
 def _compare(args) -> int:
     from atm_bench.bench.stats import ALPHA, REGRESSED, compare_runs
     from atm_bench.errors import UserError
-    from atm_bench.tables import load_runs
+    from atm_bench.tables import load_runs, unfinished_lines
 
     alpha = ALPHA if args.alpha is None else args.alpha  # the default lives in bench.stats (scipy: not at --help)
     if not 0 < alpha < 1:
         raise UserError(f"--alpha {alpha}: a significance level lies between 0 and 1, e.g. 0.05")
     run_a, run_b = load_runs([args.run_a, args.run_b])
+    for line in unfinished_lines([run_a, run_b]):
+        print(f"note: {line}")
     horizons = [sorted({r.get("horizon") for r in run.records}, key=str) for run in (run_a, run_b)]
     if horizons[0] != horizons[1]:
         print(f"note: the runs capped episodes at different horizons ({run_a.path.name}: {horizons[0]}, "

@@ -14,8 +14,8 @@ pooled over every episode of every seed with its 95 % Wilson interval and n (`be
 that a reader sees how many episodes a figure rests on. Published numbers are printed beside
 ours in rows marked "(paper)", never mixed into our statistics. An agent-seed whose evaluation
 has not finished (fewer episodes than config.json plans) is left out of every table and listed
-below the success table, so that a table made mid-run never passes off a partial seed. Below the Markdown success table,
-each learned agent is tested (Fisher's exact test on pooled episodes) against the best of the
+below the success table, so that a table made mid-run never passes off a partial seed. Below the
+Markdown success table, each learned agent is tested (Fisher's exact test on pooled episodes) against the best of the
 cheap reference agents in the runs: an agent that cannot beat them has not learned much.
 """
 
@@ -99,6 +99,10 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
         config = _read_json(path / "config.json")
         unfinished = unfinished_seeds(records, config)
         records = [r for r in records if (r["agent"], r["suite"], int(r["seed"])) not in unfinished]
+        if not records:
+            (agent, suite, seed), (n, planned) = next(iter(unfinished.items()))
+            raise UserError(f"{path}: no agent-seed has finished its evaluation yet ({agent} seed {seed}: {n} of "
+                            f"{planned} episodes); make the tables when one has")
         runs.append(Run(path, records, flops, config, _read_json(path / "throughput.json"),
                         _read_json(path / "timing.json"), unfinished))
     return runs

@@ -77,6 +77,12 @@ def test_an_unfinished_seed_is_left_out_and_listed(run_dir, tmp_path):
     assert "| BC " in success_md and "25.0 % [4.6, 69.9] n=4" in success_md  # seed 0 alone
     assert ["BC", "Goal", "1", "", "1", "2", "50.0", "[9.5, 90.5]"] in per_task_rows(run.records)[1]
 
+    only_running = tmp_path / "only_running"
+    ResultsStore(only_running / "results.jsonl").extend(_records("bc", "libero_goal", 0, [1]))
+    (only_running / "config.json").write_text(json.dumps({"episodes_per_task": 2, "tasks": [0, 1]}))
+    with pytest.raises(UserError, match="no agent-seed has finished its evaluation yet .bc seed 0: 1 of 4 episodes."):
+        load_runs([only_running])
+
 
 def test_per_task_table_pools_seeds_with_wilson_intervals(run_dir):
     headers, rows = per_task_rows(load_runs([run_dir])[0].records)

@@ -41,7 +41,6 @@ from atm_bench.atm.stages import stage_data
 from atm_bench.baselines.common import TASK_STEPS, augment, copy_checkpoint, stage_epochs, window_images
 from atm_bench.baselines.presets import BaselinePreset, UniPiConfig, get_baseline_preset
 from atm_bench.baselines.video_diffusion import generation_macs, load_video_model, train_video_model, video_hw
-from atm_bench.devices import autocast
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
 from atm_bench.io import write_json_atomic
@@ -306,17 +305,10 @@ class UniPiAgent(WindowedAgent):
         """Env indices (a numpy int array) as an index tensor on the device."""
         return torch.from_numpy(rows).to(self.device)
 
-    @torch.no_grad()
-    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        self._require_models()
-        with autocast(self.device):
-            return self._act(obs)
-
     def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         images = self._images(obs)
         n = images.shape[0]
-        joint = torch.as_tensor(np.asarray(obs["joint_states"]), dtype=torch.float32, device=self.device)
-        gripper = torch.as_tensor(np.asarray(obs["gripper_states"]), dtype=torch.float32, device=self.device)
+        joint, gripper = self.proprio(obs)
         if self._plan is None or self._plan.shape[0] != n:
             self._clear()
             self._fresh = np.ones(n, dtype=bool)

@@ -6,12 +6,14 @@ repeated, as in training), in one place. Camera images become model tensors thro
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from atm_bench.agents.base import Agent
+from atm_bench.devices import autocast
 
 
 class WindowedAgent(Agent):
@@ -23,6 +25,26 @@ class WindowedAgent(Agent):
     _restarted: np.ndarray | None = None  # (N,) the envs the last `roll` restarted
     _plans: torch.Tensor | None = None  # (N, K, A): summed predictions for each env's next K steps
     _counts: torch.Tensor | None = None  # (N, K): how many predictions each sum holds
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """`_act` once the models exist, under the device's autocast (bf16 on CUDA)."""
+        self._require_models()
+        with autocast(self.device):
+            return self._act(obs)
+
+    @abstractmethod
+    def _require_models(self) -> None:
+        """Raise a `UserError` when the agent has not been trained or loaded."""
+
+    @abstractmethod
+    def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """Actions (N, A) for a batch of N env observations."""
+
+    def proprio(self, obs: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint (N, 7) and gripper (N, 2) states on the device, float32 as in training."""
+        return tuple(torch.as_tensor(np.asarray(obs[key]), dtype=torch.float32, device=self.device)
+                     for key in ("joint_states", "gripper_states"))
 
     def on_episode_start(self, mask: np.ndarray) -> None:
         if self._fresh is not None:

@@ -27,7 +27,6 @@ from atm_bench.agents.windowed import WindowedAgent
 from atm_bench.atm.policy import policy_query_points
 from atm_bench.atm.stages import (load_policy, load_track_model, predict_grid_tracks, stage_data, train_policy,
                                   train_track_model)
-from atm_bench.devices import autocast
 from atm_bench.envs.wrappers import GridOnRobot, grid_key
 from atm_bench.errors import UserError
 from atm_bench.flops import count_flops
@@ -164,20 +163,13 @@ class ATMAgent(WindowedAgent):
                                      self.policy.cfg.num_points, batch=n * v)
         return tracks.reshape(n, v, *tracks.shape[1:])
 
-    @torch.no_grad()
-    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        self._require_models()
-        with autocast(self.device):
-            return self._act(obs)
-
     def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         images = self._images(obs)
         n = images.shape[0]
         tracks = self.predict_tracks(images)
         self._last_tracks = None if tracks is None else tracks.float().cpu().numpy()
         text = None if self._policy_text is None else self._policy_text.expand(n, -1)
-        joint = torch.as_tensor(np.asarray(obs["joint_states"]), dtype=torch.float32, device=self.device)
-        gripper = torch.as_tensor(np.asarray(obs["gripper_states"]), dtype=torch.float32, device=self.device)
+        joint, gripper = self.proprio(obs)
         step, late = self.policy.encode_step(images, tracks, joint, gripper, text, self._grid_on_robot(obs))
         windows = None if self._steps is None else (self._steps, self._late)
         self._steps, self._late = self.roll(windows, (step, late), self.policy.cfg.window)

@@ -89,15 +89,8 @@ def test_registry(tmp_path):
     with pytest.raises(UserError, match="cannot load"):
         get_agent("atm_bench.nothing:Agent")
 
-    class Mine(Agent):
+    class Mine(_StillAgent):
         name = "mine"
-
-        def fit(self, data, budget): ...
-        def reset(self, task): ...
-        def act(self, obs): return np.zeros((len(obs["joint_states"]), 7))
-        def flops_per_step(self, obs): return {}
-        def save(self, directory): ...
-        def load(self, directory): ...
 
     register_agent("mine", Mine)
     assert get_agent("mine") is Mine
@@ -158,19 +151,9 @@ def test_resumed_evaluation_matches_an_uninterrupted_one(tmp_path):
 def test_evaluation_writes_videos_and_respects_the_horizon(tmp_path):
     from atm_bench.bench.evaluation import EvalConfig, evaluate
 
-    class Still(Agent):
-        name = "still"
-
-        def fit(self, data, budget): ...
-        def reset(self, task): self.task = task
-        def act(self, obs): return np.zeros((len(obs["joint_states"]), 7))
-        def flops_per_step(self, obs): return {}
-        def save(self, directory): ...
-        def load(self, directory): ...
-
     config = EvalConfig(agent="still", suite="libero_goal", tasks=(0,), episodes=2, n_envs=1, horizon=6, videos=1,
                         asynchronous=False)
-    records = evaluate(Still(), config, tmp_path / "plain", progress=False)
+    records = evaluate(_StillAgent(), config, tmp_path / "plain", progress=False)
     assert [(r["init_state"], r["steps"], r["success"]) for r in records] == [(0, 6, False), (1, 6, False)]
     video = read_mp4(tmp_path / "plain" / records[0]["video"])
     assert video.shape == (7, 128, 256, 3)  # the reset frame + 6 steps, both views side by side
@@ -182,7 +165,7 @@ def test_evaluation_writes_videos_and_respects_the_horizon(tmp_path):
 
     track = np.stack([np.linspace(0.1, 0.9, 8), np.full(8, 0.3)], axis=-1)[None]
 
-    class Showing(Still):
+    class Showing(_StillAgent):
         calls = []
 
         def video_overlay(self, i):

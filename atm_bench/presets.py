@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from atm_bench.errors import choice_error
+from atm_bench.errors import UserError, choice_error
 
 VIEWS = ("agentview", "eye_in_hand")
 # Where stage 1 draws its query points: anywhere (the paper), only off the robot, only on it; and
@@ -117,9 +117,17 @@ class PolicyConfig:
     # states, evaluation from the live simulator (`envs.wrappers.GridOnRobot`). "all" (the paper's)
     # reads every track and needs no simulator.
     point_source: str = field(default="all", metadata=KEY_WHEN_SET)
+    # The control of the point-source ablation: False replaces each kept track by one constant
+    # displacement, so the policy still learns which grid points are of its source (with "robot":
+    # where the arm is, a segmentation the "all" policy never gets) but not where they move. A
+    # gain of "robot" that survives this comes from the mask, not from the predicted motion.
+    track_motion: bool = field(default=True, metadata=KEY_WHEN_SET)
 
     def __post_init__(self) -> None:
         check_point_source(self.point_source)
+        if not self.track_motion and self.point_source == "all":
+            raise UserError("a policy without track motion reads only which grid points are of its point source, and "
+                            "with point source 'all' that is every point (nothing to read): use objects or robot")
 
     @property
     def image_tokens_per_view(self) -> int:

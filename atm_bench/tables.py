@@ -345,7 +345,8 @@ def _point_source(config: dict[str, Any]) -> str:
     """ATM's point source: where the run's stage 1 drew its query points and which grid tracks its
     policy read; one name where both stages share it, else "stage 1 X, policy Y" (runs from before
     the policy's option read every track). "all" for runs from before either option, "?" where the
-    config does not record the preset; a config without the policy's part says stage 1's alone."""
+    config does not record the preset; a config without the policy's part says stage 1's alone. A
+    policy without track motion (the ablation's control) adds "(mask only)"."""
     if "preset_config" not in config:
         return "?"
     preset = config["preset_config"]
@@ -353,7 +354,8 @@ def _point_source(config: dict[str, Any]) -> str:
     if "policy" not in preset:
         return tracks
     policy = str(preset["policy"].get("point_source", "all"))
-    return tracks if policy == tracks else f"stage 1 {tracks}, policy {policy}"
+    mask_only = "" if preset["policy"].get("track_motion", True) else " (mask only)"
+    return f"{tracks}{mask_only}" if policy == tracks else f"stage 1 {tracks}, policy {policy}{mask_only}"
 
 
 # What an ablation varies, as the ablation table's columns, each read from a run's config.json:

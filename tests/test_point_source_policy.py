@@ -57,6 +57,22 @@ def test_a_point_source_policy_reads_only_its_sources_tracks(source):
         policy.encode_step(images, tracks, joint, gripper)
 
 
+def test_without_track_motion_the_policy_reads_the_mask_and_not_the_tracks():
+    torch.manual_seed(0)
+    policy = TrackGuidedPolicy(_cfg(point_source="robot", track_motion=False)).eval()
+    images, tracks, joint, gripper, on_robot = _step(policy.cfg)
+    policy.set_track_stats(tracks)
+    out = _encoded(policy, images, tracks, joint, gripper, on_robot)
+    other = torch.rand(tracks.shape, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(_encoded(policy, images, other, joint, gripper, on_robot), out)
+    more = on_robot.clone()
+    more[:, :, ROBOT_POINTS] = True  # the arm covers one more grid point
+    assert (_encoded(policy, images, tracks, joint, gripper, more) - out).abs().max() > 1e-4
+    with pytest.raises(UserError, match="use objects or robot"):
+        _cfg(track_motion=False)
+    assert "track_motion" not in training_view(get_preset("smoke"), False)["policy"]  # stored keys hold
+
+
 def test_the_default_policy_ignores_the_mask_bit_for_bit():
     torch.manual_seed(0)
     policy = TrackGuidedPolicy(_cfg()).eval()
@@ -168,9 +184,12 @@ def test_train_policy_point_source_reaches_the_policy_overrides(tmp_path, monkey
               "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "pol")]
     assert main([*common, "--agent", "atm", "--point-source", "objects"]) == 0
     assert main([*common, "--agent", "atm"]) == 0
-    assert seen == [{"point_source": "objects"}, {}]
+    assert main([*common, "--agent", "atm", "--point-source", "robot", "--no-track-motion"]) == 0
+    assert seen == [{"point_source": "objects"}, {}, {"point_source": "robot", "track_motion": False}]
     assert main([*common, "--agent", "bc", "--point-source", "robot"]) == 2
     assert "bc reads none" in capsys.readouterr().err
+    assert main([*common, "--agent", "atm", "--no-track-motion"]) == 2
+    assert "give --point-source objects or robot" in capsys.readouterr().err
 
 
 def test_the_ablation_table_labels_both_stages_point_sources():
@@ -183,6 +202,9 @@ def test_the_ablation_table_labels_both_stages_point_sources():
     assert label({"preset_config": with_point_source(preset, "objects").to_dict()}) == "objects"
     stage1_only = dataclasses.replace(preset, track_training=with_point_source(preset, "robot").track_training)
     assert label({"preset_config": stage1_only.to_dict()}) == "stage 1 robot, policy all"
+    robot = with_point_source(preset, "robot")
+    control = dataclasses.replace(robot, policy=dataclasses.replace(robot.policy, track_motion=False))
+    assert label({"preset_config": control.to_dict()}) == "robot (mask only)"
     assert label({"preset_config": json.loads(json.dumps({"track_training": {"point_source": "objects"}}))}) == "objects"
 
 

@@ -159,6 +159,8 @@ class TrackGuidedPolicy(nn.Module):
         tracks = tracks[:, :, :, : cfg.track_len]
         if cfg.track_scaling:
             tracks = (tracks - tracks[:, :, :, :1]) / self.track_scale
+        if not cfg.track_motion:  # the point-source control: which points are kept, not how they move
+            tracks = torch.ones_like(tracks)
         return self._source_tracks(tracks, on_robot)
 
     def _source_tracks(self, tracks: torch.Tensor, on_robot: torch.Tensor | None) -> torch.Tensor:

@@ -78,6 +78,9 @@ def register(sub) -> None:
     policy.add_argument("--window", type=int, default=None, metavar="W",
                         help="steps of history the temporal transformer sees (default: the preset's; the paper's 10)")
     add_point_source_arg(policy, "policy")
+    policy.add_argument("--no-track-motion", action="store_true",
+                        help="the point-source control (with --point-source objects|robot): each kept track becomes one "
+                             "constant, so the policy reads which grid points are of the source, not their motion")
     policy.set_defaults(handler=_train_policy)
 
 
@@ -201,6 +204,11 @@ def _train_policy(args) -> int:
         if not uses_tracks:
             raise UserError(f"--point-source chooses which tracks ATM's policy reads; {args.agent} reads none")
         overrides["point_source"] = args.point_source
+    if args.no_track_motion:
+        if args.point_source == "all":
+            raise UserError("--no-track-motion keeps only which grid points are of the point source: give "
+                            "--point-source objects or robot with it")
+        overrides["track_motion"] = False
     track_dir = args.track_model or (run / "track_model" if uses_tracks else None)
     out = run if args.out else run / f"{args.agent}_seed{args.seed}" / "policy"
     result = train_policy(preset, data, out, track_model_dir=track_dir, language=not uses_tracks,

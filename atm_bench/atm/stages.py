@@ -4,7 +4,9 @@ tracks + instructions) and stage 2 (policy on action-labelled demos, with the fr
 Stage 2 gets its tracks one of two ways (`TrainConfig.online_tracks`): online, the frozen track
 model runs on every augmented frame of the batch (the reference's way; costly on a CPU), or
 cached, the track model runs once per frame of the labelled demos before training and the random
-shift is applied to the cached tracks (the `quick` preset). Samples are chunks of consecutive
+shift is applied to the cached tracks (the `quick` preset; its policy reads displacements from the
+query point, `PolicyConfig.track_scaling`, so the shift cancels there and the tracks it reads equal
+those at evaluation, where frames are not shifted). Samples are chunks of consecutive
 steps (`TrainConfig.chunk`, see `PolicyWindowDataset`): each frame is encoded once per chunk.
 A policy on one point source (`PolicyConfig.point_source` other than "all") also needs which grid
 points lie on the robot at each step: computed once per demo before training from its stored

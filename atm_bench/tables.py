@@ -2,7 +2,8 @@
 
 Inputs are run directories written by `atm-bench run` (or `atm-bench eval`): episode records
 (`*.jsonl`), `flops.json` (agent -> counted cost per env step), `config.json` (preset,
-protocol, labelled demos, stage 1's point source, a free-form `ablation` label) and
+protocol, labelled demos, both stages' point source, a free-form `ablation` label; `atm-bench
+eval` writes the checkpoint's preset as trained) and
 `throughput.json` (evaluation env steps/s, vector loop vs a serial loop, as measured in the run).
 Outputs are Markdown, CSV and LaTeX (tabulate) and a grouped bar plot like the paper's Fig. 4b.
 Output is a pure function of the inputs (sorted, no timestamps, fixed plot metadata), so
@@ -111,7 +112,7 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
 def unfinished_seeds(records: Iterable[dict[str, Any]], config: dict[str, Any]) -> dict[tuple[str, str, int], tuple[int, int]]:
     """(agent, suite, seed) -> (recorded, planned) for each agent-seed with fewer episodes (errors
     included) than `config` plans; none where the config does not say (an `atm-bench eval`
-    directory)."""
+    directory from before it wrote one)."""
     if "episodes_per_task" not in config or "tasks" not in config:
         return {}
     planned = int(config["episodes_per_task"]) * len(config["tasks"])

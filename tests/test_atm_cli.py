@@ -102,11 +102,85 @@ def test_eval_caps_episodes_at_the_presets_horizon_unless_told(tmp_path, monkeyp
     from atm_bench.presets import get_preset
 
     seen = []
-    monkeypatch.setattr("atm_bench.bench.evaluation.evaluate", lambda agent, config, out: seen.append(config) or [])
+    monkeypatch.setattr("atm_bench.bench.evaluation.Evaluator.run", lambda self: seen.append(self.config) or [])
     monkeypatch.setattr("atm_bench.commands.eval.print_table", lambda records, out: None)
-    base = ["eval", "--agent", "expert", "--suite", "libero-goal", "--tasks", "0", "--out", str(tmp_path)]
-    assert main([*base, "--preset", "quick"]) == 0
-    assert main([*base, "--preset", "quick", "--horizon", "300"]) == 0
-    assert main(base) == 0
+    base = ["eval", "--agent", "expert", "--suite", "libero-goal", "--tasks", "0"]
+    assert main([*base, "--preset", "quick", "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--preset", "quick", "--horizon", "300", "--out", str(tmp_path / "b")]) == 0
+    assert main([*base, "--out", str(tmp_path / "c")]) == 0
     assert [c.horizon for c in seen] == [get_preset("quick").eval.horizon, 300, None]
     assert 0 < get_preset("quick").eval.horizon < 600 and get_preset("paper").eval.horizon is None
+
+
+def _mask_only_checkpoint(directory, seed):
+    """An (untrained) ATM checkpoint as `train policy --point-source robot --no-track-motion` saves it."""
+    import dataclasses
+
+    from atm_bench.atm.policy import TrackGuidedPolicy
+    from atm_bench.atm.track_transformer import TrackTransformer
+    from atm_bench.learning.training import save_checkpoint
+    from atm_bench.presets import get_preset, with_point_source
+
+    preset = with_point_source(get_preset("smoke"), "robot")
+    policy = dataclasses.replace(preset.policy, track_motion=False)
+    track_model = dataclasses.replace(preset.track_model, text_dim=384)
+    training = {"track_training": preset.track_training, "policy_training": preset.policy_training}
+    training = {k: dataclasses.asdict(dataclasses.replace(v, seed=seed)) for k, v in training.items()}
+    save_checkpoint(TrackTransformer(track_model), directory / "track_model",
+                    {"kind": "track_transformer", "preset": "smoke", "model": dataclasses.asdict(track_model),
+                     "training": training["track_training"], "text_encoder": None})
+    save_checkpoint(TrackGuidedPolicy(policy), directory / "policy",
+                    {"kind": "policy", "preset": "smoke", "model": dataclasses.asdict(policy),
+                     "training": training["policy_training"], "text_encoder": None})
+    return directory
+
+
+def _split(path, suite="libero_goal", labelled=7):
+    import dataclasses
+
+    from atm_bench.data.splits import SplitManifest, save_split
+
+    manifest = SplitManifest(suite=suite, seed=0, labelled_per_task=labelled, val_fraction=0.1, videos_choice="all",
+                             tasks=())
+    return save_split(dataclasses.replace(manifest, manifest_sha256=manifest.compute_hash()), path)
+
+
+def test_eval_records_the_checkpoints_training_so_tables_read_it_as_a_run(tmp_path, monkeypatch, capsys):
+    from atm_bench.tables import ABLATION_SETTINGS, load_runs
+
+    monkeypatch.setattr("atm_bench.bench.evaluation.Evaluator.run", lambda self: [])
+    monkeypatch.setattr("atm_bench.commands.eval.print_table", lambda records, out: None)
+    split = _split(tmp_path / "split.json")
+    out = tmp_path / "eval"
+    base = ["eval", "--agent", "atm", "--suite", "libero-goal", "--episodes", "2", "--preset", "smoke", "--out", str(out)]
+    s0 = ["--checkpoint", str(_mask_only_checkpoint(tmp_path / "s0", 0))]
+    assert main([*base, "--tasks", "0", "--seed", "0", "--split", str(split), *s0]) == 0
+    # seed 1 (its own training seed) and another task join the same directory; the split is kept
+    assert main([*base, "--tasks", "1", "--seed", "1", "--checkpoint", str(_mask_only_checkpoint(tmp_path / "s1", 1))]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["seeds"], config["tasks"], config["episodes_per_task"], config["labelled"]) == ([0, 1], [0, 1], 2, 7)
+    assert config["preset_config"]["policy"]["track_motion"] is False and config["kind"] == "eval"
+    assert ABLATION_SETTINGS["point source"](config) == "robot (mask only)"
+    assert ABLATION_SETTINGS["labelled"](config) == "7"
+    from atm_bench.bench.results import ResultsStore
+
+    store = ResultsStore(out / "results.jsonl")
+    for seed, task, k in [(0, 0, 0), *((1, t, k) for t in (0, 1) for k in (0, 1))]:
+        store.append({"agent": "atm", "suite": "libero_goal", "task": task, "init_state": k, "seed": seed,
+                      "protocol": "atm", "preset": "smoke", "horizon": 600, "success": True, "steps": 1, "seconds": 0})
+    run = load_runs([out])[0]
+    assert run.unfinished == {("atm", "libero_goal", 0): (1, 4)} and len(run.records) == 4  # 2 tasks x 2 episodes
+    # what would mislabel the episodes already recorded is refused in one line, and changes nothing
+    before = (out / "config.json").read_text()
+    refused = {"another episodes_per_task": [*base, "--tasks", "0", "--episodes", "3", *s0],
+               "another labelled": [*base, "--tasks", "0", "--split", str(_split(tmp_path / "s5.json", labelled=5)), *s0],
+               "a split of libero_spatial": [*base, "--tasks", "0", "--split",
+                                             str(_split(tmp_path / "sp.json", suite="libero_spatial")), *s0]}
+    for message, argv in refused.items():
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert (out / "config.json").read_text() == before
+    (out / "config.json").write_text(json.dumps({**config, "kind": None}))  # `atm-bench run`'s
+    assert main([*base, "--tasks", "0", *s0]) == 2
+    assert "is a run directory" in capsys.readouterr().err

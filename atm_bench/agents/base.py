@@ -228,6 +228,13 @@ class Agent(ABC):
         nothing beyond the run's preset and seed, which the runner adds to the key itself."""
         return {}
 
+    def trained_preset(self) -> dict[str, Any] | None:
+        """The preset the loaded (or fitted) agent was trained with, as read from its checkpoint,
+        in the form of a run's `preset_config` and only the parts the checkpoint records: what an
+        evaluation of a checkpoint writes to its config.json, so tables tell its variant (e.g. ATM's
+        point source) apart. None (the default) = the agent cannot say."""
+        return None
+
     def image_size(self) -> int | None:
         """The square camera image size the trained agent takes (evaluation must render at it: an
         agent sees at evaluation what it saw in training); None = any size (no images, or it

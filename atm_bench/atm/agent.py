@@ -14,6 +14,7 @@ Both train and act on the run's device (CUDA: bf16 autocast; `atm_bench.devices`
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from functools import partial
 from pathlib import Path
@@ -232,6 +233,18 @@ class ATMAgent(WindowedAgent):
         """The preset as trained (with the seed; stage 1's parts only when the agent uses tracks,
         evaluation settings never), the ablation flags and the text encoder."""
         return {"preset": training_view(self.preset, self.uses_track_model), "policy_overrides": self.policy_overrides, "text_encoder": self.text_encoder}
+
+    def trained_preset(self) -> dict[str, Any]:
+        """The policy's model and training as its checkpoint saved them, and stage 1's where a track
+        model is loaded (BC's preset has no stage 1); the preset's data and evaluation parts are
+        not in a checkpoint and are left out."""
+        self._require_models()
+        preset = {"name": self._policy_config.get("preset"), "image_size": self.image_size(),
+                  "policy": dataclasses.asdict(self.policy.cfg), "policy_training": self._policy_config["training"]}
+        if self.track_model is not None:
+            preset |= {"track_model": dataclasses.asdict(self.track_model.cfg),
+                       "track_training": self._track_config["training"]}
+        return preset
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "preset": self.preset.name, "text_encoder": self.text_encoder,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from atm_bench.commands.data import parse_tasks
 from atm_bench.commands.envs import add_device_arg, add_suite_arg
+from atm_bench.errors import UserError
 
 
 def register(sub) -> None:
@@ -22,6 +23,9 @@ def register(sub) -> None:
                     help="use the quality the agent's training data was rendered with (default fast)")
     ev.add_argument("--image-size", type=int, default=None,
                     help="camera image size (default: the loaded checkpoint's, else 128)")
+    ev.add_argument("--split", default=None,
+                    help="split manifest the checkpoint was trained on (recorded in config.json: its labelled demos "
+                         "per task and hash, so `atm-bench tables` sets the evaluation beside runs on that split)")
     ev.add_argument("--videos", type=int, default=1, help="MP4s of the first N episodes per task (default 1)")
     ev.add_argument("--horizon", type=int, default=None,
                     help="cap episode length below the protocol's (default: the preset's cap, if any)")
@@ -38,11 +42,15 @@ def _eval(args) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from atm_bench.agents.base import RunContext, make_agent
     from atm_bench.devices import egl_render_devices, resolve_device
-    from atm_bench.bench.evaluation import EvalConfig, evaluate
+    from atm_bench.bench.evaluation import EvalConfig, run_evaluation
+    from atm_bench.data.splits import load_split
     from atm_bench.envs.libero.suites import canonical_suite
     from atm_bench.paths import cache_subdir
 
     suite = canonical_suite(args.suite)
+    split = load_split(args.split) if args.split else None
+    if split is not None and split.suite != suite:
+        raise UserError(f"--split {args.split} is a split of {split.suite}, not of {suite}: pass the checkpoint's split")
     device = resolve_device(args.device)
     device = announce_agent_device(args.agent, device)
     agent = make_agent(args.agent, RunContext(progress=False, device=device))  # the checkpoint says what it is
@@ -56,9 +64,63 @@ def _eval(args) -> int:
         render_devices=egl_render_devices(device),
     )
     out = Path(args.out) if args.out else cache_subdir("eval")
-    records = evaluate(agent, config, out)
-    print_table(records, out)
+    evaluator = run_evaluation(agent, config, out)
+    write_eval_config(out, evaluator, split)
+    print_table(evaluator.run(), out)
     return 0
+
+
+# What every evaluation in one directory must share (the seed and tasks may differ).
+SHARED_SETTINGS = ("suite", "agents", "protocol", "episodes_per_task", "horizon", "eval_rendering", "preset_config",
+                   "labelled", "split_manifest_hash")
+
+
+def write_eval_config(out, evaluator, split) -> None:
+    """`out/config.json` in a run's keys, so `atm-bench tables` reads an evaluation directory as it
+    reads a run: the episodes each agent-seed plans (one still being evaluated is left out), the
+    preset the checkpoint was trained with (`Agent.trained_preset`: the ablation table's point
+    source) and, given its split, the labelled demos per task. Another seed or other tasks of the
+    same agent and training add theirs; any other setting would mislabel the episodes already
+    recorded and is refused."""
+    import json
+
+    from atm_bench.bench.runner import environment_snapshot
+    from atm_bench.io import write_json_atomic
+
+    c = evaluator.config
+    config = {"kind": "eval", "suite": evaluator.suite, "tasks": list(c.tasks), "agents": [c.agent], "seeds": [c.seed],
+              "preset": c.preset, "protocol": evaluator.protocol.name, "episodes_per_task": evaluator.episodes,
+              "horizon": evaluator.horizon,
+              "eval_rendering": {"image_size": c.image_size, "render_quality": c.render_quality},
+              "instructions": {str(t): evaluator.specs[t].instruction for t in c.tasks},
+              "preset_config": evaluator.agent.trained_preset()}
+    if split is not None:
+        config |= {"labelled": split.labelled_per_task, "split_manifest_hash": split.manifest_sha256}
+    config = json.loads(json.dumps(config))  # tuples as lists, as read back
+    path = out / "config.json"
+    if path.is_file():
+        config = _merged(json.loads(path.read_text()), config, out)
+    write_json_atomic(path, {**config, **environment_snapshot()})
+
+
+def _merged(old: dict, new: dict, out) -> dict:
+    """`new` with `old`'s seeds, tasks and split added (see `write_eval_config`)."""
+    if old.get("kind") != "eval":
+        raise UserError(f"{out} is a run directory (its config.json is `atm-bench run`'s): evaluate into another --out")
+    new = {**{k: old[k] for k in ("labelled", "split_manifest_hash") if k in old}, **new}
+    differs = [k for k in SHARED_SETTINGS if _without_seeds(old.get(k)) != _without_seeds(new.get(k))]
+    if differs:
+        raise UserError(f"{out} holds evaluations with another {', '.join(differs)} (see its config.json): "
+                        "evaluate into another --out")
+    return {**new, "seeds": sorted({*old["seeds"], *new["seeds"]}), "tasks": sorted({*old["tasks"], *new["tasks"]}),
+            "instructions": {**old["instructions"], **new["instructions"]}}
+
+
+def _without_seeds(value):
+    """A trained preset without its training seeds (which are what differs between seeds)."""
+    if isinstance(value, dict):
+        return {k: _without_seeds(v) for k, v in value.items() if k != "seed"}
+    return value
 
 
 def preset_horizon(name: str) -> int | None:

@@ -65,6 +65,7 @@ def test_without_track_motion_the_policy_reads_the_mask_and_not_the_tracks():
     out = _encoded(policy, images, tracks, joint, gripper, on_robot)
     other = torch.rand(tracks.shape, generator=torch.Generator().manual_seed(1))
     assert torch.equal(_encoded(policy, images, other, joint, gripper, on_robot), out)
+    assert torch.equal(_encoded(policy, images, None, joint, gripper, on_robot), out)  # so acting predicts none
     more = on_robot.clone()
     more[:, :, ROBOT_POINTS] = True  # the arm covers one more grid point
     assert (_encoded(policy, images, tracks, joint, gripper, more) - out).abs().max() > 1e-4
@@ -141,6 +142,43 @@ def test_the_agent_asks_for_the_grid_mask_and_names_the_fix_when_it_is_missing()
     assert measure_atm_step(agent.track_model, agent.policy).policy_macs > 0  # the compute table's count
     agent.policy = TrackGuidedPolicy(get_preset("smoke").policy)
     assert agent.env_wrapper() is None  # "all": the plain env
+
+
+def test_a_mask_only_agent_acts_without_running_the_track_model():
+    agent = _objects_agent()
+    agent.policy = TrackGuidedPolicy(dataclasses.replace(agent.policy.cfg, point_source="robot", track_motion=False))
+    agent.policy.eval()
+    rng = np.random.default_rng(0)
+    mask = rng.random((2, 32)) < 0.3
+    obs = {"agentview": rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8),
+           "eye_in_hand": rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8),
+           "joint_states": rng.normal(size=(2, 7)), "gripper_states": rng.normal(size=(2, 2)),
+           "agentview_grid_on_robot": mask, "eye_in_hand_grid_on_robot": ~mask}
+    images = agent._images(obs)
+    joint, gripper = agent.proprio(obs)
+    on_robot = agent._grid_on_robot(obs)
+    with torch.no_grad():  # what acting fed the policy before: the tracks the track model predicts
+        predicted = agent.policy.encode_step(images, _predicted(agent, images), joint, gripper, None, on_robot)
+
+    def refuse(*args):
+        raise AssertionError("a mask-only policy discards the tracks: the track model must not run")
+
+    agent.track_model.predict = refuse
+    with torch.no_grad():
+        acting = agent.policy.encode_step(images, agent.predict_tracks(images), joint, gripper, None, on_robot)
+    assert all(torch.equal(a, b) for a, b in zip(acting, predicted))
+    assert agent.act(obs).shape == (2, 7) and agent.env_wrapper() is not None  # it still reads the arm's mask
+    cost = agent.flops_per_step(obs)
+    assert cost["paper_convention_macs"] == 0 and cost["policy_macs"] == cost["macs"] > 0
+
+
+def _predicted(agent, images):
+    from atm_bench.atm.stages import predict_grid_tracks
+
+    n, v = images.shape[:2]
+    tracks = predict_grid_tracks(agent.track_model, images.reshape(n * v, *images.shape[2:]),
+                                 agent._track_text.expand(n * v, -1), agent.policy.cfg.num_points, batch=n * v)
+    return tracks.reshape(n, v, *tracks.shape[1:])
 
 
 def test_bc_ignores_the_point_source_and_the_runner_hands_it_to_atm(tmp_path, monkeypatch):

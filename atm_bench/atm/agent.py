@@ -153,10 +153,16 @@ class ATMAgent(WindowedAgent):
     def _images(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
         return camera_images(obs, self.policy.cfg.views, self.policy.cfg.image_hw).to(self.device)
 
+    def _predicts_tracks(self) -> bool:
+        """Whether acting runs the track model: not for BC, nor for a policy that reads only which
+        grid points are of its source (`track_motion` False: the prediction would be discarded)."""
+        return self.track_model is not None and self.policy.cfg.track_motion
+
     @torch.no_grad()
     def predict_tracks(self, images: torch.Tensor) -> torch.Tensor | None:
-        """Tracks (N, V, 32, L, 2) of the policy's query grid on each view's current frame."""
-        if self.track_model is None:
+        """Tracks (N, V, 32, L, 2) of the policy's query grid on each view's current frame (None
+        where acting needs none)."""
+        if not self._predicts_tracks():
             return None
         n, v = images.shape[:2]
         text = self._track_text.expand(n * v, -1)
@@ -203,7 +209,7 @@ class ATMAgent(WindowedAgent):
         try:
             full, _ = count_flops(self.act, one)
             track = 0
-            if self.track_model is not None:
+            if self._predicts_tracks():
                 image = self._images(one)[:, 0]
 
                 queries = policy_query_points(self.policy.cfg.num_points)[None].to(self.device)

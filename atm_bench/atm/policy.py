@@ -127,7 +127,8 @@ class TrackGuidedPolicy(nn.Module):
         late-fusion features (B, late_dim)).
 
         images (B, V, 3, H, W) in [-1, 1]; tracks (B, V, N, >= track_len, 2) predicted tracks of the
-        fixed query grid (None or ignored when the policy uses no tracks); on_robot (B, V, N) bool:
+        fixed query grid (None or ignored when the policy uses no tracks or, without `track_motion`,
+        reads only the mask); on_robot (B, V, N) bool:
         the grid points on the robot at this step (needed with tracks and a `point_source` other
         than "all"; ignored with "all").
         """
@@ -152,15 +153,17 @@ class TrackGuidedPolicy(nn.Module):
                 on_robot: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.cfg
         shape = (b, len(cfg.views), cfg.num_points, cfg.track_len, 2)
-        if tracks is None or not self.uses_tracks:  # BC: no track inputs
+        if not self.uses_tracks:  # BC: no track inputs
+            return like.new_zeros(shape)
+        if not cfg.track_motion:  # the point-source control: which points are kept, not how they move
+            return self._source_tracks(like.new_ones(shape), on_robot)
+        if tracks is None:
             return like.new_zeros(shape)
         if tracks.shape[3] < cfg.track_len:
             raise ValueError(f"policy needs tracks of >= {cfg.track_len} steps, got {tracks.shape[3]}")
         tracks = tracks[:, :, :, : cfg.track_len]
         if cfg.track_scaling:
             tracks = (tracks - tracks[:, :, :, :1]) / self.track_scale
-        if not cfg.track_motion:  # the point-source control: which points are kept, not how they move
-            tracks = torch.ones_like(tracks)
         return self._source_tracks(tracks, on_robot)
 
     def _source_tracks(self, tracks: torch.Tensor, on_robot: torch.Tensor | None) -> torch.Tensor:

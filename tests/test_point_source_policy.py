@@ -316,7 +316,10 @@ def test_the_training_mask_from_stored_states_equals_the_wrappers_at_the_same_st
 
 
 @pytest.mark.sim
-def test_a_smoke_policy_on_the_objects_point_source_trains(sim_task_file, tmp_path, monkeypatch):
+@pytest.mark.parametrize("source,motion", [("objects", True), ("robot", False)])
+def test_a_smoke_policy_on_one_point_source_trains(sim_task_file, tmp_path, monkeypatch, source, motion):
+    """On `objects`, and on `robot` without track motion (the control), which discards the tracks
+    and so never has the track model predict them."""
     from atm_bench.atm.stages import load_policy, train_policy
     from atm_bench.atm.track_transformer import TrackTransformer
     from atm_bench.learning.frames import StageData, demo_refs
@@ -326,14 +329,21 @@ def test_a_smoke_policy_on_the_objects_point_source_trains(sim_task_file, tmp_pa
     monkeypatch.setenv("ATM_BENCH_CACHE", str(tmp_path / "cache"))
     torch.set_num_threads(1)
     _, path = sim_task_file
-    preset = with_point_source(get_preset("smoke"), "objects")
+    preset = with_point_source(get_preset("smoke"), source)
+    preset = dataclasses.replace(preset, policy=dataclasses.replace(preset.policy, track_motion=motion))
     track_cfg = dataclasses.replace(preset.track_model, text_dim=384)  # the packaged MiniLM's width
     save_checkpoint(TrackTransformer(track_cfg), tmp_path / "tracks",
                     {"kind": "track_transformer", "model": dataclasses.asdict(track_cfg), "text_encoder": None})
+    if not motion:
+        def refuse(*args, **kwargs):
+            raise AssertionError("a mask-only policy discards the tracks: the track model must not run")
+
+        monkeypatch.setattr(TrackTransformer, "predict", refuse)
     refs = demo_refs([(path, ["demo_0"], 0)])
     data = StageData(train=refs, val=refs, instructions=["put the bowl somewhere"])
     result = train_policy(preset, data, tmp_path / "policy", track_model_dir=tmp_path / "tracks", epochs=1,
                           progress=False)
     assert result.epochs_run == 1 and np.isfinite(result.history[-1]["train_loss"])
     policy, config = load_policy(tmp_path / "policy")
-    assert policy.cfg.point_source == "objects" and config["model"]["point_source"] == "objects"
+    assert policy.cfg.point_source == source and config["model"]["point_source"] == source
+    assert policy.cfg.track_motion == motion

@@ -199,8 +199,9 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
         track_text = _text_table(data.instructions, track_cfg.get("text_encoder")).to(device)
         track_dir = str(track_model_dir)
     online = train_cfg.online_tracks
+    predicts = track_model is not None and cfg.track_motion  # a mask-only policy discards the tracks
     tables = {}
-    if track_model is not None and not online:
+    if predicts and not online:
         tables = {name: track_table(ds_refs, cfg, track_model, track_text)
                   for name, ds_refs in (("train", data.train), ("val", data.val))}
     robots = {}
@@ -219,7 +220,7 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
     val_ds = PolicyWindowDataset(data.val, cfg.views, cfg.image_hw, cfg.window, tables.get("val"), chunk,
                                  robots.get("val")) if data.val else None
     policy.set_proprio_stats(train_ds.proprio())
-    if cfg.track_scaling and track_model is not None:  # online: the stats of 8 demos' un-augmented frames
+    if cfg.track_scaling and predicts:  # online: the stats of 8 demos' un-augmented frames
         table = tables.get("train") or track_table(data.train[:8], cfg, track_model, track_text)
         policy.set_track_stats(torch.from_numpy(np.concatenate([t.reshape(-1, *t.shape[-2:]) for t in table.values()])))
     if text is not None:
@@ -239,7 +240,7 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
             images, delta = random_shift(images, shift, groups=b * v)
             images = color_jitter(images, groups=b)
         tracks = None
-        if track_model is not None:
+        if predicts:
             if online:
                 tt = track_text[batch["task"]].repeat_interleave(v * t, dim=0)
                 tracks = predict_grid_tracks(track_model, images, tt, cfg.num_points, batch=len(images))

@@ -154,9 +154,12 @@ def test_eval_records_the_checkpoints_training_so_tables_read_it_as_a_run(tmp_pa
     out = tmp_path / "eval"
     base = ["eval", "--agent", "atm", "--suite", "libero-goal", "--episodes", "2", "--preset", "smoke", "--out", str(out)]
     s0 = ["--checkpoint", str(_mask_only_checkpoint(tmp_path / "s0", 0))]
-    assert main([*base, "--tasks", "0", "--seed", "0", "--split", str(split), *s0]) == 0
-    # seed 1 (its own training seed) and another task join the same directory; the split is kept
-    assert main([*base, "--tasks", "1", "--seed", "1", "--checkpoint", str(_mask_only_checkpoint(tmp_path / "s1", 1))]) == 0
+    assert main([*base, "--tasks", "0", "--seed", "0", *s0]) == 0
+    assert "labelled" not in json.loads((out / "config.json").read_text())
+    # seed 1 (its own training seed) and another task join the same directory, the split given now is kept
+    s1 = ["--checkpoint", str(_mask_only_checkpoint(tmp_path / "s1", 1))]
+    assert main([*base, "--tasks", "1", "--seed", "1", "--split", str(split), *s1]) == 0
+    assert main([*base, "--tasks", "1", "--seed", "1", *s1]) == 0
     config = json.loads((out / "config.json").read_text())
     assert (config["seeds"], config["tasks"], config["episodes_per_task"], config["labelled"]) == ([0, 1], [0, 1], 2, 7)
     assert config["preset_config"]["policy"]["track_motion"] is False and config["kind"] == "eval"

@@ -159,8 +159,11 @@ def test_eval_records_the_checkpoints_training_so_tables_read_it_as_a_run(tmp_pa
     # seed 1 (its own training seed) and another task join the same directory, the split given now is kept
     s1 = ["--checkpoint", str(_mask_only_checkpoint(tmp_path / "s1", 1))]
     assert main([*base, "--tasks", "1", "--seed", "1", "--split", str(split), *s1]) == 0
+    labelled_by_hand = {**json.loads((out / "config.json").read_text()), "ablation": "control"}
+    (out / "config.json").write_text(json.dumps(labelled_by_hand))
     assert main([*base, "--tasks", "1", "--seed", "1", *s1]) == 0
     config = json.loads((out / "config.json").read_text())
+    assert ABLATION_SETTINGS["variant"](config) == "control"
     assert (config["seeds"], config["tasks"], config["episodes_per_task"], config["labelled"]) == ([0, 1], [0, 1], 2, 7)
     assert config["preset_config"]["policy"]["track_motion"] is False and config["kind"] == "eval"
     assert ABLATION_SETTINGS["point source"](config) == "robot (mask only)"

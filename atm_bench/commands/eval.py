@@ -105,10 +105,11 @@ def write_eval_config(out, evaluator, split) -> None:
 
 def _merged(old: dict, new: dict, out) -> dict:
     """`new` with `old`'s seeds, tasks and split added (see `write_eval_config`); a split given
-    once is kept, and may be given after the first evaluation."""
+    once is kept, and may be given after the first evaluation, and so is an `ablation` label
+    written into config.json by hand (the ablation table's free-form "variant")."""
     if old.get("kind") != "eval":
         raise UserError(f"{out} is a run directory (its config.json is `atm-bench run`'s): evaluate into another --out")
-    new = {**{k: old[k] for k in ("labelled", "split_manifest_hash") if k in old}, **new}
+    new = {**{k: old[k] for k in ("labelled", "split_manifest_hash", "ablation") if k in old}, **new}
     differs = [k for k in SHARED_SETTINGS if k in old and k in new and _without_seeds(old[k]) != _without_seeds(new[k])]
     if differs:
         raise UserError(f"{out} holds evaluations with another {', '.join(differs)} (see its config.json): "

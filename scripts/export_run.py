@@ -17,16 +17,19 @@ KEEP = {".json", ".jsonl", ".md", ".csv", ".tex", ".png"}
 
 
 def chosen_videos(run: Path) -> set[str]:
-    """One video per agent: the first successful recorded episode's, else the first one's."""
-    best: dict[str, tuple[bool, str]] = {}
-    records = run / "results.jsonl"
-    for line in records.read_text().splitlines() if records.exists() else []:
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if "video" in r and (r["agent"] not in best or (r["success"] and not best[r["agent"]][0])):
-            best[r["agent"]] = (bool(r["success"]), r["video"])
+    """One video per agent and results file (a run's, and those of `atm-bench eval` directories
+    inside it): the first successful recorded episode's, else the first one's; paths relative to
+    `run`."""
+    best: dict[tuple[Path, str], tuple[bool, str]] = {}
+    for records in sorted(run.rglob("results.jsonl")):
+        for line in records.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            key = (records.parent, r.get("agent"))
+            if "video" in r and (key not in best or (r["success"] and not best[key][0])):
+                best[key] = (bool(r["success"]), str((records.parent / r["video"]).relative_to(run)))
     return {video for _, video in best.values()}
 
 

@@ -1,0 +1,40 @@
+"""scripts/export_run.py: a run copied into results/ without weights, one video per agent and
+results file (an `atm-bench eval` directory inside the run included)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "export_run.py"
+
+
+def _export():
+    spec = importlib.util.spec_from_file_location("export_run", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.export
+
+
+def _records(directory: Path, agent: str, outcomes: list[bool]) -> None:
+    lines = []
+    for k, success in enumerate(outcomes):
+        video = Path("videos") / agent / f"task0_init{k}.mp4"
+        (directory / video).parent.mkdir(parents=True, exist_ok=True)
+        (directory / video).write_bytes(b"mp4")
+        lines.append(json.dumps({"agent": agent, "init_state": k, "success": success, "video": str(video)}))
+    (directory / "results.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_export_keeps_records_and_one_video_per_agent_and_results_file(tmp_path):
+    run, dest = tmp_path / "run", tmp_path / "dest"
+    (run / "eval").mkdir(parents=True)
+    _records(run, "bc", [False, True, True])
+    _records(run / "eval", "atm", [False, False])
+    for name in ("agents/bc/seed0/checkpoint/model.safetensors", "agents/bc/seed0/policy/resume.pt",
+                 "agents/bc/seed0/policy/history.json", "config.json"):
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text("{}")
+    _export()(run, dest)
+    copied = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert copied == ["agents/bc/seed0/policy/history.json", "config.json", "eval/results.jsonl",
+                      "eval/videos/atm/task0_init0.mp4", "results.jsonl", "videos/bc/task0_init1.mp4"]

@@ -167,9 +167,13 @@ def test_a_mask_only_agent_acts_without_running_the_track_model():
     with torch.no_grad():
         acting = agent.policy.encode_step(images, agent.predict_tracks(images), joint, gripper, None, on_robot)
     assert all(torch.equal(a, b) for a, b in zip(acting, predicted))
-    assert agent.act(obs).shape == (2, 7) and agent.env_wrapper() is not None  # it still reads the arm's mask
+    actions = agent.act(obs)
+    assert actions.shape == (2, 7) and agent.env_wrapper() is not None  # it still reads the arm's mask
     cost = agent.flops_per_step(obs)
     assert cost["paper_convention_macs"] == 0 and cost["policy_macs"] == cost["macs"] > 0
+    agent.track_model = agent._steps = agent._late = None  # no stage 1 at all: the same actions, the same mask
+    np.testing.assert_array_equal(agent.act(obs), actions)
+    assert agent.env_wrapper() is not None and agent.video_overlay(0) is None
 
 
 def _predicted(agent, images):
@@ -316,10 +320,10 @@ def test_the_training_mask_from_stored_states_equals_the_wrappers_at_the_same_st
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("source,motion", [("objects", True), ("robot", False)])
-def test_a_smoke_policy_on_one_point_source_trains(sim_task_file, tmp_path, monkeypatch, source, motion):
+@pytest.mark.parametrize("source,motion,stage1", [("objects", True, True), ("robot", False, True), ("robot", False, False)])
+def test_a_smoke_policy_on_one_point_source_trains(sim_task_file, tmp_path, monkeypatch, source, motion, stage1):
     """On `objects`, and on `robot` without track motion (the control), which discards the tracks
-    and so never has the track model predict them."""
+    and so never has the track model predict them, and needs none: its mask comes from the states."""
     from atm_bench.atm.stages import load_policy, train_policy
     from atm_bench.atm.track_transformer import TrackTransformer
     from atm_bench.learning.frames import StageData, demo_refs
@@ -341,9 +345,17 @@ def test_a_smoke_policy_on_one_point_source_trains(sim_task_file, tmp_path, monk
         monkeypatch.setattr(TrackTransformer, "predict", refuse)
     refs = demo_refs([(path, ["demo_0"], 0)])
     data = StageData(train=refs, val=refs, instructions=["put the bowl somewhere"])
-    result = train_policy(preset, data, tmp_path / "policy", track_model_dir=tmp_path / "tracks", epochs=1,
-                          progress=False)
+    result = train_policy(preset, data, tmp_path / "policy", track_model_dir=tmp_path / "tracks" if stage1 else None,
+                          epochs=1, progress=False)
     assert result.epochs_run == 1 and np.isfinite(result.history[-1]["train_loss"])
     policy, config = load_policy(tmp_path / "policy")
     assert policy.cfg.point_source == source and config["model"]["point_source"] == source
     assert policy.cfg.track_motion == motion
+    if not stage1:  # the agent loads it without a stage 1 and still asks the env for the arm's mask
+        from atm_bench.atm.agent import ATMAgent
+
+        agent = ATMAgent(preset, progress=False)
+        agent._load_models(tmp_path / "policy", None)
+        assert agent.track_model is None and agent.env_wrapper() is not None
+        with pytest.raises(UserError, match="needs a trained track transformer"):  # with motion it needs one
+            train_policy(with_point_source(get_preset("smoke"), source), data, tmp_path / "moving", progress=False)

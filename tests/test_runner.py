@@ -234,3 +234,31 @@ def test_other_expert_setups_get_their_own_cache_and_reach_generation(tmp_path, 
     runner.generate_data()
     assert getattr(staged[0].config, field) == value
     assert staged[0].config.identity()[field] == value  # a resume with another set-up is refused
+
+
+def test_a_run_refuses_data_that_differ_from_what_its_recorded_episodes_trained_on(tmp_path):
+    """Continued on regenerated demos whose bytes differ (another machine's rendering), the run
+    would retrain every agent and supersede its episodes: it stops first, in one line, and says
+    how to go on. Without recorded episodes new data just remake the split."""
+    from atm_bench.envs.libero.suites import list_tasks
+    from atm_bench.errors import UserError
+
+    from atm_synthetic import write_task_file
+
+    task = list_tasks("libero_goal")[0]
+    path = tmp_path / "data" / "libero_goal" / f"{task.name}_demo.hdf5"
+    write_task_file(path, demos=4, instruction=task.instruction)
+    runner = Runner(RunConfig(suite="libero-goal", agents=("bc",), preset="smoke", out=tmp_path / "run", tasks=(0,),
+                              labelled=2, data_dir=tmp_path / "data"), progress=False)
+    first = runner.make_split()
+    write_task_file(path, demos=4, instruction=task.instruction, seed=1)  # the same demos, other bytes
+    second = runner.make_split()  # nothing recorded yet: the split follows the data
+    assert second.manifest_sha256 != first.manifest_sha256
+    ResultsStore(runner.out / "results.jsonl").extend([_rec("bc", 0)])
+    split = (runner.out / "split.json").read_bytes()
+    write_task_file(path, demos=4, instruction=task.instruction, seed=2)
+    with pytest.raises(UserError, match=rf"{task.name}_demo.hdf5 differs from the file the 1 episodes .* remove "):
+        runner.make_split()
+    assert (runner.out / "split.json").read_bytes() == split  # nothing changed
+    write_task_file(path, demos=4, instruction=task.instruction, seed=1)  # the run's own data again
+    assert runner.make_split().manifest_sha256 == second.manifest_sha256

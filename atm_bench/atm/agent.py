@@ -98,7 +98,8 @@ class ATMAgent(WindowedAgent):
         self.policy, self._policy_config = load_policy(policy_dir)
         self.policy.to(self.device)
         self.track_model = None
-        if self.policy.uses_tracks and track_dir is None and not self.policy.cfg.language:
+        cfg = self.policy.cfg
+        if self.policy.uses_tracks and cfg.track_motion and track_dir is None and not cfg.language:
             raise UserError(f"{policy_dir}: the policy uses tracks but no track model was saved beside it")
         if self.policy.uses_tracks and track_dir is not None:  # else the paper's BC: tracks zeroed
             self.track_model, self._track_config = load_track_model(track_dir)
@@ -127,8 +128,8 @@ class ATMAgent(WindowedAgent):
         self._last_tracks = None
 
     def _reads_grid(self) -> bool:
-        """Whether acting needs the grid's on-robot mask: a policy on one point source, with tracks."""
-        return self.track_model is not None and self.policy.cfg.point_source != "all"
+        """Whether acting needs the grid's on-robot mask: a policy on one point source (BC's is "all")."""
+        return self.policy.cfg.point_source != "all"
 
     def env_wrapper(self):
         """`GridOnRobot` over the policy's query grid for a policy on one point source, else None."""

@@ -185,8 +185,10 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
         cfg = dataclasses.replace(cfg, text_dim=int(text.shape[1]))
     policy = TrackGuidedPolicy(cfg)
     track_model, track_text, track_dir = None, None, None
-    # A language policy with track inputs and no track model is the paper's BC (tracks zeroed).
-    if policy.uses_tracks and track_model_dir is None and not cfg.language:
+    # A language policy with track inputs and no track model is the paper's BC (tracks zeroed); a
+    # policy without track motion (the point-source control) reads only the grid's on-robot mask,
+    # which comes from the demos' simulator states, so it needs no stage 1 either.
+    if policy.uses_tracks and cfg.track_motion and track_model_dir is None and not cfg.language:
         raise UserError("the ATM policy needs a trained track transformer: pass its directory "
                         "(`atm-bench train tracks` writes one)")
     if policy.uses_tracks and track_model_dir is not None:
@@ -205,7 +207,7 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
         tables = {name: track_table(ds_refs, cfg, track_model, track_text)
                   for name, ds_refs in (("train", data.train), ("val", data.val))}
     robots = {}
-    if track_model is not None and cfg.point_source != "all":
+    if cfg.point_source != "all":  # BC's policy is always "all" (`policy_config`)
         from atm_bench.tracking.annotate import SimScenes
 
         scenes = SimScenes()

@@ -274,10 +274,29 @@ class Runner:
     def make_split(self):
         path = self.out / "split.json"
         manifest = make_split(self.data_dir, self.suite, labelled=self.labelled, seed=0, tasks=list(self.tasks))
-        if path.exists() and load_split(path).manifest_sha256 == manifest.manifest_sha256:
-            return manifest
+        if path.exists():
+            earlier = load_split(path)
+            if earlier.manifest_sha256 == manifest.manifest_sha256:
+                return manifest
+            self._refuse_other_data(earlier, manifest, path)
         save_split(manifest, path)
         return manifest
+
+    def _refuse_other_data(self, earlier: SplitManifest, manifest: SplitManifest, path: Path) -> None:
+        """A task file that differs from the one the run's recorded episodes trained on would make
+        every agent retrain and supersede them (a run continued on regenerated demos whose bytes
+        differ): refuse, before anything is lost, and say how to go on."""
+        recorded = self._recorded()
+        if not recorded:
+            return
+        before = {t.task: t.sha256 for t in earlier.tasks}
+        changed = [t.file for t in manifest.tasks if t.task in before and before[t.task] != t.sha256]
+        if changed:
+            raise UserError(f"{self.data_dir / changed[0]} differs from the file the {len(recorded)} episodes recorded "
+                            f"in {self.out} were trained on ({len(changed)} task file(s) with another sha256 than "
+                            f"{path}): use the run's data (the same generation command gives the same bytes on "
+                            f"x86-64 CPUs with the same kernels), or another --out; to retrain here on these data "
+                            f"anyway, remove {path} (each retrained agent moves its records to results.superseded.jsonl)")
 
     def annotate_tracks(self) -> None:
         if not any(self._uses_tracks(a) for a in self.agents):

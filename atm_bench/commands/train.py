@@ -80,7 +80,8 @@ def register(sub) -> None:
     add_point_source_arg(policy, "policy")
     policy.add_argument("--no-track-motion", action="store_true",
                         help="the point-source control (with --point-source objects|robot): each kept track becomes one "
-                             "constant, so the policy reads which grid points are of the source, not their motion")
+                             "constant, so the policy reads which grid points are of the source, not their motion; "
+                             "it needs no --track-model (the mask comes from the demos' simulator states)")
     policy.set_defaults(handler=_train_policy)
 
 
@@ -209,7 +210,8 @@ def _train_policy(args) -> int:
             raise UserError("--no-track-motion keeps only which grid points are of the point source: give "
                             "--point-source objects or robot with it")
         overrides["track_motion"] = False
-    track_dir = args.track_model or (run / "track_model" if uses_tracks else None)
+    # a policy without track motion reads no stage 1 (its mask comes from the simulator states)
+    track_dir = args.track_model or (run / "track_model" if uses_tracks and not args.no_track_motion else None)
     out = run if args.out else run / f"{args.agent}_seed{args.seed}" / "policy"
     result = train_policy(preset, data, out, track_model_dir=track_dir, language=not uses_tracks,
                           text_encoder=args.text_encoder, epochs=args.epochs, policy_overrides=overrides,

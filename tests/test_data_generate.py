@@ -115,6 +115,9 @@ def test_generate_one_real_demo(tmp_path):
     config = GenerateConfig(suite="libero_goal", tasks=(1,), demos=1, max_attempts=2, tracks="sim", track_points=100)
     report = generate(config, tmp_path, progress=False)[0]
     assert report.demos == 1
+    # the GL implementation that rendered it is recorded with the data (pixels depend on it)
+    recorded = json.loads((tmp_path / "libero_goal" / "generation.json").read_text())["tasks"][0]["renderer"]
+    assert recorded == report.renderer and recorded["renderer"] and recorded["version"]
     with EpisodeFile(report.path) as f:
         f.check()
         assert f.instruction == "put the bowl on the stove" and f.upright_on_disk

@@ -32,6 +32,7 @@ from atm_bench.blas import active_openblas_core, cpu_model, warn_if_unpinned
 from atm_bench.data.episodes import (COMPRESSION, Episode, EpisodeFile, FileHeader, merge_task_files,
                                      observations_to_obs, write_task_file)
 from atm_bench.envs.libero.env import LiberoEnv
+from atm_bench.envs.libero.rendering import gl_info
 from atm_bench.envs.libero.runtime import libero
 from atm_bench.envs.libero.suites import canonical_suite, get_task
 from atm_bench.errors import UserError
@@ -94,6 +95,7 @@ class TaskReport:
     steps: list[int] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=lambda: {"setup": 0.0, "rollout": 0.0, "render": 0.0, "tracks": 0.0,
                                                                 "write": 0.0})
+    renderer: dict[str, str] | None = None  # `rendering.gl_info()` of the process that rendered (None: nothing rendered)
 
 
 def task_path(data_dir: str | Path, suite: str, task: int) -> Path:
@@ -336,7 +338,9 @@ def _run_task(config: GenerateConfig, data_dir: Path, task: int, queue=None) -> 
         if queue is not None:
             queue.put((task, done, attempts))
 
-    return generator.run(update)
+    report = generator.run(update)
+    report.renderer = gl_info()
+    return report
 
 
 def generate(config: GenerateConfig, data_dir: str | Path, progress: bool = True, workers: int = 1) -> list[TaskReport]:

@@ -29,6 +29,25 @@ from atm_bench.errors import UserError
 
 RENDER_QUALITIES = ("reference", "fast")
 _gl_owner: int | None = None  # the process whose GL state this module's renderers use
+_gl_info: dict[str, str] | None = None  # the GL implementation this process rendered with
+
+
+def gl_info() -> dict[str, str] | None:
+    """The GL renderer and version strings of this process's first scene renderer (None before
+    one is made), e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" and "... Mesa 22.3.6". Pixels depend on
+    them (llvmpipe compiles its rasteriser for the host), so generated data records them."""
+    return None if _gl_info is None else dict(_gl_info)
+
+
+def _remember_gl_info() -> None:
+    """Read the current context's renderer strings once per process."""
+    global _gl_info
+    if _gl_info is not None:
+        return
+    from OpenGL import GL
+
+    _gl_info = {name: (GL.glGetString(getattr(GL, f"GL_{name.upper()}")) or b"").decode(errors="replace")
+                for name in ("renderer", "version")}
 
 
 def claim_gl() -> None:
@@ -115,6 +134,7 @@ class SceneRenderer:
         self._gl = mujoco.GLContext(max(self.width, self.model.vis.global_.offwidth),
                                     max(self.height, self.model.vis.global_.offheight))
         self._gl.make_current()
+        _remember_gl_info()
         self._con = mujoco.MjrContext(self.model, mujoco.mjtFontScale.mjFONTSCALE_150)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._con)
         self._scene = mujoco.MjvScene(self.model, maxgeom=1000)

@@ -346,16 +346,21 @@ def _point_source(config: dict[str, Any]) -> str:
     """ATM's point source: where the run's stage 1 drew its query points and which grid tracks its
     policy read; one name where both stages share it, else "stage 1 X, policy Y" (runs from before
     the policy's option read every track). "all" for runs from before either option, "?" where the
-    config does not record the preset; a config without the policy's part says stage 1's alone. A
-    policy without track motion (the ablation's control) adds "(mask only)"."""
+    config does not record the preset; a config without the policy's part says stage 1's alone, one
+    without stage 1 (BC, a control trained without a track model) the policy's. A policy without
+    track motion (the ablation's control) adds "(mask only)", or "(mask + instruction)" where it
+    reads the instruction as well."""
     if "preset_config" not in config:
         return "?"
     preset = config["preset_config"]
-    tracks = str(preset.get("track_training", {}).get("point_source", "all"))
+    stage1 = preset.get("track_training", {}).get("point_source")
     if "policy" not in preset:
-        return tracks
+        return str(stage1 or "all")
     policy = str(preset["policy"].get("point_source", "all"))
-    mask_only = "" if preset["policy"].get("track_motion", True) else " (mask only)"
+    tracks = str(stage1 or policy)
+    mask_only = ""
+    if not preset["policy"].get("track_motion", True):
+        mask_only = " (mask + instruction)" if preset["policy"].get("language") else " (mask only)"
     return f"{tracks}{mask_only}" if policy == tracks else f"stage 1 {tracks}, policy {policy}{mask_only}"
 
 

@@ -247,6 +247,10 @@ def test_the_ablation_table_labels_both_stages_point_sources():
     robot = with_point_source(preset, "robot")
     control = dataclasses.replace(robot, policy=dataclasses.replace(robot.policy, track_motion=False))
     assert label({"preset_config": control.to_dict()}) == "robot (mask only)"
+    informed = dataclasses.replace(control, policy=dataclasses.replace(control.policy, language=True))
+    assert label({"preset_config": informed.to_dict()}) == "robot (mask + instruction)"
+    without_stage1 = {k: v for k, v in informed.to_dict().items() if k not in ("track_model", "track_training")}
+    assert label({"preset_config": without_stage1}) == "robot (mask + instruction)"  # `atm-bench eval`'s, no stage 1
     assert label({"preset_config": json.loads(json.dumps({"track_training": {"point_source": "objects"}}))}) == "objects"
 
 

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from atm_bench.errors import UserError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -37,6 +39,18 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON object on disk ({} when the file is missing). A corrupt file (a hand edit gone wrong)
+    stops the command in one line that names it, not a decoder traceback."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: corrupt JSON ({exc}); restore it, or remove it and rerun the stage that writes it") from None
+
+
 class JsonFile:
     """A small JSON object on disk (a run's stages, FLOPs, throughput, timing): read fresh for
     every use and written atomically on every change, so a crash loses at most the change."""
@@ -45,7 +59,7 @@ class JsonFile:
         self.path = Path(path)
 
     def read(self) -> dict[str, Any]:
-        return json.loads(self.path.read_text()) if self.path.exists() else {}
+        return read_json(self.path)
 
     @contextmanager
     def edit(self) -> Iterator[dict[str, Any]]:

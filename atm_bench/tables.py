@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from atm_bench.bench.results import ResultsStore, is_superseded_file
 from atm_bench.bench.stats import ALPHA, Tally, fisher, format_p, tallies
 from atm_bench.envs.libero.suites import SUITES
 from atm_bench.errors import UserError
-from atm_bench.io import write_text_atomic
+from atm_bench.io import read_json, write_text_atomic
 
 SUITE_ORDER = SUITES  # the suite registry's order; a suite outside it (a real robot's) follows
 SUITE_TITLES = {"libero_spatial": "Spatial", "libero_object": "Object", "libero_goal": "Goal",
@@ -96,16 +95,16 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
                 records += ResultsStore(jsonl).records()
         if not records:
             raise UserError(f"{path}: no episode records (*.jsonl) found; run `atm-bench run` or `atm-bench eval` first")
-        flops = _read_json(path / "flops.json")
-        config = _read_json(path / "config.json")
+        flops = read_json(path / "flops.json")
+        config = read_json(path / "config.json")
         unfinished = unfinished_seeds(records, config)
         records = [r for r in records if (r["agent"], r["suite"], int(r["seed"])) not in unfinished]
         if not records:
             (agent, suite, seed), (n, planned) = next(iter(unfinished.items()))
             raise UserError(f"{path}: no agent-seed has finished its evaluation yet ({agent} seed {seed}: {n} of "
                             f"{planned} episodes); make the tables when one has")
-        runs.append(Run(path, records, flops, config, _read_json(path / "throughput.json"),
-                        _read_json(path / "timing.json"), unfinished))
+        runs.append(Run(path, records, flops, config, read_json(path / "throughput.json"),
+                        read_json(path / "timing.json"), unfinished))
     return runs
 
 
@@ -127,15 +126,6 @@ def unfinished_lines(runs: Iterable[Run]) -> list[str]:
     return [f"{_title(agent)} seed {seed} on {SUITE_TITLES.get(suite, suite)} in {run.path.name} is left out: "
             f"still being evaluated ({n} of {planned} episodes recorded)."
             for run in runs for (agent, suite, seed), (n, planned) in run.unfinished.items()]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: corrupt JSON ({exc}); rerun the stage that writes it") from None
 
 
 def _agent_order(agents: Iterable[str]) -> list[str]:

@@ -85,7 +85,7 @@ def write_eval_config(out, evaluator, split) -> None:
     import json
 
     from atm_bench.bench.runner import environment_snapshot
-    from atm_bench.io import write_json_atomic
+    from atm_bench.io import read_json, write_json_atomic
 
     c = evaluator.config
     config = {"kind": "eval", "suite": evaluator.suite, "tasks": list(c.tasks), "agents": [c.agent], "seeds": [c.seed],
@@ -99,7 +99,7 @@ def write_eval_config(out, evaluator, split) -> None:
     config = json.loads(json.dumps(config))  # tuples as lists, as read back
     path = out / "config.json"
     if path.is_file():
-        config = _merged(json.loads(path.read_text()), config, out)
+        config = _merged(read_json(path), config, out)
     write_json_atomic(path, {**config, **environment_snapshot()})
 
 

@@ -125,9 +125,10 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         check_point_source(self.point_source)
-        if not self.track_motion and self.point_source == "all":
+        if not self.track_motion and self.point_source == "all" and not self.language:
             raise UserError("a policy without track motion reads only which grid points are of its point source, and "
-                            "with point source 'all' that is every point (nothing to read): use objects or robot")
+                            "with point source 'all' that is every point (nothing to read): use objects or robot, or "
+                            "give it the instruction (constant tracks: the paper's BC, ATM's network with tracks zeroed)")
 
     @property
     def image_tokens_per_view(self) -> int:

@@ -339,7 +339,8 @@ def _point_source(config: dict[str, Any]) -> str:
     config does not record the preset; a config without the policy's part says stage 1's alone, one
     without stage 1 (BC, a control trained without a track model) the policy's. A policy without
     track motion (the ablation's control) adds "(mask only)", or "(mask + instruction)" where it
-    reads the instruction as well."""
+    reads the instruction as well; on "all" (no mask: every track one constant) "(constant tracks
+    + instruction)", the paper's BC in ATM's network."""
     if "preset_config" not in config:
         return "?"
     preset = config["preset_config"]
@@ -350,7 +351,11 @@ def _point_source(config: dict[str, Any]) -> str:
     tracks = str(stage1 or policy)
     mask_only = ""
     if not preset["policy"].get("track_motion", True):
-        mask_only = " (mask + instruction)" if preset["policy"].get("language") else " (mask only)"
+        language = bool(preset["policy"].get("language"))
+        if policy == "all":  # every track one constant: ATM's network with its tracks zeroed
+            mask_only = " (constant tracks + instruction)" if language else " (constant tracks)"
+        else:
+            mask_only = " (mask + instruction)" if language else " (mask only)"
     return f"{tracks}{mask_only}" if policy == tracks else f"stage 1 {tracks}, policy {policy}{mask_only}"
 
 

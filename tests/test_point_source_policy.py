@@ -69,8 +69,13 @@ def test_without_track_motion_the_policy_reads_the_mask_and_not_the_tracks():
     more = on_robot.clone()
     more[:, :, ROBOT_POINTS] = True  # the arm covers one more grid point
     assert (_encoded(policy, images, tracks, joint, gripper, more) - out).abs().max() > 1e-4
-    with pytest.raises(UserError, match="use objects or robot"):
+    with pytest.raises(UserError, match="use objects or robot, or give it the instruction"):
         _cfg(track_motion=False)
+    zeroed = TrackGuidedPolicy(_cfg(track_motion=False, language=True)).eval()  # the paper's BC in ATM's network
+    with torch.no_grad():
+        text = torch.randn(images.shape[0], zeroed.cfg.text_dim)
+        plain = zeroed.encode_step(images, None, joint, gripper, text)
+        assert all(torch.equal(a, b) for a, b in zip(zeroed.encode_step(images, other, joint, gripper, text), plain))
     assert "track_motion" not in training_view(get_preset("smoke"), False)["policy"]  # stored keys hold
 
 
@@ -232,6 +237,8 @@ def test_train_policy_point_source_reaches_the_policy_overrides(tmp_path, monkey
     assert "bc reads none" in capsys.readouterr().err
     assert main([*common, "--agent", "atm", "--no-track-motion"]) == 2
     assert "give --point-source objects or robot" in capsys.readouterr().err
+    assert main([*common, "--agent", "atm", "--no-track-motion", "--instruction"]) == 0  # constant tracks
+    assert seen[-1] == {"language": True, "track_motion": False}
 
 
 def test_the_ablation_table_labels_both_stages_point_sources():
@@ -251,6 +258,8 @@ def test_the_ablation_table_labels_both_stages_point_sources():
     assert label({"preset_config": informed.to_dict()}) == "robot (mask + instruction)"
     without_stage1 = {k: v for k, v in informed.to_dict().items() if k not in ("track_model", "track_training")}
     assert label({"preset_config": without_stage1}) == "robot (mask + instruction)"  # `atm-bench eval`'s, no stage 1
+    zeroed = dataclasses.replace(preset, policy=dataclasses.replace(preset.policy, track_motion=False, language=True))
+    assert label({"preset_config": zeroed.to_dict()}) == "all (constant tracks + instruction)"
     assert label({"preset_config": json.loads(json.dumps({"track_training": {"point_source": "objects"}}))}) == "objects"
 
 

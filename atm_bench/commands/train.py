@@ -206,9 +206,10 @@ def _train_policy(args) -> int:
             raise UserError(f"--point-source chooses which tracks ATM's policy reads; {args.agent} reads none")
         overrides["point_source"] = args.point_source
     if args.no_track_motion:
-        if args.point_source == "all":
+        if args.point_source == "all" and not args.instruction:
             raise UserError("--no-track-motion keeps only which grid points are of the point source: give "
-                            "--point-source objects or robot with it")
+                            "--point-source objects or robot with it, or --instruction (then every track is one "
+                            "constant: the paper's BC, ATM's network with its tracks zeroed)")
         overrides["track_motion"] = False
     # a policy without track motion reads no stage 1 (its mask comes from the simulator states)
     track_dir = args.track_model or (run / "track_model" if uses_tracks and not args.no_track_motion else None)

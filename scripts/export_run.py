@@ -9,9 +9,10 @@ there is one). Records, configs, histories, metrics, pictures and tables are cop
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
+
+from atm_bench.bench.results import ResultsStore
 
 KEEP = {".json", ".jsonl", ".md", ".csv", ".tex", ".png"}
 
@@ -22,12 +23,8 @@ def chosen_videos(run: Path) -> set[str]:
     `run`."""
     best: dict[tuple[Path, str], tuple[bool, str]] = {}
     for records in sorted(run.rglob("results.jsonl")):
-        for line in records.read_text().splitlines():
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            key = (records.parent, r.get("agent"))
+        for r in ResultsStore(records).read(warn=False).records:
+            key = (records.parent, r["agent"])
             if "video" in r and (key not in best or (r["success"] and not best[key][0])):
                 best[key] = (bool(r["success"]), str((records.parent / r["video"]).relative_to(run)))
     return {video for _, video in best.values()}

@@ -21,7 +21,10 @@ def _records(directory: Path, agent: str, outcomes: list[bool]) -> None:
         video = Path("videos") / agent / f"task0_init{k}.mp4"
         (directory / video).parent.mkdir(parents=True, exist_ok=True)
         (directory / video).write_bytes(b"mp4")
-        lines.append(json.dumps({"agent": agent, "init_state": k, "success": success, "video": str(video)}))
+        lines.append(json.dumps({"agent": agent, "suite": "libero_goal", "task": 0, "init_state": k, "seed": 0,
+                                 "protocol": "atm", "preset": "smoke", "horizon": 450, "success": success,
+                                 "steps": 10, "seconds": 1.0, "video": str(video)}))
+    lines.insert(1, '{"agent": "' + agent + '", "success": true')  # a crash's partial line: skipped
     (directory / "results.jsonl").write_text("\n".join(lines) + "\n")
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,6 +29,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def utc_timestamp() -> str:
+    """Now in UTC to the second (ISO 8601): the one form every record's time takes, so episodes,
+    stages and invocations of a run can be ordered against each other."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -262,3 +262,28 @@ def test_a_run_refuses_data_that_differ_from_what_its_recorded_episodes_trained_
     assert (runner.out / "split.json").read_bytes() == split  # nothing changed
     write_task_file(path, demos=4, instruction=task.instruction, seed=1)  # the run's own data again
     assert runner.make_split().manifest_sha256 == second.manifest_sha256
+
+
+def test_config_keeps_every_invocations_revision_and_hardware(tmp_path, monkeypatch):
+    """A run continued on another machine or revision: config.json's snapshot is the last
+    invocation's, and its `invocations` keep each one's start, revision, hardware and executor
+    (one entry per invocation however often it writes the config; a config written before
+    invocations were kept contributes its revision as the first)."""
+    from atm_bench.bench import runner as runner_module
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"git_revision": "old", "hardware": {"cpu": "AMD"}}))
+    first = _runner(tmp_path)
+    first._write_config(None)
+    first._write_config("m")
+    monkeypatch.setattr(runner_module, "environment_snapshot",
+                        lambda: {"git_revision": "new", "hardware": {"cpu": "Intel"}, "versions": {}})
+    second = _runner(tmp_path)
+    second.executor = "RayGrid"
+    second._write_config(None)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    history = config["invocations"]
+    assert [i["git_revision"] for i in history][::2] == ["old", "new"] and len(history) == 3
+    assert [i["executor"] for i in history] == [None, "local", "RayGrid"]
+    assert history[0]["started_at"] is None and history[1]["started_at"] == first.started_at
+    assert config["git_revision"] == "new" and history[2]["hardware"] == {"cpu": "Intel"}

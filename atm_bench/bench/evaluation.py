@@ -41,7 +41,7 @@ from atm_bench.envs.libero.spaces import ACTION_DIM
 from atm_bench.envs.libero.suites import get_suite, load_init_states
 from atm_bench.envs.libero.vector import make_vector_env
 from atm_bench.errors import UserError
-from atm_bench.io import write_json_atomic
+from atm_bench.io import utc_timestamp, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -374,7 +374,7 @@ class Evaluator:
             "steps": int(run.steps),
             "seconds": round(time.perf_counter() - run.started, 3),
             "render_quality": self.config.render_quality,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished_at": utc_timestamp(),
         }
         if error is not None:
             record.update(status="error", error=error)

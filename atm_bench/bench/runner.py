@@ -7,7 +7,9 @@ and every seed) -> per agent and seed: training, FLOPs, closed-loop evaluation -
 Every stage is an object (`bench/stages.py`: `key()`, `run()`) cached by the hash of its inputs
 and configuration (`stages.json` in the run directory): a rerun skips what is done; evaluation resumes at the episode it stopped at (the
 results store is append-only JSONL). `config.json` snapshots what the run used (preset,
-protocol, split manifest hash, package versions, git revision, hardware), `timing.json` the wall
+protocol, split manifest hash, package versions, git revision, hardware) and keeps every invocation's
+start, git revision and hardware (a run continued on another machine or revision says so; each
+episode's record carries the time it finished), `timing.json` the wall
 time of every stage, `throughput.json` the evaluation throughput: per agent and seed the vector
 loop's env steps/s (all envs together), and once per agent and run a plain serial loop's (one
 env, `SERIAL_STEPS` steps), so their ratio is measured on the same machine in the same run.
@@ -41,7 +43,7 @@ from atm_bench.envs.libero.protocols import get_protocol
 from atm_bench.envs.libero.spaces import zero_observation
 from atm_bench.envs.libero.suites import get_suite
 from atm_bench.errors import UserError
-from atm_bench.io import JsonFile, write_json_atomic
+from atm_bench.io import JsonFile, read_json, utc_timestamp, write_json_atomic
 from atm_bench.learning.distributed import rank_and_world
 from atm_bench.paths import cache_subdir
 from atm_bench.presets import get_preset, with_point_source
@@ -148,6 +150,9 @@ class Runner:
         self.agents = [self._check_agent(a) for a in config.agents]
         self.devices = {a: agent_device(get_agent(a), config.device) for a in self.agents}  # per agent
         self.rendering: tuple[int, str] | None = None  # (image size, render quality) of the split's data
+        self.started_at = utc_timestamp()  # this invocation's entry in config.json's "invocations"
+        self.executor = "local"  # or the grid's class, set by `run`
+        self._invocation_recorded = False  # its entry is written once, then updated in place
 
     @staticmethod
     def _check_agent(name: str) -> str:
@@ -187,6 +192,7 @@ class Runner:
     def run(self, grid=None) -> Path:
         """All stages; `grid` (e.g. `bench.ray_grid.RayGrid`), when given, runs the stage-1 model and
         the per-agent work from the plan instead of this process's loop."""
+        self.executor = "local" if grid is None else type(grid).__name__
         with self.display:
             self.display.line(f"[run] {self.out}: {self.suite}, preset {self.preset.name}, protocol "
                               f"{self.protocol.name}, agents {','.join(self.agents)}, seeds "
@@ -260,7 +266,26 @@ class Runner:
             "instructions": {str(t): self.suite_spec.task(t).instruction for t in self.tasks},
             "preset_config": asdict(self.preset), **environment_snapshot(),
         }
+        snapshot["invocations"] = self._invocations(snapshot)
         write_json_atomic(self.out / "config.json", snapshot)
+
+    def _invocations(self, snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every `run` of this directory, oldest first: when it started, on which revision and
+        hardware, with which executor. The snapshot around it is the last one's only, so a run
+        continued elsewhere would otherwise lose where its earlier agents trained and ran (an
+        episode's `finished_at` falls after its invocation's `started_at`)."""
+        earlier = read_json(self.out / "config.json")
+        history = earlier.get("invocations")
+        if history is None and "git_revision" in earlier:  # written before invocations were kept
+            history = [{"started_at": None, "git_revision": earlier["git_revision"],
+                        "hardware": earlier.get("hardware"), "executor": None}]
+        this = {"started_at": self.started_at, "git_revision": snapshot["git_revision"],
+                "hardware": snapshot["hardware"], "executor": self.executor}
+        history = list(history or [])
+        if self._invocation_recorded:
+            history = history[:-1]
+        self._invocation_recorded = True
+        return history + [this]
 
     def generate_data(self) -> None:
         sim_tracks = self.config.tracker == "sim" and any(self._uses_tracks(a) for a in self.agents)

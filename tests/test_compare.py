@@ -80,3 +80,22 @@ def test_missing_or_empty_runs_are_one_clear_error(runs, tmp_path, capsys):
     assert main(["compare", str(tmp_path / "empty"), baseline]) == 2
     assert "no episode records" in capsys.readouterr().err
     assert main(["compare", baseline, baseline, "--alpha", "5"]) == 2
+
+
+def test_one_agent_against_another_in_one_run_or_across_two(runs, capsys):
+    """`--agents bc:atm` compares run A's BC with run B's ATM: with both sides the same run it tests
+    ATM against BC (the paper's claim); a name missing on its side is one clear error."""
+    baseline, better, _ = runs
+    assert main(["compare", baseline, baseline, "--agents", "bc:atm"]) == 0  # 4/50 -> 40/50
+    out = capsys.readouterr().out
+    assert "bc:atm: A = bc in baseline, B = atm in baseline" in out and "verdict: improved" in out
+    assert "| pooled  | shared | 4/50" in out and "40/50" in out
+    assert main(["compare", baseline, baseline, "--agents", "atm:bc"]) == 1  # the reverse: a regression
+    assert "verdict: regressed" in capsys.readouterr().out
+    assert main(["compare", baseline, better, "--agents", "atm,bc:atm"]) == 0  # plain names mix with pairs
+    out = capsys.readouterr().out
+    assert "atm: A = baseline, B = better" in out and "bc:atm: A = bc in baseline, B = atm in better" in out
+    assert main(["compare", baseline, better, "--agents", "knn:atm"]) == 2
+    assert "knn:atm not evaluated in both" in capsys.readouterr().err
+    assert main(["compare", baseline, better, "--agents", "bc:atm:r3m"]) == 2
+    assert "A_AGENT:B_AGENT" in capsys.readouterr().err

@@ -158,6 +158,26 @@ def compare_runs(records_a: Iterable[dict[str, Any]], records_b: Iterable[dict[s
     return [_compare_agent(agent, by_task_a, by_task_b, alpha, margin, min_episodes) for agent in agents]
 
 
+def pair_label(agent_a: str, agent_b: str) -> str:
+    """How a comparison of run A's `agent_a` with run B's `agent_b` is named: the agent alone when
+    they are the same, else "A_AGENT:B_AGENT" (the form `compare --agents` takes)."""
+    return agent_a if agent_a == agent_b else f"{agent_a}:{agent_b}"
+
+
+def paired_records(records_a: Iterable[dict[str, Any]], records_b: Iterable[dict[str, Any]],
+                   pairs: Iterable[tuple[str, str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """For each (agent of A, agent of B) pair, their records under one label (`pair_label`), so that
+    `compare_runs` tests one agent against another by the same per-task and pooled tests: ATM
+    against BC in one run (both sides the same run), or a new agent against an old one."""
+    pairs = list(pairs)
+    records_a, records_b = list(records_a), list(records_b)
+
+    def side(records: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+        return [{**r, "agent": pair_label(*pair)} for pair in pairs for r in records if r["agent"] == pair[index]]
+
+    return side(records_a, 0), side(records_b, 1)
+
+
 def _compare_agent(agent: str, by_task_a: dict, by_task_b: dict, alpha: float, margin: float,
                    min_episodes: int) -> AgentComparison:
     keys = sorted(k for k in by_task_a.keys() | by_task_b.keys() if k[0] == agent)

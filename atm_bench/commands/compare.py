@@ -13,12 +13,15 @@ def register(sub) -> None:
     compare.add_argument("run_a", metavar="RUN_A", help="baseline run directory")
     compare.add_argument("run_b", metavar="RUN_B", help="candidate run directory")
     compare.add_argument("--alpha", type=float, default=None, help="significance level (default: 0.05)")
-    compare.add_argument("--agents", default=None, help="comma-separated agents to compare (default: all in both runs)")
+    compare.add_argument("--agents", default=None,
+                         help="comma-separated agents to compare (default: all in both runs); A_AGENT:B_AGENT compares "
+                              "run A's A_AGENT with run B's B_AGENT, e.g. `compare RUN RUN --agents bc:atm` tests ATM "
+                              "against BC within one run")
     compare.set_defaults(handler=_compare)
 
 
 def _compare(args) -> int:
-    from atm_bench.bench.stats import ALPHA, REGRESSED, compare_runs
+    from atm_bench.bench.stats import ALPHA, REGRESSED, compare_runs, pair_label, paired_records
     from atm_bench.errors import UserError
     from atm_bench.tables import load_runs, unfinished_lines
 
@@ -32,18 +35,30 @@ def _compare(args) -> int:
     if horizons[0] != horizons[1]:
         print(f"note: the runs capped episodes at different horizons ({run_a.path.name}: {horizons[0]}, "
               f"{run_b.path.name}: {horizons[1]}); a success after the shorter one counts only in the other run")
-    comparisons = compare_runs(run_a.records, run_b.records, alpha=alpha)
-    if args.agents:
-        wanted = [a.strip() for a in args.agents.split(",") if a.strip()]
-        missing = sorted(set(wanted) - {c.agent for c in comparisons})
-        if missing:
-            raise UserError(f"agent(s) {', '.join(missing)} not evaluated in both {run_a.path} and {run_b.path}")
-        comparisons = [c for c in comparisons if c.agent in wanted]
+    pairs = [_pair(a) for a in args.agents.split(",") if a.strip()] if args.agents else None
+    records_a, records_b = paired_records(run_a.records, run_b.records, pairs) if pairs else (run_a.records, run_b.records)
+    comparisons = compare_runs(records_a, records_b, alpha=alpha)
+    missing = [pair_label(*p) for p in pairs or () if pair_label(*p) not in {c.agent for c in comparisons}]
+    if missing:
+        raise UserError(f"agent(s) {', '.join(missing)} not evaluated in both {run_a.path} and {run_b.path} "
+                        "(A_AGENT:B_AGENT needs A_AGENT in RUN_A and B_AGENT in RUN_B)")
     if not comparisons:
         raise UserError(f"no agent evaluated in both {run_a.path} and {run_b.path}")
     for comparison in comparisons:
         print(_report(comparison, run_a.path.name, run_b.path.name))
     return 1 if any(c.verdict == REGRESSED for c in comparisons) else 0
+
+
+def _pair(entry: str) -> tuple[str, str]:
+    """"bc" -> (bc, bc); "bc:atm" -> (bc, atm): run A's agent and run B's."""
+    names = [n.strip() for n in entry.split(":")]
+    if len(names) == 1:
+        return names[0], names[0]
+    if len(names) != 2 or not all(names):
+        from atm_bench.errors import UserError
+
+        raise UserError(f"--agents {entry!r}: give an agent (bc) or run A's and run B's agent as A_AGENT:B_AGENT (bc:atm)")
+    return names[0], names[1]
 
 
 def _report(comparison, name_a: str, name_b: str) -> str:
@@ -59,7 +74,9 @@ def _report(comparison, name_a: str, name_b: str) -> str:
     rows.append(["pooled", "shared", *_cells(comparison.a), *_cells(comparison.b), format_p(comparison.p_value)])
     lo, hi = comparison.difference
     change = 100 * (comparison.b.rate - comparison.a.rate)
-    return (f"{comparison.agent}: A = {name_a}, B = {name_b}\n{render(headers, rows, 'md')}"
+    agent_a, _, agent_b = comparison.agent.partition(":")
+    sides = f"A = {name_a}, B = {name_b}" if not agent_b else f"A = {agent_a} in {name_a}, B = {agent_b} in {name_b}"
+    return (f"{comparison.agent}: {sides}\n{render(headers, rows, 'md')}"
             f"verdict: {comparison.verdict} (B - A: {change:+.1f} points, 95 % CI [{100 * lo:+.1f}, {100 * hi:+.1f}])\n")
 
 

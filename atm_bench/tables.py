@@ -17,7 +17,8 @@ ours in rows marked "(paper)", never mixed into our statistics. An agent-seed wh
 has not finished (fewer episodes than config.json plans) is left out of every table and listed
 below the success table, so that a table made mid-run never passes off a partial seed. Below the
 Markdown success table, each learned agent is tested (Fisher's exact test on pooled episodes) against the best of the
-cheap reference agents in the runs: an agent that cannot beat them has not learned much.
+cheap reference agents in the runs: an agent that cannot beat them has not learned much; and where
+ATM and BC both ran, the paper's claim ATM > BC gets `compare`'s verdict.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import numpy as np
 
 from atm_bench.agents.base import BUILTIN_AGENTS, builtin_names
 from atm_bench.bench.results import ResultsStore, is_superseded_file
-from atm_bench.bench.stats import ALPHA, Tally, fisher, format_p, tallies
+from atm_bench.bench.stats import (ALPHA, HELD, IMPROVED, REGRESSED, Tally, difference_interval, fisher, format_p,
+                                   tallies, verdict)
 from atm_bench.envs.libero.suites import SUITES
 from atm_bench.errors import UserError
 from atm_bench.io import read_json, write_text_atomic
@@ -128,13 +130,23 @@ def unfinished_lines(runs: Iterable[Run]) -> list[str]:
             for run in runs for (agent, suite, seed), (n, planned) in run.unfinished.items()]
 
 
+def _base(agent: str) -> str:
+    """The registry name of a table's agent: "atm" for "atm [robot]" (a variant, `variant_records`)."""
+    return agent.split(" [", 1)[0]
+
+
 def _agent_order(agents: Iterable[str]) -> list[str]:
-    known = [a for a in AGENT_ORDER if a in agents]
-    return known + sorted(a for a in agents if a not in AGENT_ORDER)
+    """The paper's order of the registry names, others after them; an agent's variants together."""
+    def key(agent: str) -> tuple:
+        base = _base(agent)
+        return (AGENT_ORDER.index(base), agent) if base in AGENT_ORDER else (len(AGENT_ORDER), agent)
+
+    return sorted(set(agents), key=key)
 
 
 def _title(agent: str) -> str:
-    return AGENT_TITLES.get(agent, agent)
+    base, sep, variant = agent.partition(" [")
+    return AGENT_TITLES.get(base, base) + sep + variant
 
 
 def _fmt(mean: float, std: float | None) -> str:
@@ -203,7 +215,7 @@ def comparison_rows(records: list[dict[str, Any]], with_paper: bool = True) -> t
         rows.append([_title(agent), "ours", *cells, average, "/".join(map(str, sorted(seeds))),
                      ",".join(map(str, sorted(seed_ids))) or "-"] + ([str(errors.get(agent, 0))] if errors else []))
     if with_paper:
-        for agent in agents:
+        for agent in dict.fromkeys(_base(a) for a in agents):  # once per agent, whatever its variants
             published = PAPER_SUCCESS.get(agent)
             if not published:
                 continue
@@ -240,11 +252,11 @@ def reference_lines(records: list[dict[str, Any]], alpha: float = ALPHA) -> list
     lines = []
     for suite in sorted({k[1] for k in pooled}, key=lambda s: (_suite_key(s), s)):
         present = {agent for agent, s in pooled if s == suite}
-        references = [a for a in REFERENCE_AGENTS if a in present]
+        references = [a for a in _agent_order(present) if _base(a) in REFERENCE_AGENTS]
         if not references:
             continue
         best = max(references, key=lambda a: pooled[(a, suite)].rate)  # the first listed on ties
-        for agent in _agent_order(present - set(NOT_LEARNED)):
+        for agent in _agent_order(a for a in present if _base(a) not in NOT_LEARNED):
             lines.append(_versus_reference(agent, suite, pooled[(agent, suite)], best, pooled[(best, suite)], alpha))
     return lines
 
@@ -257,6 +269,34 @@ def _versus_reference(agent: str, suite: str, ours: Tally, best: str, reference:
         outcome = "beats" if ours.rate > reference.rate else "is beaten by"
     return (f"{_title(agent)} on {SUITE_TITLES.get(suite, suite)} {outcome} the best reference agent, {_title(best)}: "
             f"{ours.summary()} vs {reference.summary()}, Fisher {format_p(p_value)} (alpha {alpha:g}).")
+
+
+CLAIM_OUTCOMES = {IMPROVED: "holds: ATM beats BC", REGRESSED: "is reversed: BC beats ATM",
+                  HELD: "is not shown: no significant difference, and the data rule out one of 20 points either way"}
+
+
+def claim_lines(records: list[dict[str, Any]], alpha: float = ALPHA) -> list[str]:
+    """Per suite holding both ATM and BC, one sentence on the paper's central claim (ATM > BC), by
+    the verdict `compare RUN RUN --agents bc:atm` gives on the same pooled episodes, so the default
+    run's table answers the question the benchmark exists for."""
+    pooled = tallies(records, lambda r: (r["agent"], r["suite"]))
+    lines = []
+    for suite in sorted({s for _, s in pooled}, key=lambda s: (_suite_key(s), s)):
+        present = _agent_order(a for a, s in pooled if s == suite)
+        bcs = [a for a in present if _base(a) == "bc"]
+        if len(bcs) != 1:  # no BC, or BC variants: no one BC to hold ATM to
+            continue
+        bc = pooled[(bcs[0], suite)]
+        for name in (a for a in present if _base(a) == "atm"):  # each ATM variant of an ablation
+            atm = pooled[(name, suite)]
+            p_value = fisher(bc, atm)
+            outcome = verdict(bc, atm, p_value, alpha)
+            lo, hi = difference_interval(bc, atm)
+            lines.append(f"The paper's claim {_title(name)} > BC on {SUITE_TITLES.get(suite, suite)} "
+                         f"{CLAIM_OUTCOMES.get(outcome, 'is untested: too few episodes to tell')}: ATM {atm.summary()} vs "
+                         f"BC {bc.summary()}, Fisher {format_p(p_value)}, ATM - BC {100 * (atm.rate - bc.rate):+.1f} "
+                         f"points, 95 % CI [{100 * lo:+.1f}, {100 * hi:+.1f}] (verdict {outcome}).")
+    return lines
 
 
 def compute_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
@@ -369,22 +409,42 @@ ABLATION_SETTINGS = {
 }
 
 
+def _differing_settings(runs: list[Run]) -> tuple[list[int], list[tuple[str, ...]]]:
+    """Which `ABLATION_SETTINGS` differ between the runs (their indices) and, per run, its values
+    of those."""
+    settings = [tuple(read(run.config) for read in ABLATION_SETTINGS.values()) for run in runs]
+    shown = [i for i in range(len(ABLATION_SETTINGS)) if len({s[i] for s in settings}) > 1]
+    return shown, [tuple(setting[i] for i in shown) for setting in settings]
+
+
+def variant_records(runs: list[Run]) -> list[dict[str, Any]]:
+    """The runs' records for the success tables. An agent that ran in runs of different settings
+    (the ablation table's columns) is named per setting, "atm [robot]", so that its variants are
+    never pooled into one row; an agent that ran under one setting keeps its name."""
+    labels = [", ".join(v for v in values if v) for values in _differing_settings(runs)[1]]
+    settings_of: dict[str, set[str]] = defaultdict(set)
+    for run, label in zip(runs, labels):
+        for r in run.records:
+            settings_of[r["agent"]].add(label)
+    return [{**r, "agent": f"{r['agent']} [{label}]"} if len(settings_of[r["agent"]]) > 1 else r
+            for run, label in zip(runs, labels) for r in run.records]
+
+
 def ablation_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
     """Runs of one agent that differ in labelled demos, point source or ablation label, side by
     side: one column per setting that differs between the runs (none differs: no table)."""
-    settings = [tuple(read(run.config) for read in ABLATION_SETTINGS.values()) for run in runs]
-    shown = [i for i in range(len(ABLATION_SETTINGS)) if len({s[i] for s in settings}) > 1]
+    shown, per_run = _differing_settings(runs)
     if not shown:
         return None
     variants: dict[tuple[str, str, tuple[str, ...]], list[float]] = defaultdict(list)
-    for run, setting in zip(runs, settings):
-        values = tuple(setting[i] for i in shown)
+    for run, values in zip(runs, per_run):
         for (agent, suite), seeds in per_seed_success(run.records).items():
             variants[(agent, suite, values)] += list(seeds.values())
     names = list(ABLATION_SETTINGS)
     headers = ["method", "suite", *(names[i] for i in shown), "success %", "seeds"]
     rows = []
-    for (agent, suite, values) in sorted(variants, key=lambda k: (_agent_order([k[0]]), _suite_key(k[1]), k[2])):
+    order = {agent: i for i, agent in enumerate(_agent_order({k[0] for k in variants}))}
+    for (agent, suite, values) in sorted(variants, key=lambda k: (order[k[0]], _suite_key(k[1]), k[2])):
         vals = np.array(variants[(agent, suite, values)])
         rows.append([_title(agent), SUITE_TITLES.get(suite, suite), *values, _fmt(vals.mean(), vals.std()),
                      str(len(vals))])
@@ -449,13 +509,14 @@ FLOAT_FORMATS = {"throughput": ".1f", "timing": ".2f", "success_per_task": ".1f"
 def write_tables(run_paths: Iterable[str | Path], out_dir: str | Path) -> list[Path]:
     """Regenerate every table and the plot from `run_paths` into `out_dir`; returns the files.
     The Markdown success table is followed by the agent-seeds left out as unfinished and the
-    reference-agent verdicts, as a list (CSV and LaTeX hold tables only)."""
+    reference-agent verdicts and the paper's claim (ATM > BC), as a list (CSV and LaTeX hold tables only)."""
     runs = load_runs(run_paths)
-    records = [r for run in runs for r in run.records]
+    records = variant_records(runs)
     out = Path(out_dir)
     written: list[Path] = []
     tables = {"success": comparison_rows(records), "success_per_task": per_task_rows(records)}
-    notes = {"success": "".join(f"- {line}\n" for line in unfinished_lines(runs) + reference_lines(records))}
+    notes = {"success": "".join(f"- {line}\n" for line in
+                                unfinished_lines(runs) + reference_lines(records) + claim_lines(records))}
     if any(run.flops for run in runs):
         tables["compute"] = compute_rows(runs)
     throughput = throughput_rows(runs)

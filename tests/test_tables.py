@@ -11,7 +11,7 @@ from atm_bench.cli import main
 from atm_bench.errors import UserError
 from atm_bench.bench.stats import fisher_exact_test
 from atm_bench.tables import (comparison_rows, compute_rows, load_runs, per_seed_success, per_task_rows,
-                              reference_lines, throughput_rows, write_tables)
+                              claim_lines, reference_lines, throughput_rows, write_tables)
 
 
 def _records(agent, suite, seed, successes):
@@ -96,7 +96,8 @@ def test_per_task_table_pools_seeds_with_wilson_intervals(run_dir):
 def test_learned_agents_are_tested_against_the_best_reference_agent(run_dir, tmp_path):
     assert reference_lines(load_runs([run_dir])[0].records) == []  # no reference agent: nothing said
     write_tables([run_dir], tmp_path / "plain")
-    assert (tmp_path / "plain" / "success.md").read_text().endswith("|\n")  # the table and nothing after it
+    claim = "".join(f"- {line}\n" for line in claim_lines(load_runs([run_dir])[0].records))
+    assert (tmp_path / "plain" / "success.md").read_text().endswith("|\n\n" + claim)  # the table, then the claim
 
     records = load_runs([run_dir])[0].records
     records += _records("knn", "libero_goal", 0, [1] * 10 + [0] * 10)          # 50 %: the best reference
@@ -116,7 +117,7 @@ def test_learned_agents_are_tested_against_the_best_reference_agent(run_dir, tmp
     ResultsStore(run_dir / "results.jsonl").extend(_records("knn", "libero_goal", 0, [1] * 10 + [0] * 10))
     write_tables([run_dir], tmp_path / "with_reference")
     success_md = (tmp_path / "with_reference" / "success.md").read_text()
-    assert success_md.endswith("".join(f"- {line}\n" for line in reference_lines(load_runs([run_dir])[0].records)))
+    assert success_md.endswith("".join(f"- {line}\n" for line in reference_lines(load_runs([run_dir])[0].records)) + claim)
     assert "| Nearest neighbour (ref.) | ours " in success_md.splitlines()[2]  # reference agents first
 
 
@@ -202,3 +203,47 @@ def test_ablation_table_shows_the_settings_that_differ(tmp_path):
     (objects / "config.json").write_text(json.dumps({"labelled": 5, "preset_config": {}}))  # now also "all"
     headers, rows = ablation_rows(load_runs([paper, objects]))
     assert headers[2:4] == ["labelled", "success %"] and [r[2] for r in rows] == ["10", "5"]
+
+
+def test_the_papers_claim_gets_compares_verdict_per_suite():
+    """ATM > BC, per suite holding both: holds, reversed, not shown (held) or untested, with the
+    numbers `compare RUN RUN --agents bc:atm` prints; nothing for a suite without both."""
+    def claim(atm, bc):
+        return claim_lines(_records("atm", "libero_goal", 0, atm) + _records("bc", "libero_goal", 0, bc)
+                           + _records("atm", "libero_object", 0, [1]))
+
+    assert claim([1] * 40 + [0] * 10, [1] * 10 + [0] * 40) == [
+        "The paper's claim ATM > BC on Goal holds: ATM beats BC: ATM 80.0 % [67.0, 88.8] n=50 vs BC 20.0 % [11.2, 33.0] "
+        f"n=50, Fisher p < 0.001, ATM - BC +60.0 points, 95 % CI [+41.6, +72.4] (verdict improved)."]
+    assert " is reversed: BC beats ATM: " in claim([0] * 50, [1] * 25 + [0] * 25)[0]
+    held = claim([1] * 60 + [0] * 40, [1] * 62 + [0] * 38)[0]
+    assert " is not shown: no significant difference" in held and "(verdict held)" in held
+    assert " is untested: too few episodes to tell: " in claim([1, 0, 0], [0, 1, 1])[0]
+
+
+def test_variants_of_an_agent_get_their_own_success_rows(tmp_path):
+    """Tables over an ablation's runs: ATM from runs of different point sources is never pooled into
+    one success row (each variant named by its setting, the paper's ATM > BC claim tested per
+    variant); BC, in one run only, keeps its name; the ablation table lists agents in the paper's order."""
+    from atm_bench.tables import ablation_rows
+
+    def run(name, agents, point_source):
+        path = tmp_path / name
+        for agent, successes in agents.items():
+            ResultsStore(path / "results.jsonl").extend(_records(agent, "libero_goal", 0, successes))
+        (path / "config.json").write_text(json.dumps({"labelled": 10, "preset_config": {
+            "track_training": {"point_source": point_source}}}))
+        return path
+
+    main_run = run("main", {"atm": [1, 1, 0, 0], "bc": [1, 0, 0, 0], "knn": [1, 1, 1, 0]}, "all")
+    robot = run("robot", {"atm": [1, 1, 1, 1]}, "robot")
+    write_tables([main_run, robot], tmp_path / "tables")
+    success = (tmp_path / "tables" / "success.md").read_text()
+    assert "| ATM [all]   " in success and "| ATM [robot] " in success and "| BC  " in success
+    assert "n=8" not in success  # ATM's 4 + 4 episodes never pooled
+    assert sum(line.startswith("| ATM ") and "| paper " in line for line in success.splitlines()) == 1  # one paper row
+    assert "- The paper's claim ATM [all] > BC on Goal " in success and "- The paper's claim ATM [robot] > BC " in success
+    assert "- ATM [robot] on Goal does not differ significantly from the best reference agent, Nearest neighbour" in success
+    assert [r[0] for r in ablation_rows(load_runs([main_run, robot]))[1]] == ["Nearest neighbour (ref.)", "BC", "ATM", "ATM"]
+    write_tables([main_run], tmp_path / "one")
+    assert "| ATM   " in (tmp_path / "one" / "success.md").read_text()  # one run: plain names

@@ -24,11 +24,6 @@ TRACK_SCALE = 2  # views with drawn tracks are shown at twice their size
 MIN_VIEW = 128  # smaller renders (the quick and smoke presets' 64 and 32) are upscaled to this first
 
 
-def side_by_side(obs: dict[str, np.ndarray], views: Sequence[str] = VIEWS) -> np.ndarray:
-    """One frame: the views (H, W, 3) concatenated left to right."""
-    return np.concatenate([np.asarray(obs[v], dtype=np.uint8) for v in views], axis=1)
-
-
 def compose_frame(views: Sequence[np.ndarray], overlay=None, names: Sequence[str] = VIEWS, scale: int = 1,
                   panels: int | None = None) -> np.ndarray:
     """One frame: the views (H, W, 3) left to right, each upscaled by `scale` with the overlay's

@@ -37,7 +37,6 @@ COMPRESSION = "gzip"
 
 IMAGE_KEYS = ("agentview_rgb", "eye_in_hand_rgb")
 LOWDIM_KEYS = ("joint_states", "gripper_states", "ee_states", "ee_pos", "ee_ori")
-OBS_KEYS = IMAGE_KEYS + LOWDIM_KEYS
 # What a demo must hold to be usable at all; ee_* are optional (derivable, not used for control).
 REQUIRED_DEMO_KEYS = ("actions", "states", "obs/agentview_rgb", "obs/eye_in_hand_rgb", "obs/joint_states",
                       "obs/gripper_states")

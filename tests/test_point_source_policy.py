@@ -263,6 +263,40 @@ def test_the_ablation_table_labels_both_stages_point_sources():
     assert label({"preset_config": json.loads(json.dumps({"track_training": {"point_source": "objects"}}))}) == "objects"
 
 
+def test_the_on_robot_masks_are_replayed_once_per_training_and_kept_while_their_demos_are(tmp_path, monkeypatch):
+    """A resumed point-source training reads the masks it stored instead of replaying every demo in
+    the simulator again; other demos (a longer one, another file) make them again."""
+    from atm_bench.atm import stages
+    from atm_bench.learning.frames import DemoRef
+    from atm_bench.tracking import annotate
+
+    replays = []
+
+    class Scenes:
+        def close(self):
+            pass
+
+    def table(refs, cfg, scenes):
+        replays.append(len(refs))
+        return {d: np.full((ref.length, len(cfg.views), cfg.num_points), d % 2 == 0) for d, ref in enumerate(refs)}
+
+    monkeypatch.setattr(annotate, "SimScenes", Scenes)
+    monkeypatch.setattr(stages, "robot_table", table)
+    demo_file = tmp_path / "task_demo.hdf5"
+    demo_file.write_bytes(b"demos")
+    cfg = get_preset("smoke").policy
+    splits = {"train": [DemoRef(demo_file, "demo_0", 5), DemoRef(demo_file, "demo_1", 4)], "val": []}
+    path = tmp_path / "policy" / stages.ROBOT_TABLES
+    first = stages.robot_tables(splits, cfg, path)
+    again = stages.robot_tables(splits, cfg, path)
+    assert replays == [2, 0] and path.exists()  # made once (train, then the empty val), then read
+    assert again.keys() == first.keys() and all(np.array_equal(again["train"][d], first["train"][d]) for d in (0, 1))
+    assert again["val"] == {} and again["train"][1].shape == (4, len(cfg.views), cfg.num_points)
+    longer = {"train": [DemoRef(demo_file, "demo_0", 6), DemoRef(demo_file, "demo_1", 4)], "val": []}
+    assert stages.robot_tables(longer, cfg, path)["train"][0].shape[0] == 6 and replays == [2, 0, 2, 0]
+    assert stages.robot_tables(longer, cfg, path)["train"][0].shape[0] == 6 and replays == [2, 0, 2, 0]
+
+
 def test_the_grid_wrapper_declares_its_observations():
     import gymnasium as gym
     from gymnasium import spaces

@@ -18,6 +18,7 @@ indexes (instruction tables, the frozen track model) go there with the model.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,7 +34,7 @@ from atm_bench.atm.track_metrics import track_errors
 from atm_bench.atm.track_transformer import TrackTransformer
 from atm_bench.devices import to_device
 from atm_bench.errors import UserError
-from atm_bench.io import write_json_atomic
+from atm_bench.io import atomic_path, write_json_atomic
 from atm_bench.learning.augment import color_jitter, random_shift
 from atm_bench.learning.frames import DemoRef, StageData, demo_refs, to_model_images
 from atm_bench.learning.language import embed_instructions
@@ -41,6 +42,7 @@ from atm_bench.learning.distributed import data_parallel, is_main
 from atm_bench.learning.training import TrainResult, load_model, make_loader, model_config, train_loop
 from atm_bench.presets import PolicyConfig, Preset, TrackTransformerConfig
 
+ROBOT_TABLES = "robot_tables.npz"  # a point-source policy's on-robot masks, in its training's out_dir
 
 def stage_data(manifest, data_dir: str | Path, which: str, tracks_dir: str | Path | None = None,
                max_frames: int | None = None) -> StageData:
@@ -208,14 +210,7 @@ def train_policy(preset: Preset, data: StageData, out_dir: str | Path, track_mod
                   for name, ds_refs in (("train", data.train), ("val", data.val))}
     robots = {}
     if cfg.point_source != "all":  # BC's policy is always "all" (`policy_config`)
-        from atm_bench.tracking.annotate import SimScenes
-
-        scenes = SimScenes()
-        try:
-            robots = {name: robot_table(ds_refs, cfg, scenes)
-                      for name, ds_refs in (("train", data.train), ("val", data.val))}
-        finally:
-            scenes.close()
+        robots = robot_tables({"train": data.train, "val": data.val}, cfg, Path(out_dir) / ROBOT_TABLES)
     chunk = train_cfg.chunk
     train_ds = PolicyWindowDataset(data.train, cfg.views, cfg.image_hw, cfg.window, tables.get("train"), chunk,
                                    robots.get("train"))
@@ -278,6 +273,36 @@ def track_table(refs: list[DemoRef], cfg: PolicyConfig, track_model: TrackTransf
                                         text[ref.task:ref.task + 1], cfg.num_points) for view in cfg.views]
         table[d] = torch.stack(per_view, dim=1).cpu().numpy()
     return table
+
+
+def robot_tables(splits: dict[str, list[DemoRef]], cfg: PolicyConfig, path: Path) -> dict[str, dict[int, np.ndarray]]:
+    """`robot_table` per split, kept at `path` (beside the training's resume.pt), so a resumed or
+    repeated training does not replay every demo in the simulator again (~3 min at `quick`). The
+    cache is used only while its key matches: the demos (file, size, modification time, demo,
+    length), the views and the grid; else the tables are made again and replace it."""
+    key = _demos_key(splits, cfg)
+    if path.exists():
+        with np.load(path) as stored:
+            if str(stored["key"]) == key:
+                return {name: {d: stored[f"{name}/{d}"] for d in range(len(refs))} for name, refs in splits.items()}
+    from atm_bench.tracking.annotate import SimScenes  # LIBERO: only the point-source policies need it
+
+    scenes = SimScenes()
+    try:
+        tables = {name: robot_table(refs, cfg, scenes) for name, refs in splits.items()}
+    finally:
+        scenes.close()
+    if is_main():
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, key=np.array(key), **{f"{name}/{d}": t for name, table in tables.items() for d, t in table.items()})
+    return tables
+
+
+def _demos_key(splits: dict[str, list[DemoRef]], cfg: PolicyConfig) -> str:
+    demos = {name: [[str(ref.file), ref.file.stat().st_size, ref.file.stat().st_mtime_ns, ref.demo, ref.length]
+                    for ref in refs] for name, refs in splits.items()}
+    return json.dumps([demos, list(cfg.views), cfg.num_points], sort_keys=True)
 
 
 def robot_table(refs: list[DemoRef], cfg: PolicyConfig, scenes) -> dict[int, np.ndarray]:

@@ -32,8 +32,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def utc_timestamp() -> str:
-    """Now in UTC to the second (ISO 8601): the one form every record's time takes, so episodes,
-    stages and invocations of a run can be ordered against each other."""
+    """Now in UTC to the second (ISO 8601): the one form a run's times take, so its episodes
+    (`finished_at`) and invocations (`started_at`) can be ordered against each other."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 

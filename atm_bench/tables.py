@@ -34,8 +34,8 @@ import numpy as np
 
 from atm_bench.agents.base import BUILTIN_AGENTS, builtin_names
 from atm_bench.bench.results import ResultsStore, is_superseded_file
-from atm_bench.bench.stats import (ALPHA, HELD, IMPROVED, REGRESSED, Tally, difference_interval, fisher, format_p,
-                                   tallies, verdict)
+from atm_bench.bench.stats import (ALPHA, HELD, IMPROVED, REGRESSED, Tally, compare_runs, fisher, format_p,
+                                   paired_records, tallies)
 from atm_bench.envs.libero.suites import SUITES
 from atm_bench.errors import UserError
 from atm_bench.io import read_json, write_text_atomic
@@ -276,26 +276,24 @@ CLAIM_OUTCOMES = {IMPROVED: "holds: ATM beats BC", REGRESSED: "is reversed: BC b
 
 
 def claim_lines(records: list[dict[str, Any]], alpha: float = ALPHA) -> list[str]:
-    """Per suite holding both ATM and BC, one sentence on the paper's central claim (ATM > BC), by
-    the verdict `compare RUN RUN --agents bc:atm` gives on the same pooled episodes, so the default
-    run's table answers the question the benchmark exists for."""
-    pooled = tallies(records, lambda r: (r["agent"], r["suite"]))
+    """Per suite holding both ATM and BC, one sentence on the paper's central claim (ATM > BC): the
+    comparison `compare RUN RUN --agents bc:atm` makes (`compare_runs` on the paired records), so
+    the default run's table answers the question the benchmark exists for."""
     lines = []
-    for suite in sorted({s for _, s in pooled}, key=lambda s: (_suite_key(s), s)):
-        present = _agent_order(a for a, s in pooled if s == suite)
+    for suite in sorted({r["suite"] for r in records}, key=lambda s: (_suite_key(s), s)):
+        in_suite = [r for r in records if r["suite"] == suite]
+        present = _agent_order({r["agent"] for r in in_suite})
         bcs = [a for a in present if _base(a) == "bc"]
         if len(bcs) != 1:  # no BC, or BC variants: no one BC to hold ATM to
             continue
-        bc = pooled[(bcs[0], suite)]
         for name in (a for a in present if _base(a) == "atm"):  # each ATM variant of an ablation
-            atm = pooled[(name, suite)]
-            p_value = fisher(bc, atm)
-            outcome = verdict(bc, atm, p_value, alpha)
-            lo, hi = difference_interval(bc, atm)
+            c = compare_runs(*paired_records(in_suite, in_suite, [(bcs[0], name)]), alpha=alpha)[0]
+            lo, hi = c.difference
             lines.append(f"The paper's claim {_title(name)} > BC on {SUITE_TITLES.get(suite, suite)} "
-                         f"{CLAIM_OUTCOMES.get(outcome, 'is untested: too few episodes to tell')}: ATM {atm.summary()} vs "
-                         f"BC {bc.summary()}, Fisher {format_p(p_value)}, ATM - BC {100 * (atm.rate - bc.rate):+.1f} "
-                         f"points, 95 % CI [{100 * lo:+.1f}, {100 * hi:+.1f}] (verdict {outcome}).")
+                         f"{CLAIM_OUTCOMES.get(c.verdict, 'is untested: too few episodes to tell')}: ATM {c.b.summary()} "
+                         f"vs BC {c.a.summary()}, Fisher {format_p(c.p_value)}, ATM - BC "
+                         f"{100 * (c.b.rate - c.a.rate):+.1f} points, 95 % CI [{100 * lo:+.1f}, {100 * hi:+.1f}] "
+                         f"(verdict {c.verdict}).")
     return lines
 
 

@@ -44,6 +44,7 @@ from atm_bench.presets import PolicyConfig, Preset, TrackTransformerConfig
 
 ROBOT_TABLES = "robot_tables.npz"  # a point-source policy's on-robot masks, in its training's out_dir
 
+
 def stage_data(manifest, data_dir: str | Path, which: str, tracks_dir: str | Path | None = None,
                max_frames: int | None = None) -> StageData:
     """Stage data from a split manifest: `which` = "videos" (stage 1) or "labelled" (stage 2)."""

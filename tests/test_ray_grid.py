@@ -35,6 +35,44 @@ def test_without_ray_the_executor_is_refused_with_the_install_line(monkeypatch, 
     assert "pip install 'atm-bench[cluster]'" in capsys.readouterr().err
 
 
+def _grid():
+    pytest.importorskip("ray", reason="the cluster extra: pip install 'atm-bench[cluster]'")
+    from atm_bench.bench import ray_grid
+
+    return ray_grid
+
+
+def _job(rank, order, cpus, gpus=0.0):
+    resources = {"num_cpus": cpus, **({"num_gpus": gpus} if gpus else {})}
+    return _grid().Job(rank, order, print, (), resources, print)
+
+
+def test_admission_starts_trainings_first_and_lets_a_small_task_pass_a_large_one():
+    grid = _grid()
+    SHARD, TRAIN, admit = grid.SHARD, grid.TRAIN, grid.admit
+    shard, shard2, training = _job(SHARD, 0, 2), _job(SHARD, 1, 2), _job(TRAIN, 2, 1)
+    # One of two CPUs free: the 2-CPU shard queued first does not hold back the 1-CPU training.
+    assert admit([shard, training], (1, 0), idle=False) == [training]
+    # Both free: the training first, then nothing else fits.
+    assert admit([shard, shard2, training], (2, 0), idle=True) == [training]
+    assert admit([shard, shard2], (4, 0), idle=True) == [shard, shard2]
+    assert admit([shard, shard2], (0, 0), idle=False) == []
+
+
+def test_admission_counts_gpus_and_runs_a_task_larger_than_the_cluster_when_idle():
+    grid = _grid()
+    SHARD, TRAIN, admit = grid.SHARD, grid.TRAIN, grid.admit
+    gpu_training = _job(TRAIN, 0, 1)
+    gpu_training.resources = {"num_gpus": 1}  # no num_cpus: Ray's default of one CPU
+    assert gpu_training.needs() == (1.0, 1.0)
+    quarter = [_job(SHARD, i, 1, gpus=0.25) for i in range(5)]
+    assert admit([gpu_training, *quarter], (8, 1), idle=True) == [gpu_training]
+    assert admit(quarter, (8, 1), idle=True) == quarter[:4]
+    huge = _job(SHARD, 9, 64)
+    assert admit([huge], (2, 0), idle=False) == []
+    assert admit([huge], (2, 0), idle=True) == [huge]
+
+
 def _outcomes(path):
     """Per episode: what the local and the Ray executor must agree on."""
     return {record_key(r): (r["success"], r["steps"], r["episode_seed"]) for r in ResultsStore(path).records()}

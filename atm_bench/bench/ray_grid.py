@@ -8,7 +8,15 @@ per training of an agent that runs on CUDA in a CUDA run (else one CPU), per sha
 worker (and a quarter GPU for the policy of an agent on CUDA).
 
 Only the driver writes the run's bookkeeping (`stages.json`, `timing.json`, `flops.json`,
-`throughput.json`, `results.jsonl`); a task returns what it made. Each shard appends its
+`throughput.json`, `results.jsonl`); a task returns what it made.
+
+The driver also decides what starts when (`admit`): a task is handed to Ray only once its CPUs and
+GPUs fit what the cluster has free by the driver's count, trainings (and the stage-1 model) before
+measurements before evaluation shards, and a smaller task passes a larger one that does not fit.
+Handed everything at once, Ray grants in its own queue order: on a 2-core node two-CPU shards queued
+ahead of one-CPU trainings left a core idle while trainings waited. A task larger than the whole
+cluster is handed over when nothing else runs (Ray then waits for, or scales to, the resources);
+on an autoscaling cluster the queued demand Ray sees is therefore only what fits or runs. Each shard appends its
 episodes to its own file (`shards/<agent>/seed<s>/task<t>.jsonl`), which the driver merges into
 `results.jsonl` when the shard ends (`ResultsStore.absorb`: an episode already there is not added
 again, then the shard file goes). So the local executor's resume guarantee holds: a worker
@@ -36,6 +44,7 @@ from atm_bench.devices import is_cuda
 from atm_bench.errors import UserError
 
 RETRIES = 2  # Ray reruns a task whose worker died this many times
+TRAIN, MEASURE, SHARD = 0, 1, 2  # start order among tasks that fit: the critical path (trainings) first
 EVAL_GPU_SHARE = 0.25  # an evaluation shard's policy takes little of a GPU: four shards share one
 FORWARDED_ENV = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "MUJOCO_EGL_DEVICE_ID", "OMP_WAIT_POLICY", "HF_HOME",
                  "ATM_BENCH_CACHE", "TRANSFORMERS_OFFLINE", "HF_HUB_OFFLINE")
@@ -86,6 +95,38 @@ def eval_job(config, plan: Plan, name: str, seed: int, task: int) -> dict[str, A
 # -- the driver -----------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class Job:
+    """A task the driver holds until it fits: what to run, what it asks for, what follows it."""
+
+    rank: int  # TRAIN, MEASURE or SHARD
+    order: int  # submission order, within a rank
+    fn: Callable
+    args: tuple
+    resources: dict[str, Any]
+    then: Callable[[Any], None]
+
+    def needs(self) -> tuple[float, float]:
+        """(CPUs, GPUs) it holds while it runs; a Ray task asks one CPU unless it says otherwise."""
+        return float(self.resources.get("num_cpus", 1)), float(self.resources.get("num_gpus", 0))
+
+
+def admit(queue: list[Job], free: tuple[float, float], idle: bool) -> list[Job]:
+    """The queued jobs to start now, best rank first: each that fits in the `free` (CPUs, GPUs) left
+    by those before it. When the cluster is `idle` and none fits, the first starts anyway, so a job
+    larger than the cluster is still run (Ray holds it until resources appear)."""
+    cpus, gpus = free
+    started = []
+    for job in sorted(queue, key=lambda j: (j.rank, j.order)):
+        need_cpus, need_gpus = job.needs()
+        if need_cpus <= cpus + 1e-9 and need_gpus <= gpus + 1e-9:
+            started.append(job)
+            cpus, gpus = cpus - need_cpus, gpus - need_gpus
+    if not started and idle and queue:
+        started.append(min(queue, key=lambda j: (j.rank, j.order)))
+    return started
+
+
 class RayGrid:
     """Runs a plan's stage-1 model and per-agent work as Ray tasks (`Runner.run(grid=...)`).
     `address`: a running cluster's (`auto`: the one this node belongs to); None starts Ray on
@@ -93,7 +134,9 @@ class RayGrid:
 
     def __init__(self, address: str | None = None) -> None:
         self.address = address
-        self.jobs: dict[Any, Callable[[Any], None]] = {}  # object ref -> what to do with its result
+        self.jobs: dict[Any, Job] = {}  # object ref of a started task -> its job
+        self.queue: list[Job] = []  # jobs not yet handed to Ray (`admit`)
+        self.submitted = 0
         self.functions: dict[Callable, Any] = {}  # job function -> its Ray remote function
         self.measuring: set[str] = set()  # agents whose FLOPs and serial loop are measured (once per agent)
 
@@ -132,8 +175,19 @@ class RayGrid:
     def _train_resources(self, device: str) -> dict[str, Any]:
         return {"num_gpus": 1} if is_cuda(device) else {"num_cpus": 1}
 
-    def _submit(self, fn: Callable, args: tuple, resources: dict[str, Any], then: Callable[[Any], None]) -> None:
-        self.jobs[self._remote(fn, resources, *args)] = then
+    def _submit(self, rank: int, fn: Callable, args: tuple, resources: dict[str, Any],
+                then: Callable[[Any], None]) -> None:
+        self.queue.append(Job(rank, self.submitted, fn, args, resources, then))
+        self.submitted += 1
+
+    def _dispatch(self) -> None:
+        """Hand Ray the queued jobs that fit in what the started ones leave free."""
+        total = ray.cluster_resources()
+        used = [job.needs() for job in self.jobs.values()]
+        free = (total.get("CPU", 0) - sum(c for c, _ in used), total.get("GPU", 0) - sum(g for _, g in used))
+        for job in admit(self.queue, free, idle=not self.jobs):
+            self.queue.remove(job)
+            self.jobs[self._remote(job.fn, job.resources, *job.args)] = job
 
     def _remote(self, fn: Callable, resources: dict[str, Any], *args: Any):
         if fn not in self.functions:
@@ -141,11 +195,12 @@ class RayGrid:
         return self.functions[fn].options(max_retries=RETRIES, **resources).remote(*args)
 
     def _drain(self) -> None:
-        """Wait for each task in turn and continue its (agent, seed) from its result."""
-        while self.jobs:
+        """Start what fits, wait for a task, continue its (agent, seed) from its result; until none is left."""
+        while self.jobs or self.queue:
+            self._dispatch()
             (ref,), _ = ray.wait(list(self.jobs), num_returns=1)
-            then = self.jobs.pop(ref)
-            then(self._result(ref))
+            job = self.jobs.pop(ref)
+            job.then(self._result(ref))
 
     @staticmethod
     def _result(ref) -> Any:
@@ -187,7 +242,8 @@ class RayGrid:
             runner.display.line(f"[stage] {stage.name}: done in {seconds:.1f} s")
             self._evaluate(name, seed, agent)
 
-        self._submit(train_job, (self.config, plan, name, seed), self._train_resources(runner.devices[name]), trained)
+        self._submit(TRAIN, train_job, (self.config, plan, name, seed), self._train_resources(runner.devices[name]),
+                     trained)
 
     def _evaluate(self, name: str, seed: int, agent) -> None:
         runner, plan = self.runner, self.plan
@@ -203,7 +259,7 @@ class RayGrid:
                     runner.timing.add(f"throughput/{name}", time.perf_counter() - started)
                     runner.record_serial(name, result["serial"])
 
-            self._submit(measure_job, (self.config, plan, name, seed, flops, serial), {"num_cpus": 1}, measured)
+            self._submit(MEASURE, measure_job, (self.config, plan, name, seed, flops, serial), {"num_cpus": 1}, measured)
         for task in self.runner.pending_tasks(name, seed):  # a shard a killed driver left: merged first
             runner.merge_shard(name, seed, task)
         tasks = runner.pending_tasks(name, seed)
@@ -221,5 +277,5 @@ class RayGrid:
 
         for task in tasks:
             resources = {"num_cpus": n_envs, **({"num_gpus": EVAL_GPU_SHARE} if is_cuda(runner.devices[name]) else {})}
-            self._submit(eval_job, (self.config, plan, name, seed, task), resources,
+            self._submit(SHARD, eval_job, (self.config, plan, name, seed, task), resources,
                          lambda stats, task=task: shard_done(task, stats))

@@ -73,6 +73,21 @@ def test_admission_counts_gpus_and_runs_a_task_larger_than_the_cluster_when_idle
     assert admit([huge], (2, 0), idle=True) == [huge]
 
 
+def test_the_driver_hands_ray_only_what_fits_and_times_from_the_hand_over(monkeypatch):
+    grid = _grid()
+    monkeypatch.setattr(grid.ray, "cluster_resources", lambda: {"CPU": 2.0})
+    driver, handed = grid.RayGrid(), []
+    monkeypatch.setattr(driver, "_remote", lambda fn, resources, *args: handed.append(args) or len(handed))
+    shards = [driver._submit(grid.SHARD, print, (f"shard{i}",), {"num_cpus": 2}, print) for i in range(2)]
+    training = driver._submit(grid.TRAIN, print, ("training",), {"num_cpus": 1}, print)
+    driver._dispatch()
+    assert handed == [("training",)] and training.started is not None  # the shards wait in the driver
+    assert all(s.started is None for s in shards) and driver.queue == shards
+    driver.jobs.clear()  # the training ended
+    driver._dispatch()
+    assert handed[-1] == ("shard0",) and shards[0].started >= training.started and shards[1].started is None
+
+
 def _outcomes(path):
     """Per episode: what the local and the Ray executor must agree on."""
     return {record_key(r): (r["success"], r["steps"], r["episode_seed"]) for r in ResultsStore(path).records()}

@@ -105,6 +105,7 @@ class Job:
     args: tuple
     resources: dict[str, Any]
     then: Callable[[Any], None]
+    started: float | None = None  # perf_counter when handed to Ray: stage times leave out the wait before
 
     def needs(self) -> tuple[float, float]:
         """(CPUs, GPUs) it holds while it runs; a Ray task asks one CPU unless it says otherwise."""
@@ -176,9 +177,11 @@ class RayGrid:
         return {"num_gpus": 1} if is_cuda(device) else {"num_cpus": 1}
 
     def _submit(self, rank: int, fn: Callable, args: tuple, resources: dict[str, Any],
-                then: Callable[[Any], None]) -> None:
-        self.queue.append(Job(rank, self.submitted, fn, args, resources, then))
+                then: Callable[[Any], None]) -> Job:
+        job = Job(rank, self.submitted, fn, args, resources, then)
+        self.queue.append(job)
         self.submitted += 1
+        return job
 
     def _dispatch(self) -> None:
         """Hand Ray the queued jobs that fit in what the started ones leave free."""
@@ -187,6 +190,7 @@ class RayGrid:
         free = (total.get("CPU", 0) - sum(c for c, _ in used), total.get("GPU", 0) - sum(g for _, g in used))
         for job in admit(self.queue, free, idle=not self.jobs):
             self.queue.remove(job)
+            job.started = time.perf_counter()
             self.jobs[self._remote(job.fn, job.resources, *job.args)] = job
 
     def _remote(self, fn: Callable, resources: dict[str, Any], *args: Any):
@@ -231,35 +235,35 @@ class RayGrid:
         if not runner.needs(stage):
             self._evaluate(name, seed, agent)
             return
-        before, started = runner.checkpoint_before(stage), time.perf_counter()
+        before = runner.checkpoint_before(stage)
         runner.display.line(f"[stage] {stage.name}: start on Ray")
 
         def trained(extra: dict[str, Any]) -> None:
-            seconds = time.perf_counter() - started
+            seconds = time.perf_counter() - job.started
             runner.timing.add(stage.timing, seconds)
             runner.mark(stage.name, stage.key(), **extra)
             runner.after_training(name, seed, before)
             runner.display.line(f"[stage] {stage.name}: done in {seconds:.1f} s")
             self._evaluate(name, seed, agent)
 
-        self._submit(TRAIN, train_job, (self.config, plan, name, seed), self._train_resources(runner.devices[name]),
-                     trained)
+        job = self._submit(TRAIN, train_job, (self.config, plan, name, seed),
+                           self._train_resources(runner.devices[name]), trained)
 
     def _evaluate(self, name: str, seed: int, agent) -> None:
         runner, plan = self.runner, self.plan
         flops, serial = runner.needs_flops(name, agent), runner.needs_serial(name)
         if (flops or serial) and name not in self.measuring:
             self.measuring.add(name)
-            started = time.perf_counter()
 
             def measured(result: dict[str, Any]) -> None:
                 if "flops" in result:
                     runner.record_flops(name, result["flops"])
                 if "serial" in result:
-                    runner.timing.add(f"throughput/{name}", time.perf_counter() - started)
+                    runner.timing.add(f"throughput/{name}", time.perf_counter() - measuring.started)
                     runner.record_serial(name, result["serial"])
 
-            self._submit(MEASURE, measure_job, (self.config, plan, name, seed, flops, serial), {"num_cpus": 1}, measured)
+            measuring = self._submit(MEASURE, measure_job, (self.config, plan, name, seed, flops, serial),
+                                     {"num_cpus": 1}, measured)
         for task in self.runner.pending_tasks(name, seed):  # a shard a killed driver left: merged first
             runner.merge_shard(name, seed, task)
         tasks = runner.pending_tasks(name, seed)
@@ -267,15 +271,16 @@ class RayGrid:
             return
         n_envs = min(runner.preset.eval.n_envs or 1, self.cpus)
         shards: dict[int, dict[str, Any] | None] = {}
-        started = time.perf_counter()
+        jobs: list[Job] = []
 
         def shard_done(task: int, stats: dict[str, Any] | None) -> None:
             shards[task] = stats
             runner.merge_shard(name, seed, task)
-            if len(shards) == len(tasks):
-                runner.record_shards(name, seed, [s for s in shards.values() if s], time.perf_counter() - started)
+            if len(shards) == len(tasks):  # wall time from the first shard's start
+                first = min(j.started for j in jobs if j.started is not None)
+                runner.record_shards(name, seed, [s for s in shards.values() if s], time.perf_counter() - first)
 
+        resources = {"num_cpus": n_envs, **({"num_gpus": EVAL_GPU_SHARE} if is_cuda(runner.devices[name]) else {})}
         for task in tasks:
-            resources = {"num_cpus": n_envs, **({"num_gpus": EVAL_GPU_SHARE} if is_cuda(runner.devices[name]) else {})}
-            self._submit(SHARD, eval_job, (self.config, plan, name, seed, task), resources,
-                         lambda stats, task=task: shard_done(task, stats))
+            jobs.append(self._submit(SHARD, eval_job, (self.config, plan, name, seed, task), resources,
+                                     lambda stats, task=task: shard_done(task, stats)))

@@ -167,7 +167,9 @@ class RayGrid:
         if ray.is_initialized():
             return False
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-        ray.init(address=self.address, include_dashboard=False, log_to_driver=True,
+        # "local", not None: None would join a cluster a `ray start` on this machine left running (or
+        # RAY_ADDRESS names), running the grid on that cluster's workers, code and CPU count.
+        ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=True,
                  runtime_env={"env_vars": env} if env else None)
         return True
 

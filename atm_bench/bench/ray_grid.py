@@ -8,15 +8,7 @@ per training of an agent that runs on CUDA in a CUDA run (else one CPU), per sha
 worker (and a quarter GPU for the policy of an agent on CUDA).
 
 Only the driver writes the run's bookkeeping (`stages.json`, `timing.json`, `flops.json`,
-`throughput.json`, `results.jsonl`); a task returns what it made.
-
-The driver also decides what starts when (`admit`): a task is handed to Ray only once its CPUs and
-GPUs fit what the cluster has free by the driver's count, trainings (and the stage-1 model) before
-measurements before evaluation shards, and a smaller task passes a larger one that does not fit.
-Handed everything at once, Ray grants in its own queue order: on a 2-core node two-CPU shards queued
-ahead of one-CPU trainings left a core idle while trainings waited. A task larger than the whole
-cluster is handed over when nothing else runs (Ray then waits for, or scales to, the resources);
-on an autoscaling cluster the queued demand Ray sees is therefore only what fits or runs. Each shard appends its
+`throughput.json`, `results.jsonl`); a task returns what it made. Each shard appends its
 episodes to its own file (`shards/<agent>/seed<s>/task<t>.jsonl`), which the driver merges into
 `results.jsonl` when the shard ends (`ResultsStore.absorb`: an episode already there is not added
 again, then the shard file goes). So the local executor's resume guarantee holds: a worker
@@ -24,6 +16,14 @@ killed mid-shard is retried by Ray (or by the next `run`) and skips the episodes
 a driver killed between merging and deleting merges again on the next run without counting an
 episode twice. Records are the local executor's: episode seeds depend only on (seed, task,
 init state) (`bench/evaluation.py`).
+
+The driver also decides what starts when (`admit`): a task is handed to Ray only once its CPUs and
+GPUs fit what the cluster has free by the driver's count, trainings before measurements before
+evaluation shards (the stage-1 model runs first, alone), and a smaller task passes a larger one
+that does not fit. Handed everything at once, Ray granted in its own queue order: on a 2-core node
+two-CPU shards queued ahead of one-CPU trainings left a core idle while trainings waited. A task
+larger than the whole cluster is handed over when nothing else runs (Ray then waits for, or scales
+to, the resources); on an autoscaling cluster the demand Ray sees is therefore only what fits or runs.
 
 A worker rebuilds the runner from the `RunConfig` (paths made absolute) and the driver's `Plan`.
 """
@@ -240,7 +240,7 @@ class RayGrid:
         before = runner.checkpoint_before(stage)
         runner.display.line(f"[stage] {stage.name}: start on Ray")
 
-        def trained(extra: dict[str, Any]) -> None:
+        def trained(extra: dict[str, Any]) -> None:  # `job` is the submission below, started by now
             seconds = time.perf_counter() - job.started
             runner.timing.add(stage.timing, seconds)
             runner.mark(stage.name, stage.key(), **extra)

@@ -81,11 +81,47 @@ def test_the_driver_hands_ray_only_what_fits_and_times_from_the_hand_over(monkey
     shards = [driver._submit(grid.SHARD, print, (f"shard{i}",), {"num_cpus": 2}, print) for i in range(2)]
     training = driver._submit(grid.TRAIN, print, ("training",), {"num_cpus": 1}, print)
     driver._dispatch()
-    assert handed == [("training",)] and training.started is not None  # the shards wait in the driver
-    assert all(s.started is None for s in shards) and driver.queue == shards
+    assert handed == [("training",)] and driver.queue == shards  # the shards wait in the driver
     driver.jobs.clear()  # the training ended
     driver._dispatch()
-    assert handed[-1] == ("shard0",) and shards[0].started >= training.started and shards[1].started is None
+    assert handed[-1] == ("shard0",) and driver.queue == shards[1:]
+
+
+def test_the_driver_writes_running_time_as_it_passes_from_the_hand_over(monkeypatch, tmp_path):
+    """A driver killed mid-training lost the training's hours when its time was added only at the end;
+    an agent-seed's shards count the time any of them ran, once, and not their wait in the queue."""
+    from types import SimpleNamespace
+
+    from atm_bench.bench.timing import StageTimes
+
+    grid = _grid()
+    timing = tmp_path / "timing.json"
+    monkeypatch.setattr(grid.ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(grid.ray, "get", lambda ref: ref)
+    # training and shard A handed over; wait timed out; A ends; B handed over; training ends; B ends
+    now = iter([100.0, 100.0, 130.0, 140.0, 150.0, 160.0, 170.0])
+    monkeypatch.setattr(grid, "time", SimpleNamespace(perf_counter=lambda: next(now)))
+    ready = iter([[], ["shardA"], ["training"], ["shardB"]])
+    written = []
+
+    def wait(refs, num_returns, timeout):
+        assert num_returns == 1 and timeout == grid.FLUSH_SECONDS
+        written.append(json.loads(timing.read_text()) if timing.exists() else {})
+        return next(ready), refs
+
+    monkeypatch.setattr(grid.ray, "wait", wait)
+    driver, ended = grid.RayGrid(), []
+    driver.runner = SimpleNamespace(timing=StageTimes(timing))
+    monkeypatch.setattr(driver, "_remote", lambda fn, resources, *args: args[0])
+    train, evaluation = grid.Clock("train/a/seed0"), grid.Clock("eval/a/seed0")
+    driver._submit(grid.TRAIN, print, ("training",), {"num_cpus": 1}, ended.append, train)
+    for shard in ("shardA", "shardB"):
+        driver._submit(grid.SHARD, print, (shard,), {"num_cpus": 1}, ended.append, evaluation)
+    driver._drain()
+    assert ended == ["shardA", "training", "shardB"]
+    assert written[1] == {"train/a/seed0": 30.0, "eval/a/seed0": 30.0}  # while both ran
+    assert json.loads(timing.read_text()) == {"train/a/seed0": 60.0, "eval/a/seed0": 60.0}
+    assert (train.seconds, evaluation.seconds, train.running, evaluation.running) == (60.0, 60.0, 0, 0)
 
 
 def _outcomes(path):

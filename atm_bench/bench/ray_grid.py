@@ -40,6 +40,7 @@ import ray
 from atm_bench.bench.evaluation import serial_throughput
 from atm_bench.bench.runner import Plan, Runner
 from atm_bench.bench.stages import Stage
+from atm_bench.bench.timing import FLUSH_SECONDS, StageTimes
 from atm_bench.devices import is_cuda
 from atm_bench.errors import UserError
 
@@ -95,6 +96,30 @@ def eval_job(config, plan: Plan, name: str, seed: int, task: int) -> dict[str, A
 # -- the driver -----------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(eq=False)
+class Clock:
+    """A `timing.json` entry that runs while any of its jobs runs on Ray: a training's own, or one an
+    agent-seed's evaluation shards share (the time any of them ran, not the sum). The wait in the
+    driver's queue is left out. The driver writes it every `FLUSH_SECONDS` and when a job ends, as
+    the local executor's `timed` does: a driver killed mid-stage loses at most that much of it."""
+
+    name: str
+    running: int = 0  # its jobs now running
+    since: float = 0.0  # perf_counter from which the running time is not yet written
+    seconds: float = 0.0  # the time written by this driver
+
+    def start(self, now: float) -> None:
+        if not self.running:
+            self.since = now
+        self.running += 1
+
+    def count(self, timing: StageTimes, now: float) -> None:
+        if self.running:
+            timing.add(self.name, now - self.since)
+            self.seconds += now - self.since
+            self.since = now
+
+
 @dataclasses.dataclass
 class Job:
     """A task the driver holds until it fits: what to run, what it asks for, what follows it."""
@@ -105,7 +130,7 @@ class Job:
     args: tuple
     resources: dict[str, Any]
     then: Callable[[Any], None]
-    started: float | None = None  # perf_counter when handed to Ray: stage times leave out the wait before
+    clock: Clock | None = None  # what its running time counts into, if anything
 
     def needs(self) -> tuple[float, float]:
         """(CPUs, GPUs) it holds while it runs; a Ray task asks one CPU unless it says otherwise."""
@@ -179,8 +204,8 @@ class RayGrid:
         return {"num_gpus": 1} if is_cuda(device) else {"num_cpus": 1}
 
     def _submit(self, rank: int, fn: Callable, args: tuple, resources: dict[str, Any],
-                then: Callable[[Any], None]) -> Job:
-        job = Job(rank, self.submitted, fn, args, resources, then)
+                then: Callable[[Any], None], clock: Clock | None = None) -> Job:
+        job = Job(rank, self.submitted, fn, args, resources, then, clock)
         self.queue.append(job)
         self.submitted += 1
         return job
@@ -192,7 +217,8 @@ class RayGrid:
         free = (total.get("CPU", 0) - sum(c for c, _ in used), total.get("GPU", 0) - sum(g for _, g in used))
         for job in admit(self.queue, free, idle=not self.jobs):
             self.queue.remove(job)
-            job.started = time.perf_counter()
+            if job.clock is not None:
+                job.clock.start(time.perf_counter())
             self.jobs[self._remote(job.fn, job.resources, *job.args)] = job
 
     def _remote(self, fn: Callable, resources: dict[str, Any], *args: Any):
@@ -201,12 +227,19 @@ class RayGrid:
         return self.functions[fn].options(max_retries=RETRIES, **resources).remote(*args)
 
     def _drain(self) -> None:
-        """Start what fits, wait for a task, continue its (agent, seed) from its result; until none is left."""
+        """Start what fits, wait for a task (writing the running clocks at least every
+        `FLUSH_SECONDS`), continue its (agent, seed) from its result; until none is left."""
         while self.jobs or self.queue:
             self._dispatch()
-            (ref,), _ = ray.wait(list(self.jobs), num_returns=1)
-            job = self.jobs.pop(ref)
-            job.then(self._result(ref))
+            ready, _ = ray.wait(list(self.jobs), num_returns=1, timeout=FLUSH_SECONDS)
+            now = time.perf_counter()
+            for clock in {job.clock for job in self.jobs.values() if job.clock is not None}:
+                clock.count(self.runner.timing, now)
+            if ready:
+                job = self.jobs.pop(ready[0])
+                if job.clock is not None:
+                    job.clock.running -= 1  # counted to its end just above
+                job.then(self._result(ready[0]))
 
     @staticmethod
     def _result(ref) -> Any:
@@ -239,17 +272,16 @@ class RayGrid:
             return
         before = runner.checkpoint_before(stage)
         runner.display.line(f"[stage] {stage.name}: start on Ray")
+        clock = Clock(stage.timing)
 
-        def trained(extra: dict[str, Any]) -> None:  # `job` is the submission below, started by now
-            seconds = time.perf_counter() - job.started
-            runner.timing.add(stage.timing, seconds)
+        def trained(extra: dict[str, Any]) -> None:
             runner.mark(stage.name, stage.key(), **extra)
             runner.after_training(name, seed, before)
-            runner.display.line(f"[stage] {stage.name}: done in {seconds:.1f} s")
+            runner.display.line(f"[stage] {stage.name}: done in {clock.seconds:.1f} s")
             self._evaluate(name, seed, agent)
 
-        job = self._submit(TRAIN, train_job, (self.config, plan, name, seed),
-                           self._train_resources(runner.devices[name]), trained)
+        self._submit(TRAIN, train_job, (self.config, plan, name, seed), self._train_resources(runner.devices[name]),
+                     trained, clock)
 
     def _evaluate(self, name: str, seed: int, agent) -> None:
         runner, plan = self.runner, self.plan
@@ -261,11 +293,10 @@ class RayGrid:
                 if "flops" in result:
                     runner.record_flops(name, result["flops"])
                 if "serial" in result:
-                    runner.timing.add(f"throughput/{name}", time.perf_counter() - measuring.started)
                     runner.record_serial(name, result["serial"])
 
-            measuring = self._submit(MEASURE, measure_job, (self.config, plan, name, seed, flops, serial),
-                                     {"num_cpus": 1}, measured)
+            self._submit(MEASURE, measure_job, (self.config, plan, name, seed, flops, serial), {"num_cpus": 1},
+                         measured, Clock(f"throughput/{name}") if serial else None)
         for task in self.runner.pending_tasks(name, seed):  # a shard a killed driver left: merged first
             runner.merge_shard(name, seed, task)
         tasks = runner.pending_tasks(name, seed)
@@ -273,16 +304,15 @@ class RayGrid:
             return
         n_envs = min(runner.preset.eval.n_envs or 1, self.cpus)
         shards: dict[int, dict[str, Any] | None] = {}
-        jobs: list[Job] = []
+        clock = Clock(f"eval/{name}/seed{seed}")  # the time any of its shards ran
 
         def shard_done(task: int, stats: dict[str, Any] | None) -> None:
             shards[task] = stats
             runner.merge_shard(name, seed, task)
-            if len(shards) == len(tasks):  # wall time from the first shard's start
-                first = min(j.started for j in jobs if j.started is not None)
-                runner.record_shards(name, seed, [s for s in shards.values() if s], time.perf_counter() - first)
+            if len(shards) == len(tasks):
+                runner.record_shards(name, seed, [s for s in shards.values() if s], clock.seconds)
 
         resources = {"num_cpus": n_envs, **({"num_gpus": EVAL_GPU_SHARE} if is_cuda(runner.devices[name]) else {})}
         for task in tasks:
-            jobs.append(self._submit(SHARD, eval_job, (self.config, plan, name, seed, task), resources,
-                                     lambda stats, task=task: shard_done(task, stats)))
+            self._submit(SHARD, eval_job, (self.config, plan, name, seed, task), resources,
+                         lambda stats, task=task: shard_done(task, stats), clock)

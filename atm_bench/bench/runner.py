@@ -451,9 +451,9 @@ class Runner:
         return added
 
     def record_shards(self, name: str, seed: int, shards: list[dict[str, Any]], seconds: float) -> None:
-        """All shards of one agent and seed merged: its evaluation time and throughput (the
-        shards' stepping summed, as the local loop sums its tasks')."""
-        self.timing.add(f"eval/{name}/seed{seed}", seconds)
+        """All shards of one agent and seed merged, after `seconds` of evaluation (the grid writes
+        those into `timing.json` as they pass): its throughput (the shards' stepping summed, as
+        the local loop sums its tasks')."""
         if not shards:
             return
         stats = EvalStats(episodes=sum(s["episodes"] for s in shards), env_steps=sum(s["env_steps"] for s in shards),

@@ -79,10 +79,11 @@ class TorchrunGrid:
         tasks = runner.pending_tasks(name, seed)
         if tasks:
             started = time.perf_counter()
-            self._order("eval", name, seed, tasks)
-            shards = [s for mine in gather_to_all(self._evaluate(runner, agent, name, seed, tasks)) for s in mine]
-            for task in tasks:
-                runner.merge_shard(name, seed, task)
+            with runner.timing.timed(f"eval/{name}/seed{seed}"):  # written as it passes
+                self._order("eval", name, seed, tasks)
+                shards = [s for mine in gather_to_all(self._evaluate(runner, agent, name, seed, tasks)) for s in mine]
+                for task in tasks:
+                    runner.merge_shard(name, seed, task)
             runner.record_shards(name, seed, shards, time.perf_counter() - started)
         runner.measure_serial(name, agent, runner.eval_config(name, seed))
 

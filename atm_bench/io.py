@@ -1,9 +1,12 @@
-"""Atomic file writes: a crash or Ctrl-C never leaves a half-written file behind."""
+"""Atomic file writes: a crash or Ctrl-C never leaves a half-written file behind; a directory
+locked against a second writer."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -29,6 +32,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def exclusive(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an advisory lock on the file `path` (made if missing) for the block; where another
+    process holds it, one line that names `what` and the holder. The kernel drops the lock with
+    the process, so a killed holder leaves none behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise UserError(f"{what} is in use by {holder} ({path}): wait for it or stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def utc_timestamp() -> str:

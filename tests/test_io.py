@@ -40,3 +40,28 @@ def test_a_corrupt_json_file_is_named_in_one_line(tmp_path, capsys):
     assert main(["tables", str(tmp_path / "run"), "--out", str(tmp_path / "tables")]) == 2
     err = capsys.readouterr().err.strip()
     assert "corrupt JSON" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_a_locked_directory_refuses_a_second_holder_in_one_line_and_frees_on_exit(tmp_path):
+    from atm_bench.io import exclusive
+
+    lock = tmp_path / "run" / "run.lock"
+    with exclusive(lock, "run directory run"):
+        with pytest.raises(UserError, match=r"run directory run is in use by pid \d+ on .*: wait for it or stop it"):
+            with exclusive(lock, "run directory run"):
+                pass  # never reached: a second open file description of the same file conflicts
+    with exclusive(lock, "run directory run"):  # released when the holder's block ends
+        pass
+
+
+def test_a_second_run_on_a_run_directory_in_use_is_refused(tmp_path, capsys):
+    from atm_bench.bench.runner import RUN_LOCK
+    from atm_bench.cli import main
+    from atm_bench.io import exclusive
+
+    out = tmp_path / "run"
+    with exclusive(out / RUN_LOCK, "run directory"):  # as a driver still running would hold it
+        assert main(["run", "--suite", "libero-goal", "--preset", "smoke", "--out", str(out),
+                     "--data-dir", str(tmp_path / "data")]) == 2
+    assert f"run directory {out} is in use by pid" in capsys.readouterr().err
+    assert not (out / "results.jsonl").exists()

@@ -43,7 +43,7 @@ from atm_bench.envs.libero.protocols import get_protocol
 from atm_bench.envs.libero.spaces import zero_observation
 from atm_bench.envs.libero.suites import get_suite
 from atm_bench.errors import UserError
-from atm_bench.io import JsonFile, read_json, utc_timestamp, write_json_atomic
+from atm_bench.io import JsonFile, exclusive, read_json, utc_timestamp, write_json_atomic
 from atm_bench.learning.distributed import rank_and_world
 from atm_bench.paths import cache_subdir
 from atm_bench.presets import get_preset, with_point_source
@@ -53,6 +53,7 @@ from atm_bench.tracking.annotate import AnnotateConfig
 from atm_bench.tracking.sampling import SamplingConfig
 
 ALL_AGENTS = builtin_names()  # the registry's order: cheap references first
+RUN_LOCK = "run.lock"  # held by the process that runs a run directory (`Runner.run`)
 SERIAL_STEPS = 100  # the serial throughput loop's env steps (capped at one episode's horizon)
 
 
@@ -193,7 +194,8 @@ class Runner:
         """All stages; `grid` (e.g. `bench.ray_grid.RayGrid`), when given, runs the stage-1 model and
         the per-agent work from the plan instead of this process's loop."""
         self.executor = "local" if grid is None else type(grid).__name__
-        with self.display:
+        # One driver per run directory: two would both run its pending episodes and trainings.
+        with exclusive(self.out / RUN_LOCK, f"run directory {self.out}"), self.display:
             self.display.line(f"[run] {self.out}: {self.suite}, preset {self.preset.name}, protocol "
                               f"{self.protocol.name}, agents {','.join(self.agents)}, seeds "
                               f"{','.join(map(str, self.seeds))}, tasks {','.join(map(str, self.tasks))}")

@@ -65,3 +65,18 @@ def test_a_second_run_on_a_run_directory_in_use_is_refused(tmp_path, capsys):
                      "--data-dir", str(tmp_path / "data")]) == 2
     assert f"run directory {out} is in use by pid" in capsys.readouterr().err
     assert not (out / "results.jsonl").exists()
+
+
+def test_a_second_eval_on_a_directory_in_use_is_refused(tmp_path, capsys):
+    """Two evaluations of one agent-seed in one directory would both run its missing episodes and
+    race on config.json's merge: the second stops before it builds the agent."""
+    from atm_bench.bench.runner import RUN_LOCK
+    from atm_bench.cli import main
+    from atm_bench.io import exclusive
+
+    out = tmp_path / "eval"
+    with exclusive(out / RUN_LOCK, "evaluation directory"):
+        assert main(["eval", "--agent", "expert", "--suite", "libero-goal", "--tasks", "0", "--episodes", "1",
+                     "--out", str(out)]) == 2
+    assert f"evaluation directory {out} is in use by pid" in capsys.readouterr().err
+    assert not (out / "results.jsonl").exists() and not (out / "config.json").exists()

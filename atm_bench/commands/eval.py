@@ -5,6 +5,7 @@ from __future__ import annotations
 from atm_bench.commands.data import parse_tasks
 from atm_bench.commands.envs import add_device_arg, add_suite_arg
 from atm_bench.errors import UserError
+from atm_bench.io import exclusive
 
 
 def register(sub) -> None:
@@ -41,6 +42,7 @@ def _eval(args) -> int:
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from atm_bench.agents.base import RunContext, make_agent
+    from atm_bench.bench.runner import RUN_LOCK
     from atm_bench.devices import egl_render_devices, resolve_device
     from atm_bench.bench.evaluation import EvalConfig, run_evaluation
     from atm_bench.data.splits import load_split
@@ -51,22 +53,23 @@ def _eval(args) -> int:
     split = load_split(args.split) if args.split else None
     if split is not None and split.suite != suite:
         raise UserError(f"--split {args.split} is a split of {split.suite}, not of {suite}: pass the checkpoint's split")
-    device = resolve_device(args.device)
-    device = announce_agent_device(args.agent, device)
-    agent = make_agent(args.agent, RunContext(progress=False, device=device))  # the checkpoint says what it is
-    if args.checkpoint:
-        agent.load(args.checkpoint)
-    config = EvalConfig(
-        agent=args.agent, suite=suite, tasks=parse_tasks(args.tasks, suite), protocol=args.protocol,
-        episodes=args.episodes, seed=args.seed, preset=args.preset, n_envs=args.n_envs,
-        render_quality=args.render_quality, image_size=args.image_size or agent.image_size() or 128,
-        horizon=args.horizon or preset_horizon(args.preset), videos=args.videos, asynchronous=not args.sync,
-        render_devices=egl_render_devices(device),
-    )
     out = Path(args.out) if args.out else cache_subdir("eval")
-    evaluator = run_evaluation(agent, config, out)
-    write_eval_config(out, evaluator, split)
-    print_table(evaluator.run(), out)
+    # One process per directory: two evaluating the same agent-seed would both run its missing episodes.
+    with exclusive(out / RUN_LOCK, f"evaluation directory {out}"):
+        device = announce_agent_device(args.agent, resolve_device(args.device))
+        agent = make_agent(args.agent, RunContext(progress=False, device=device))  # the checkpoint says what it is
+        if args.checkpoint:
+            agent.load(args.checkpoint)
+        config = EvalConfig(
+            agent=args.agent, suite=suite, tasks=parse_tasks(args.tasks, suite), protocol=args.protocol,
+            episodes=args.episodes, seed=args.seed, preset=args.preset, n_envs=args.n_envs,
+            render_quality=args.render_quality, image_size=args.image_size or agent.image_size() or 128,
+            horizon=args.horizon or preset_horizon(args.preset), videos=args.videos, asynchronous=not args.sync,
+            render_devices=egl_render_devices(device),
+        )
+        evaluator = run_evaluation(agent, config, out)
+        write_eval_config(out, evaluator, split)
+        print_table(evaluator.run(), out)
     return 0
 
 

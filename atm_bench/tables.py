@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import defaultdict
+import sys
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,7 +34,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from atm_bench.agents.base import BUILTIN_AGENTS, builtin_names
-from atm_bench.bench.results import ResultsStore, is_superseded_file
+from atm_bench.bench.results import ResultsStore, is_superseded_file, record_key
 from atm_bench.bench.stats import (ALPHA, HELD, IMPROVED, REGRESSED, Tally, compare_runs, fisher, format_p,
                                    paired_records, tallies)
 from atm_bench.envs.libero.suites import SUITES
@@ -91,10 +92,7 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
     for path in map(Path, paths):
         if not path.is_dir():
             raise UserError(f"{path}: not a run directory (expected the --out directory of `atm-bench run`)")
-        records = []
-        for jsonl in sorted(path.rglob("*.jsonl")):
-            if not is_superseded_file(jsonl):  # episodes of an agent since retrained
-                records += ResultsStore(jsonl).records()
+        records = _episodes(path)
         if not records:
             raise UserError(f"{path}: no episode records (*.jsonl) found; run `atm-bench run` or `atm-bench eval` first")
         flops = read_json(path / "flops.json")
@@ -108,6 +106,29 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
         runs.append(Run(path, records, flops, config, read_json(path / "throughput.json"),
                         read_json(path / "timing.json"), unfinished))
     return runs
+
+
+def _episodes(path: Path) -> list[dict[str, Any]]:
+    """Every episode recorded under `path` once: its results.jsonl first, then the other files
+    (shards, `atm-bench eval` directories inside it). An episode found again in a later file (a
+    shard merged but not yet deleted, or a stale copy) is counted once, with one warning line,
+    since counting it twice would raise n and tilt its agent-seed's rate."""
+    records, seen, repeated = [], set(), Counter()
+    files = sorted(path.rglob("*.jsonl"), key=lambda f: (f != path / "results.jsonl", f))
+    for jsonl in files:
+        if is_superseded_file(jsonl):  # episodes of an agent since retrained
+            continue
+        for record in ResultsStore(jsonl).records():
+            if record_key(record) in seen:
+                repeated[jsonl.relative_to(path)] += 1
+                continue
+            seen.add(record_key(record))
+            records.append(record)
+    if repeated:
+        where = ", ".join(f"{name} ({n})" for name, n in sorted(repeated.items()))
+        print(f"atm-bench: warning: {path}: {sum(repeated.values())} episode(s) recorded again in {where}: "
+              "each counted once", file=sys.stderr)
+    return records
 
 
 def unfinished_seeds(records: Iterable[dict[str, Any]], config: dict[str, Any]) -> dict[tuple[str, str, int], tuple[int, int]]:

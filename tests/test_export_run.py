@@ -3,6 +3,7 @@ results file (an `atm-bench eval` directory inside the run included)."""
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "export_run.py"
@@ -41,3 +42,27 @@ def test_export_keeps_records_and_one_video_per_agent_and_results_file(tmp_path)
     copied = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert copied == ["agents/bc/seed0/policy/history.json", "config.json", "eval/results.jsonl",
                       "eval/videos/atm/task0_init0.mp4", "results.jsonl", "videos/bc/task0_init1.mp4"]
+
+
+def test_exporting_again_removes_what_the_run_no_longer_has_and_keeps_readme_and_tables(tmp_path):
+    """A shard merged into results.jsonl since the last export must leave the exported directory
+    too (else `atm-bench tables` would see its episodes twice); the directory's hand-written
+    README.md and its regenerated tables/ stay."""
+    run, dest = tmp_path / "run", tmp_path / "dest"
+    _records(run, "bc", [False, True])
+    shard = run / "shards" / "bc" / "seed0" / "task0.jsonl"
+    shard.parent.mkdir(parents=True)
+    shard.write_text((run / "results.jsonl").read_text())
+    (run / "README.md").write_text("a stale copy")
+    export = _export()
+    assert export(run, dest) == (3, 0)  # results, shard, one video; the run's README.md is never copied
+    (dest / "README.md").write_text("by hand")
+    (dest / "tables").mkdir()
+    (dest / "tables" / "success.md").write_text("| table |")
+    shard.unlink()
+    shutil.rmtree(run / "shards")
+    _records(run, "bc", [True, True])  # episodes run again: the chosen video is now init 0's
+    assert export(run, dest) == (2, 2)
+    kept = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert kept == ["README.md", "results.jsonl", "tables/success.md", "videos/bc/task0_init0.mp4"]
+    assert (dest / "README.md").read_text() == "by hand" and not (dest / "shards").exists()

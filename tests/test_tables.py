@@ -247,3 +247,14 @@ def test_variants_of_an_agent_get_their_own_success_rows(tmp_path):
     assert [r[0] for r in ablation_rows(load_runs([main_run, robot]))[1]] == ["Nearest neighbour (ref.)", "BC", "ATM", "ATM"]
     write_tables([main_run], tmp_path / "one")
     assert "| ATM   " in (tmp_path / "one" / "success.md").read_text()  # one run: plain names
+
+
+def test_an_episode_recorded_in_two_files_is_counted_once(run_dir, capsys):
+    """A shard merged into results.jsonl but not deleted (a crash between the two, or a stale copy
+    left in an exported directory) must not raise n or tilt the seed's rate."""
+    before = load_runs([run_dir])[0].records
+    shard = ResultsStore(run_dir / "shards" / "bc" / "seed0" / "task0.jsonl")
+    shard.extend(_records("bc", "libero_goal", 0, [1, 1]))  # init states 0-1 again, now as successes
+    records = load_runs([run_dir])[0].records
+    assert len(records) == len(before) and per_seed_success(records)[("bc", "libero_goal")] == {0: 25.0}
+    assert "2 episode(s) recorded again in shards/bc/seed0/task0.jsonl (2): each counted once" in capsys.readouterr().err

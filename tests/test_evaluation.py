@@ -158,7 +158,7 @@ def test_evaluation_writes_videos_and_respects_the_horizon(tmp_path):
     video = read_mp4(tmp_path / "plain" / records[0]["video"])
     assert video.shape == (7, 128, 256, 3)  # the reset frame + 6 steps, both views side by side
     assert "video" not in records[1]
-    assert list((tmp_path / "plain" / "configs").glob("eval_still_*.json"))
+    assert list((tmp_path / "plain" / "configs").glob("eval_still_seed0_task0_*.json"))
 
     # The same episodes with the agent's overlay: a track across the agentview (at twice the size).
     from atm_bench.agents.base import VideoOverlay
@@ -304,3 +304,21 @@ def test_the_serial_loop_is_the_evaluation_loop_with_one_env_and_a_step_budget(t
     assert out["steps_per_second"] == pytest.approx(12 / out["seconds"], rel=1e-2)
     assert list(tmp_path.iterdir()) == []  # no results store, no videos
     assert "eval still" not in capsys.readouterr().out  # a measurement, not an evaluation: no task lines
+
+
+def test_shards_starting_in_the_same_second_keep_their_own_config_snapshots(tmp_path, monkeypatch):
+    """On a cluster two shards of one agent-seed start together: neither snapshot may overwrite the other."""
+    from atm_bench.bench import evaluation
+
+    class Frozen:
+        @staticmethod
+        def now(tz):
+            from datetime import datetime
+            return datetime(2026, 12, 6, 7, 0, 0, tzinfo=tz)
+
+    monkeypatch.setattr(evaluation, "datetime", Frozen)
+    for task in (3, 4):
+        config = evaluation.EvalConfig(agent="still", suite="libero_goal", tasks=(task,), episodes=1, seed=2)
+        evaluation.run_evaluation(_StillAgent(), config, tmp_path, progress=False)
+    names = sorted(p.name for p in (tmp_path / "configs").iterdir())
+    assert names == ["eval_still_seed2_task3_20261206T070000.json", "eval_still_seed2_task4_20261206T070000.json"]

@@ -412,7 +412,10 @@ def run_evaluation(agent, config: EvalConfig, out_dir: str | Path, progress: boo
     which `.stats` holds the throughput). `results`: as `Evaluator`'s."""
     evaluator = Evaluator(agent, config, out_dir, progress=progress, results=results)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    write_json_atomic(Path(out_dir) / "configs" / f"eval_{config.agent}_{stamp}.json", evaluator.snapshot())
+    # Seed and a shard's task in the name: shards of one agent start in the same second on a cluster.
+    shard = f"_task{config.tasks[0]}" if len(config.tasks) == 1 else ""
+    name = f"eval_{config.agent}_seed{config.seed}{shard}_{stamp}.json"
+    write_json_atomic(Path(out_dir) / "configs" / name, evaluator.snapshot())
     return evaluator
 
 

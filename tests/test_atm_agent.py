@@ -74,6 +74,30 @@ def test_agent_flops_and_save_load(trained):
     assert np.allclose(agent.act(obs), other.act(obs), atol=1e-6)
 
 
+def test_load_finds_the_track_model_the_policy_was_trained_with(trained, tmp_path):
+    """`train policy --track-model DIR --out X/policy` leaves no X/track_model: loading X acts with
+    the stage-1 model its config records, and says how to fix it when that model is gone."""
+    import json
+    import shutil
+
+    from atm_bench.atm.agent import ATMAgent
+    from atm_bench.errors import UserError
+
+    agent, tmp = trained
+    shutil.copytree(tmp / "run" / "policy", tmp_path / "alone" / "policy")
+    other = ATMAgent("smoke", progress=False)
+    other.load(tmp_path / "alone")
+    obs = _obs(2, np.random.default_rng(3))
+    for a in (agent, other):
+        a.reset(TaskInfo(suite="libero_goal", task=0, name="a", instruction="move the square"))
+    assert np.allclose(agent.act(obs), other.act(obs), atol=1e-6)
+
+    config = tmp_path / "alone" / "policy" / "config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"track_model": str(tmp_path / "gone")}))
+    with pytest.raises(UserError, match="copy or link that stage-1 model to .*track_model"):
+        ATMAgent("smoke", progress=False).load(tmp_path / "alone")
+
+
 def test_video_overlay_is_the_last_predicted_tracks_per_view(trained):
     from atm_bench.atm.agent import BCAgent
 

@@ -100,7 +100,7 @@ class ATMAgent(WindowedAgent):
         self.track_model = None
         cfg = self.policy.cfg
         if self.policy.uses_tracks and cfg.track_motion and track_dir is None and not cfg.language:
-            raise UserError(f"{policy_dir}: the policy uses tracks but no track model was saved beside it")
+            track_dir = self._recorded_track_model(Path(policy_dir))
         if self.policy.uses_tracks and track_dir is not None:  # else the paper's BC: tracks zeroed
             self.track_model, self._track_config = load_track_model(track_dir)
             self.track_model.to(self.device)
@@ -235,6 +235,18 @@ class ATMAgent(WindowedAgent):
         directory = Path(directory)
         track = directory / "track_model"
         self._load_models(directory / "policy", track if track.is_dir() else None)
+
+    def _recorded_track_model(self, policy_dir: Path) -> Path:
+        """The stage-1 model the policy was trained with, as its config records it: a policy trained
+        by `atm-bench train policy --track-model DIR --out X/policy` has no `X/track_model`, and
+        evaluating `X` should still act with the model it learned from."""
+        recorded = self._policy_config.get("track_model")
+        if recorded and Path(recorded).is_dir():
+            return Path(recorded)
+        raise UserError(f"{policy_dir}: the policy uses tracks but no track model is beside it "
+                        f"({policy_dir.parent / 'track_model'}) and the one it was trained with "
+                        f"({recorded or 'not recorded'}) is not there: copy or link that stage-1 model to "
+                        f"{policy_dir.parent / 'track_model'}")
 
     def resolved_config(self) -> dict[str, Any]:
         """The preset as trained (with the seed; stage 1's parts only when the agent uses tracks,

@@ -219,6 +219,35 @@ class _Crashing:
         return Crash(env)
 
 
+class _Dying:
+    """Picklable env wrapper factory: the worker process itself dies (`os._exit`, as a native abort
+    in MuJoCo would) at step 3 of init state 1, the first time only (counted in a file)."""
+
+    def __init__(self, counter):
+        self.counter = str(counter)
+
+    def __call__(self, env):
+        import gymnasium as gym
+
+        outer = self
+
+        class Die(gym.Wrapper):
+            def reset(self, **kw):
+                self.index, self.steps = self.env.next_init_state, 0
+                return self.env.reset(**kw)
+
+            def step(self, action):
+                import os
+
+                self.steps += 1
+                if self.index == 1 and self.steps == 3 and not os.path.exists(outer.counter):
+                    open(outer.counter, "w").close()
+                    os._exit(1)
+                return self.env.step(action)
+
+        return Die(env)
+
+
 class _StillAgent(Agent):
     name = "still"
     wrapper = None
@@ -322,3 +351,34 @@ def test_shards_starting_in_the_same_second_keep_their_own_config_snapshots(tmp_
         evaluation.run_evaluation(_StillAgent(), config, tmp_path, progress=False)
     names = sorted(p.name for p in (tmp_path / "configs").iterdir())
     assert names == ["eval_still_seed2_task3_20261206T070000.json", "eval_still_seed2_task4_20261206T070000.json"]
+
+
+@pytest.mark.sim
+def test_a_worker_process_that_dies_mid_step_is_restarted_not_waited_for(tmp_path, capsys):
+    """Two async workers, one killed mid-step: closing the vector env must not wait for the step
+    the dead worker never answers (it hung there for good); the episode is retried and recorded."""
+    import dataclasses
+    import signal
+
+    from atm_bench.bench.evaluation import evaluate
+
+    fired = []
+
+    def hung(signum, frame):  # the old close caught what this raises and went on: the flag tells
+        fired.append(True)
+        raise TimeoutError("the evaluation hung after a worker died")
+
+    agent = _StillAgent()
+    agent.wrapper = _Dying(tmp_path / "died")
+    config = dataclasses.replace(_fault_config(), n_envs=2, asynchronous=True)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)
+    try:
+        records = evaluate(agent, config, tmp_path / "a", progress=False)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert (tmp_path / "died").exists() and not fired
+    assert sorted((r["init_state"], r["steps"], r.get("status")) for r in records) == \
+        [(0, 5, None), (1, 5, None), (2, 5, None)]
+    assert "environment crashed on task 0" in capsys.readouterr().err

@@ -115,6 +115,18 @@ def make_eval_vector_env(config: EvalConfig, task: int, n_envs: int, wrapper: Ca
                            render_quality=config.render_quality, protocol=config.protocol)
 
 
+def close_vector_env(venv, crashed: bool) -> None:
+    """Close `venv`; after a crash, terminate its workers instead: a plain close first waits for
+    the step still pending, and a worker that died mid-step (a native abort in MuJoCo or the
+    renderer) never answers, so the evaluation would hang there for good."""
+    try:
+        venv.close(terminate=crashed)
+    except Exception:  # a dead worker's pipe raised while draining: stop the live workers directly
+        for process in getattr(venv, "processes", ()):
+            if process.is_alive():
+                process.terminate()
+
+
 class Evaluator:
     """Runs one agent under one `EvalConfig`, writing records to `out_dir/results.jsonl`.
 
@@ -259,6 +271,7 @@ class Evaluator:
         venv = make_eval_vector_env(self.config, task, n, self.agent.env_wrapper())
         self.max_envs = max(self.max_envs, n)
         started = time.perf_counter()
+        interrupted = True
         try:
             self._agent(self.agent.reset, TaskInfo(self.suite, task, spec.name, spec.instruction))
             started = time.perf_counter()  # throughput counts stepping, not env start-up or agent reset
@@ -283,12 +296,10 @@ class Evaluator:
                             advance()
                 if ended.any():
                     obs = self._start(venv, task, slots, queue, ended, obs)
+            interrupted = False
         finally:
             self.loop_seconds += time.perf_counter() - started
-            try:
-                venv.close()
-            except Exception:  # a crashed worker may not close cleanly; it is gone either way
-                pass
+            close_vector_env(venv, crashed=interrupted)
 
     def _agent(self, method: Callable, *args: Any) -> Any:
         """Call the agent; what it raises is the agent's failure, not the environment's (`_AgentFailed`).

@@ -271,7 +271,7 @@ class Evaluator:
         venv = make_eval_vector_env(self.config, task, n, self.agent.env_wrapper())
         self.max_envs = max(self.max_envs, n)
         started = time.perf_counter()
-        interrupted = True
+        crashed = True  # until the loop ends normally: an exception or Ctrl-C terminates the workers
         try:
             self._agent(self.agent.reset, TaskInfo(self.suite, task, spec.name, spec.instruction))
             started = time.perf_counter()  # throughput counts stepping, not env start-up or agent reset
@@ -296,10 +296,10 @@ class Evaluator:
                             advance()
                 if ended.any():
                     obs = self._start(venv, task, slots, queue, ended, obs)
-            interrupted = False
+            crashed = False
         finally:
             self.loop_seconds += time.perf_counter() - started
-            close_vector_env(venv, crashed=interrupted)
+            close_vector_env(venv, crashed=crashed)
 
     def _agent(self, method: Callable, *args: Any) -> Any:
         """Call the agent; what it raises is the agent's failure, not the environment's (`_AgentFailed`).

@@ -37,7 +37,7 @@ def test_an_improvement_exits_0_and_a_regression_exits_1(runs, capsys):
 
     assert main(["compare", baseline, worse]) == 1
     out = capsys.readouterr().out
-    assert "atm: A = baseline, B = worse" in out and "verdict: regressed" in out  # atm: 40/50 -> 10/50
+    assert "atm: A = baseline (seeds 0, 1), B = worse (seeds 0, 1)" in out and "verdict: regressed" in out  # atm: 40/50 -> 10/50
     assert "verdict: held" in out  # bc: 4/50 both times, the interval of B - A within +-20 points
     assert "knn" not in out  # only in one run: nothing to compare
     assert "different horizons" not in out
@@ -88,14 +88,44 @@ def test_one_agent_against_another_in_one_run_or_across_two(runs, capsys):
     baseline, better, _ = runs
     assert main(["compare", baseline, baseline, "--agents", "bc:atm"]) == 0  # 4/50 -> 40/50
     out = capsys.readouterr().out
-    assert "bc:atm: A = bc in baseline, B = atm in baseline" in out and "verdict: improved" in out
+    assert "bc:atm: A = bc in baseline (seeds 0, 1), B = atm in baseline (seeds 0, 1)" in out and "verdict: improved" in out
     assert "| pooled  | shared | 4/50" in out and "40/50" in out
     assert main(["compare", baseline, baseline, "--agents", "atm:bc"]) == 1  # the reverse: a regression
     assert "verdict: regressed" in capsys.readouterr().out
     assert main(["compare", baseline, better, "--agents", "atm,bc:atm"]) == 0  # plain names mix with pairs
     out = capsys.readouterr().out
-    assert "atm: A = baseline, B = better" in out and "bc:atm: A = bc in baseline, B = atm in better" in out
+    assert "atm: A = baseline (seeds 0, 1), B = better (seeds 0, 1)" in out
+    assert "bc:atm: A = bc in baseline (seeds 0, 1), B = atm in better (seeds 0, 1)" in out
+    assert "pool different" not in out
     assert main(["compare", baseline, better, "--agents", "knn:atm"]) == 2
     assert "knn:atm not evaluated in both" in capsys.readouterr().err
     assert main(["compare", baseline, better, "--agents", "bc:atm:r3m"]) == 2
     assert "A_AGENT:B_AGENT" in capsys.readouterr().err
+
+
+def test_seeds_option_compares_the_same_training_seeds_on_both_sides(tmp_path, capsys):
+    """A run with BC at seed 0 only and ATM at seeds 0 and 1: `bc:atm` pools unequal sets of
+    trainings, which the report names with the `--seeds` that compares equal ones."""
+    store = ResultsStore(tmp_path / "lopsided" / "results.jsonl")
+    for agent, seeds, successes in (("bc", (0,), 5), ("atm", (0, 1), 9)):
+        store.extend({"agent": agent, "suite": "libero_goal", "task": 0, "init_state": i, "seed": seed,
+                      "protocol": "atm", "preset": "smoke", "horizon": 600, "success": i < successes + 10 * seed,
+                      "steps": 10, "seconds": 0.1} for seed in seeds for i in range(20))
+    run = str(tmp_path / "lopsided")
+    assert main(["compare", run, run, "--agents", "bc:atm"]) == 0
+    out = capsys.readouterr().out
+    assert "A = bc in lopsided (seeds 0), B = atm in lopsided (seeds 0, 1)" in out
+    assert "note: A and B pool different training seeds; --seeds 0 compares the same ones" in out
+    assert "| 5/20" in out and "28/40" in out  # atm: 9 of seed 0 + 19 of seed 1
+    assert main(["compare", run, run, "--agents", "bc:atm", "--seeds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "(seeds 0), B = atm in lopsided (seeds 0)" in out and "pool different" not in out
+    assert "9/20" in out and "28/40" not in out
+    assert main(["compare", run, run, "--seeds", "1"]) == 0  # bc has no seed-1 episode: atm alone
+    out = capsys.readouterr().out
+    assert out.startswith("atm: A = lopsided (seeds 1)") and "bc" not in out
+    assert main(["compare", run, run, "--agents", "bc:atm", "--seeds", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no episode of those seeds" in err and "it has seeds 0" in err
+    assert main(["compare", run, run, "--seeds", "zero"]) == 2
+    assert "comma-separated integers" in capsys.readouterr().err

@@ -146,3 +146,29 @@ def test_env_workers_render_on_the_visible_gpus_in_turn(monkeypatch):
     assert [f.args[-1] for f in fns] == [2, 5, 2, 5, 2]
     assert [f.args[-1] for f in worker_factories({}, 2, False, None, (2, 5))] == [None, None]
     assert [f.args[-1] for f in worker_factories({}, 2, True, None, ())] == [None, None]
+
+
+def test_each_libero_installation_reads_its_own_path_config(tmp_path):
+    """LIBERO's config holds absolute paths into the installation that wrote it. A config left by
+    another venv (here: one that no longer exists, as after a CI clone is removed) must not send
+    this installation to its BDDL files: each installation has its own config directory."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    gone = {key: f"/gone/venv/site-packages/libero/libero/{key}" for key in
+            ("benchmark_root", "bddl_files", "init_states", "datasets", "assets")}
+    shared = tmp_path / "libero-config"  # the one directory every venv shared before
+    (shared / "0123456789ab").mkdir(parents=True)  # another installation's own
+    for directory in (shared, shared / "0123456789ab"):
+        (directory / "config.yaml").write_text(yaml.safe_dump(gone))
+    env = {k: v for k, v in os.environ.items() if k != "LIBERO_CONFIG_PATH"} | {"ATM_BENCH_CACHE": str(tmp_path)}
+    code = ("from atm_bench.envs.libero.runtime import libero; from libero.libero import get_libero_path; libero(); "
+            "print(get_libero_path('bddl_files'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    bddl_files = out.strip().splitlines()[-1]
+    assert os.path.isdir(os.path.join(bddl_files, "libero_goal")), bddl_files
+    own = [p for p in shared.iterdir() if p.is_dir() and p.name != "0123456789ab"]
+    assert len(own) == 1 and yaml.safe_load((own[0] / "config.yaml").read_text())["bddl_files"] == bddl_files
